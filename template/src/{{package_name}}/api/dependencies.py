@@ -1,0 +1,16 @@
+"""Dependencies every router shares."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..core.config import Settings
+
+
+def app_settings(request: Request) -> Settings:
+    """The settings the app was created with (tests create apps with their own)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+AppSettings = Annotated[Settings, Depends(app_settings)]

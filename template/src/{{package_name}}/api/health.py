@@ -1,0 +1,53 @@
+"""Liveness (no I/O) and readiness (the database answers and its schema is current)."""
+
+import asyncio
+import logging
+from typing import Literal
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from ..db.engine import DatabaseManager
+from ..db.migrations import current_revision
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = {}
+
+
+@router.get("/live", response_model=Health, summary="The process is up (no I/O)")
+async def live() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/ready",
+    response_model=Health,
+    summary="The database answers and its schema is at the latest migration",
+    responses={503: {"model": Health, "description": "Not ready; retry later"}},
+)
+async def ready(request: Request, response: Response) -> Health:
+    db: DatabaseManager = request.app.state.db
+    checks = {"database": "ok", "schema": "ok"}
+    try:
+        async with (
+            asyncio.timeout(db.settings.health_timeout),
+            db.engine.connect() as conn,
+        ):
+            await conn.execute(text("SELECT 1"))
+            expected = request.app.state.schema_head
+            if expected is not None and await conn.run_sync(current_revision) != expected:
+                checks["schema"] = "behind"
+    except Exception as error:  # any failure to answer in time means "not ready"
+        log.warning("readiness check failed: %s", type(error).__name__)
+        checks = {"database": "unreachable"}
+    if checks == {"database": "ok", "schema": "ok"}:
+        return Health(status="ok", checks=checks)
+    response.status_code = 503
+    response.headers["Retry-After"] = "5"
+    return Health(status="unavailable", checks=checks)

@@ -1,0 +1,38 @@
+"""Pure ASGI middleware: no `BaseHTTPMiddleware`, which orphans work when clients leave."""
+
+import re
+import uuid
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..core.logging import request_id_var
+
+_HEADER = "x-request-id"
+# A caller's id is echoed only when it is short and plain, so it is safe in logs.
+_SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+class RequestIdMiddleware:
+    """Gives every request an id: the caller's `X-Request-ID`, or a new one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(_HEADER.encode(), b"").decode("latin-1")
+        request_id = incoming if _SAFE_ID.fullmatch(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)

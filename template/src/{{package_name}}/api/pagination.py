@@ -1,0 +1,48 @@
+"""Query parameters and response bodies for offset and cursor pages."""
+
+from typing import Annotated, Generic, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel, ConfigDict
+
+from ..core.errors import InvalidQuery
+from .dependencies import AppSettings
+
+T = TypeVar("T")
+
+
+class OffsetPage(BaseModel, Generic[T]):
+    model_config = ConfigDict(from_attributes=True)
+
+    items: list[T]
+    total: int
+    page: int
+    size: int
+
+
+class CursorPage(BaseModel, Generic[T]):
+    model_config = ConfigDict(from_attributes=True)
+
+    items: list[T]
+    next_cursor: str | None
+    size: int
+
+
+def page_size(
+    settings: AppSettings,
+    size: Annotated[int, Query(ge=1, description="Items per page, at most MAX_PAGE_SIZE")] = 20,
+) -> int:
+    if size > settings.max_page_size:
+        raise InvalidQuery(f"size must be at most {settings.max_page_size}", field="size")
+    return size
+
+
+PageNumber = Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number")]
+PageSize = Annotated[int, Depends(page_size)]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=512,
+        description="`next_cursor` of the previous page; omit for the first",
+    ),
+]

@@ -1,0 +1,167 @@
+"""One error format for every response: problem details (RFC 9457).
+
+Every error leaves through here, so no body ever carries SQL, driver messages, stack
+traces or the database URL: unexpected exceptions are logged in full and answered
+with a generic 500.
+"""
+
+import logging
+from http import HTTPStatus
+from typing import Any, cast
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..core.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    DomainError,
+    InvalidData,
+    InvalidQuery,
+    NotFound,
+    StaleVersion,
+)
+from ..core.logging import request_id_var
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+_TYPES = "https://problems.example.com/"  # documentation URIs for each problem type
+
+
+class Problem(BaseModel):
+    """Documented in OpenAPI for every error response."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    request_id: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem(
+    request: Request,
+    status: int,
+    kind: str,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": _TYPES + kind if kind != "about:blank" else kind,
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "request_id": request_id_var.get(),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _is_unavailable(error: BaseException) -> bool:
+    """Faults of reaching the database, as opposed to faults in what was asked of it."""
+    if isinstance(error, PoolTimeoutError | OperationalError | InterfaceError | OSError):
+        return True
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated
+    return isinstance(error, TimeoutError)
+
+
+# Starlette types every handler as (Request, Exception); each is registered for one class.
+
+
+async def _domain(request: Request, exc: Exception) -> JSONResponse:
+    error = cast(DomainError, exc)
+    if isinstance(error, NotFound):
+        return problem(request, 404, "not-found", error.detail)
+    if isinstance(error, StaleVersion):
+        return problem(request, 409, "stale-version", error.detail)
+    if isinstance(error, Conflict):
+        return problem(request, 409, "conflict", error.detail)
+    if isinstance(error, InvalidQuery):
+        loc = ["query", error.field] if error.field else ["query"]
+        errors = [{"loc": loc, "msg": error.detail, "type": "invalid_query"}]
+        return problem(request, 422, "invalid-query", error.detail, errors=errors)
+    if isinstance(error, InvalidData):
+        return problem(request, 422, "invalid-data", error.detail)
+    return problem(request, 400, "bad-request", error.detail)
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    error = cast(RequestValidationError, exc)
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+    return problem(request, 422, "validation", "the request is not valid", errors=errors)
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    error = cast(StarletteHTTPException, exc)
+    return problem(
+        request,
+        error.status_code,
+        "about:blank",
+        str(error.detail),
+        headers=dict(error.headers) if error.headers else None,
+    )
+
+
+async def _unavailable(request: Request, error: Exception) -> JSONResponse:
+    retry_after = error.retry_after if isinstance(error, DatabaseUnavailable) else 5
+    log.warning("database unavailable: %s", type(error).__name__)
+    db = getattr(request.app.state, "db", None)
+    if isinstance(error, PoolTimeoutError) and db is not None:
+        db.counters.checkout_timeouts += 1
+    return problem(
+        request,
+        503,
+        "database-unavailable",
+        "the database is unavailable; retry later",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+async def _database(request: Request, error: Exception) -> JSONResponse:
+    if _is_unavailable(error):
+        return await _unavailable(request, error)
+    if isinstance(error, IntegrityError):  # a write the services did not translate
+        log.warning("unhandled integrity error: %s", error.orig)
+        return problem(request, 409, "conflict", "the request conflicts with stored data")
+    return await _unexpected(request, error)
+
+
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=error)
+    return problem(request, 500, "internal", "an internal error occurred; it has been logged")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(DatabaseUnavailable, _unavailable)
+    app.add_exception_handler(DBAPIError, _database)
+    app.add_exception_handler(PoolTimeoutError, _unavailable)
+    app.add_exception_handler(OSError, _unavailable)
+    app.add_exception_handler(TimeoutError, _unavailable)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problems a route can answer with."""
+    return {
+        status: {
+            "model": Problem,
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_JSON: {}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,1 @@
+"""Settings, errors and logging: what every layer of the service shares."""

@@ -1,0 +1,1 @@
+"""Database machinery the domain packages build on: engine, sessions, base, repository."""

@@ -1,0 +1,139 @@
+"""`DatabaseManager`: the one engine and session factory of a process.
+
+Created in the app's lifespan (never at import, so importing the app opens no
+connection and tests can point it elsewhere), connected with bounded retries, and
+disposed at shutdown.
+"""
+
+import asyncio
+import logging
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from ..core.config import Settings
+from ..core.errors import DatabaseUnavailable
+from .metrics import PoolCounters, log_slow_queries, watch_pool
+
+log = logging.getLogger(__name__)
+
+
+def driver_arguments(settings: Settings) -> dict[str, Any]:
+    """asyncpg connection arguments: a connect timeout and per-session server settings."""
+    server_settings = {"application_name": settings.db_application_name}
+    if settings.db_statement_timeout_ms:
+        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    if settings.db_idle_in_transaction_timeout_ms:
+        server_settings["idle_in_transaction_session_timeout"] = str(
+            settings.db_idle_in_transaction_timeout_ms
+        )
+    return {"timeout": settings.db_connect_timeout, "server_settings": server_settings}
+
+
+def build_engine(settings: Settings) -> AsyncEngine:
+    engine = create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        echo=settings.db_echo,
+        connect_args=driver_arguments(settings),
+    )
+    event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
+    return engine
+
+
+def _connect_or_unavailable(
+    dialect: Dialect, _record: Any, cargs: tuple[Any, ...], cparams: dict[str, Any]
+) -> Any:
+    """Any failure to open a connection means the database is unavailable right now.
+
+    Drivers report it in many ways (refused, timed out, "not accepting connections",
+    too many clients); naming it once here lets every caller answer 503 and retry.
+    """
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except Exception as error:
+        raise DatabaseUnavailable(f"cannot connect: {type(error).__name__}") from error
+
+
+class DatabaseManager:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.counters = PoolCounters()
+        self._engine: AsyncEngine | None = None
+        self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("DatabaseManager.connect() has not been awaited")
+        return self._engine
+
+    @property
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        if self._sessionmaker is None:
+            raise RuntimeError("DatabaseManager.connect() has not been awaited")
+        return self._sessionmaker
+
+    async def connect(self) -> None:
+        """Build the engine and wait, with exponential backoff, until the database answers."""
+        engine = build_engine(self.settings)
+        watch_pool(engine.sync_engine, self.counters)
+        if self.settings.db_slow_query_ms:
+            log_slow_queries(engine.sync_engine, self.settings.db_slow_query_ms)
+        # expire_on_commit=False: objects stay readable after commit without a lazy load
+        # (which async sessions cannot do implicitly). autoflush=False: flushes happen where
+        # the code says so, never in the middle of building a query.
+        self._sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self._engine = engine
+        attempts = self.settings.db_connect_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                async with engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+                break
+            except (DatabaseUnavailable, DBAPIError, OSError, TimeoutError) as error:
+                if attempt == attempts:
+                    log.error("database unreachable after %d attempts: %s", attempts, error)
+                    raise
+                delay = self.settings.db_connect_backoff * 2 ** (attempt - 1)
+                log.warning(
+                    "database not ready (%s); retrying in %.1fs",
+                    type(error).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        ceiling = self.settings.db_pool_size + self.settings.db_max_overflow
+        log.info(
+            "database %s connected; at most %d connections per worker (pool %d + overflow %d)",
+            self.settings.database_url,
+            ceiling,
+            self.settings.db_pool_size,
+            self.settings.db_max_overflow,
+        )
+
+    async def disconnect(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+        self._engine = None
+        self._sessionmaker = None
+
+    def pool_status(self) -> dict[str, int]:
+        pool: Any = self.engine.pool
+        return {
+            "size": pool.size(),
+            "checked_out": pool.checkedout(),
+            "overflow": max(pool.overflow(), 0),
+            **self.counters.as_dict(),
+        }

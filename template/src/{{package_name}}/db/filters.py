@@ -1,0 +1,96 @@
+"""Turn client-supplied filter and sort names into SQL, through a whitelist.
+
+Names are looked up among a model's mapped columns and values are coerced to the
+column's Python type, so nothing a client sends is ever spliced into SQL text: a name
+that is not a column, or a value of the wrong type, is an `InvalidQuery`.
+"""
+
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, inspect
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.elements import ColumnElement
+
+from ..core.errors import InvalidQuery, join_names
+
+
+def column_names(model: type[Any]) -> frozenset[str]:
+    return frozenset(attr.key for attr in inspect(model).column_attrs)
+
+
+def column(
+    model: type[Any], name: str, allowed: Collection[str], *, purpose: str
+) -> InstrumentedAttribute[Any]:
+    if name not in allowed:
+        raise InvalidQuery(
+            f"cannot {purpose} by {name!r}; allowed: {join_names(list(allowed))}",
+            field=name,
+        )
+    attr: InstrumentedAttribute[Any] = getattr(model, name)
+    return attr
+
+
+def coerce(attr: InstrumentedAttribute[Any], value: object) -> object:
+    """Convert `value` to the column's Python type or refuse it with a clear message."""
+    name = attr.key
+    try:
+        python_type = attr.type.python_type
+    except NotImplementedError:  # pragma: no cover - every column type here has one
+        return value
+    if value is None or (isinstance(value, python_type) and not isinstance(value, bool)):
+        return value
+    if python_type is bool and isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    try:
+        if python_type is uuid.UUID:
+            return uuid.UUID(text)
+        if python_type is bool:
+            return {"true": True, "false": False}[text.lower()]
+        if python_type is int and not isinstance(value, bool):
+            return int(text)
+        if python_type is datetime:
+            parsed = datetime.fromisoformat(text)
+            if parsed.tzinfo is None:
+                raise ValueError("a time zone is required")
+            return parsed
+        if python_type is str and isinstance(value, str):
+            return value
+    except (ValueError, KeyError):
+        pass
+    raise InvalidQuery(f"{name}: {value!r} is not a valid {python_type.__name__}", field=name)
+
+
+def where(
+    model: type[Any], filters: Mapping[str, object], allowed: Collection[str]
+) -> list[ColumnElement[bool]]:
+    """Equality per key; a list or tuple value means IN, None means IS NULL."""
+    clauses: list[ColumnElement[bool]] = []
+    for name, value in filters.items():
+        attr = column(model, name, allowed, purpose="filter")
+        if isinstance(value, list | tuple | set | frozenset):
+            clauses.append(attr.in_([coerce(attr, item) for item in value]))
+        elif value is None:
+            clauses.append(attr.is_(None))
+        else:
+            clauses.append(attr == coerce(attr, value))
+    return clauses
+
+
+def parse_sort(sort: str) -> tuple[str, bool]:
+    """`"created_at"` sorts ascending, `"-created_at"` descending."""
+    return (sort[1:], True) if sort.startswith("-") else (sort, False)
+
+
+S = TypeVar("S", bound=Select[Any])
+
+
+def order_by(stmt: S, model: type[Any], sorts: Sequence[str], allowed: Collection[str]) -> S:
+    for sort in sorts:
+        name, descending = parse_sort(sort)
+        attr = column(model, name, allowed, purpose="sort")
+        stmt = stmt.order_by(attr.desc() if descending else attr.asc())
+    return stmt

@@ -1,0 +1,111 @@
+"""Offset pages and keyset (cursor) pages over any single-entity SELECT.
+
+Cursor pages compare the row value `(sort_column, id) > (last_value, last_id)`, with
+the primary key breaking ties, and fetch one row more than asked to learn whether a
+next page exists. The cursor is opaque to clients: JSON, signed with HMAC, base64url.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from ..core.errors import InvalidQuery
+from .filters import coerce
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+    page: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class CursorPage(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+    size: int
+
+
+def _plain(value: object) -> object:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+class CursorCodec:
+    """Signs cursors so a client can neither forge nor corrupt a position unnoticed."""
+
+    def __init__(self, secret: str) -> None:
+        self._key = secret.encode()
+
+    def _sign(self, payload: bytes) -> str:
+        digest = hmac.new(self._key, payload, hashlib.sha256).digest()[:12]
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def encode(self, sort: str, values: tuple[object, object]) -> str:
+        payload = json.dumps({"s": sort, "v": [_plain(v) for v in values]}).encode()
+        body = base64.urlsafe_b64encode(payload).decode().rstrip("=")
+        return f"{body}.{self._sign(payload)}"
+
+    def decode(self, cursor: str, sort: str) -> tuple[object, object]:
+        bad = InvalidQuery("cursor is malformed or was not issued by this service", field="cursor")
+        body, _, signature = cursor.partition(".")
+        try:
+            payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        except ValueError:
+            raise bad from None
+        if not signature or not hmac.compare_digest(signature, self._sign(payload)):
+            raise bad
+        data = json.loads(payload)
+        if data.get("s") != sort:
+            raise InvalidQuery(
+                f"cursor belongs to sort {data.get('s')!r}, not {sort!r}; start again without it",
+                field="cursor",
+            )
+        first, second = data["v"]
+        return first, second
+
+
+async def paginate_offset(
+    session: AsyncSession, stmt: Select[Any], *, page: int, size: int
+) -> Page[Any]:
+    total = await session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    rows = await session.scalars(stmt.limit(size).offset((page - 1) * size))
+    return Page(items=list(rows.all()), total=total or 0, page=page, size=size)
+
+
+async def paginate_cursor(
+    session: AsyncSession,
+    stmt: Select[Any],
+    *,
+    codec: CursorCodec,
+    sort_attr: InstrumentedAttribute[Any],
+    id_attr: InstrumentedAttribute[Any],
+    descending: bool,
+    cursor: str | None,
+    size: int,
+) -> CursorPage[Any]:
+    sort = ("-" if descending else "") + sort_attr.key
+    if cursor is not None:
+        raw_value, raw_id = codec.decode(cursor, sort)
+        after = tuple_(coerce(sort_attr, raw_value), coerce(id_attr, raw_id))
+        key = tuple_(sort_attr, id_attr)
+        stmt = stmt.where(key < after if descending else key > after)
+    order = (sort_attr.desc(), id_attr.desc()) if descending else (sort_attr.asc(), id_attr.asc())
+    rows = list((await session.scalars(stmt.order_by(*order).limit(size + 1))).all())
+    next_cursor = None
+    if len(rows) > size:
+        rows = rows[:size]
+        last = rows[-1]
+        next_cursor = codec.encode(sort, (getattr(last, sort_attr.key), getattr(last, id_attr.key)))
+    return CursorPage(items=rows, next_cursor=next_cursor, size=size)

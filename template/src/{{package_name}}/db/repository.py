@@ -1,0 +1,218 @@
+"""`BaseRepository[ModelT]`: typed data access that every model's repository extends.
+
+Statements are values: `select()` gives the base statement (live rows only where the
+model soft-deletes), callers refine it, and `get_one_or_none`, `paginate_offset` and
+`paginate_cursor` execute it. Repositories flush but never commit: the unit of work
+in the service layer owns the transaction.
+"""
+
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, TypeVar, cast
+
+from sqlalchemy import Select, exists, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.base import ExecutableOption
+
+from . import filters as f
+from .base import Base
+from .mixins import SoftDeleteMixin, VersionedMixin
+from .pagination import CursorCodec, CursorPage, Page, paginate_cursor, paginate_offset
+
+ModelT = TypeVar("ModelT", bound=Base)
+
+# Columns the database or the mapper maintains; `update` refuses to set them.
+_MANAGED = frozenset({"id", "created_at", "updated_at", "deleted_at", "version"})
+
+
+class BaseRepository(Generic[ModelT]):
+    model: type[ModelT]
+    # Columns clients may sort by; the primary key is always the tiebreaker.
+    sortable: ClassVar[frozenset[str]] = frozenset({"created_at", "updated_at"})
+    # Columns clients may filter on; None means every mapped column.
+    filterable: ClassVar[frozenset[str] | None] = None
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # -- statements ---------------------------------------------------------------
+
+    @property
+    def soft_deletes(self) -> bool:
+        return issubclass(self.model, SoftDeleteMixin)
+
+    @property
+    def _id(self) -> InstrumentedAttribute[Any]:
+        return cast(InstrumentedAttribute[Any], self.model.id)  # type: ignore[attr-defined]
+
+    def _filterable(self) -> Collection[str]:
+        return self.filterable if self.filterable is not None else f.column_names(self.model)
+
+    def select(self, *, include_deleted: bool = False) -> Select[ModelT]:
+        stmt = select(self.model)
+        if self.soft_deletes and not include_deleted:
+            stmt = stmt.where(self.model.deleted_at.is_(None))  # type: ignore[attr-defined]
+        return stmt
+
+    def filter(self, stmt: Select[ModelT], filters: Mapping[str, object]) -> Select[ModelT]:
+        return stmt.where(*f.where(self.model, filters, self._filterable()))
+
+    def order(self, stmt: Select[ModelT], sorts: Sequence[str]) -> Select[ModelT]:
+        """Order by whitelisted columns (`-name` descends); the primary key breaks ties."""
+        return f.order_by(stmt, self.model, sorts, self.sortable)
+
+    # -- reads --------------------------------------------------------------------
+
+    async def get_one_or_none(self, stmt: Select[ModelT]) -> ModelT | None:
+        return (await self.session.scalars(stmt)).one_or_none()
+
+    async def get(
+        self,
+        id: uuid.UUID,
+        *,
+        options: Sequence[ExecutableOption] = (),
+        for_update: bool = False,
+        include_deleted: bool = False,
+    ) -> ModelT | None:
+        stmt = self.select(include_deleted=include_deleted).where(self._id == id).options(*options)
+        if for_update:
+            # Row lock until the transaction ends; populate_existing refreshes a cached copy.
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        return await self.get_one_or_none(stmt)
+
+    async def get_by(self, **filters: object) -> ModelT | None:
+        return await self.get_one_or_none(self.filter(self.select(), filters))
+
+    async def count(self, filters: Mapping[str, object] | None = None) -> int:
+        stmt = self.filter(self.select(), filters or {})
+        return await self.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+
+    async def exists(self, **filters: object) -> bool:
+        return bool(await self.session.scalar(select(exists(self.filter(self.select(), filters)))))
+
+    async def paginate_offset(self, stmt: Select[ModelT], *, page: int, size: int) -> Page[ModelT]:
+        return await paginate_offset(self.session, stmt.order_by(self._id), page=page, size=size)
+
+    async def paginate_cursor(
+        self,
+        stmt: Select[ModelT],
+        *,
+        codec: CursorCodec,
+        sort: str,
+        cursor: str | None,
+        size: int,
+    ) -> CursorPage[ModelT]:
+        name, descending = f.parse_sort(sort)
+        sort_attr = f.column(self.model, name, self.sortable, purpose="sort")
+        return await paginate_cursor(
+            self.session,
+            stmt,
+            codec=codec,
+            sort_attr=sort_attr,
+            id_attr=self._id,
+            descending=descending,
+            cursor=cursor,
+            size=size,
+        )
+
+    # -- writes -------------------------------------------------------------------
+
+    async def create(self, **values: object) -> ModelT:
+        obj = self.model(**values)
+        self.session.add(obj)
+        await self.session.flush()
+        return obj
+
+    async def create_many(self, rows: Sequence[Mapping[str, object]]) -> list[ModelT]:
+        """One multi-row INSERT ... RETURNING, not one statement per row."""
+        if not rows:
+            return []
+        result = await self.session.scalars(
+            insert(self.model).returning(self.model), [dict(row) for row in rows]
+        )
+        return list(result.all())
+
+    async def update(self, obj: ModelT, values: Mapping[str, object]) -> ModelT:
+        allowed = f.column_names(self.model) - _MANAGED
+        for name, value in values.items():
+            attr = f.column(self.model, name, allowed, purpose="update")
+            setattr(obj, name, f.coerce(attr, value))
+        await self.session.flush()
+        return obj
+
+    async def update_many(self, filters: Mapping[str, object], values: Mapping[str, object]) -> int:
+        """A single UPDATE; objects already loaded in the session are not refreshed."""
+        allowed = f.column_names(self.model) - _MANAGED
+        clean = {
+            name: f.coerce(f.column(self.model, name, allowed, purpose="update"), value)
+            for name, value in values.items()
+        }
+        if issubclass(self.model, VersionedMixin):
+            clean["version"] = self.model.version + 1
+        stmt = (
+            update(self.model)
+            .where(*f.where(self.model, filters, self._filterable()))
+            .values(clean)
+            .execution_options(synchronize_session=False)
+        )
+        if self.soft_deletes:
+            stmt = stmt.where(self.model.deleted_at.is_(None))  # type: ignore[attr-defined]
+        result = await self.session.execute(stmt)
+        return int(getattr(result, "rowcount", 0))
+
+    async def delete(self, obj: ModelT, *, hard: bool = False) -> None:
+        """Soft delete where the model has the mixin, unless `hard` removes the row."""
+        if self.soft_deletes and not hard:
+            obj.deleted_at = datetime.now(UTC)  # type: ignore[attr-defined]
+        else:
+            await self.session.delete(obj)
+        await self.session.flush()
+
+    async def restore(self, obj: ModelT) -> ModelT:
+        obj.deleted_at = None  # type: ignore[attr-defined]
+        await self.session.flush()
+        return obj
+
+    async def get_or_create(
+        self, defaults: Mapping[str, object] | None = None, **keys: object
+    ) -> tuple[ModelT, bool]:
+        """Race-safe: INSERT ... ON CONFLICT DO NOTHING, then read the winner's row.
+
+        Concurrent callers with the same keys block on the unique index until the first
+        commits; exactly one inserts and every other reads its row. `keys` must be
+        covered by a unique constraint.
+        """
+        values = {**(defaults or {}), **keys}
+        stmt = (
+            pg_insert(self.model)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=list(keys))
+            .returning(self.model)
+            .execution_options(populate_existing=True)
+        )
+        created = (await self.session.scalars(stmt)).one_or_none()
+        if created is not None:
+            return created, True
+        stmt_existing = self.filter(self.select(include_deleted=True), keys)
+        existing = await self.get_one_or_none(stmt_existing)
+        if existing is None:  # pragma: no cover - only if the winner rolled back meanwhile
+            return await self.get_or_create(defaults, **keys)
+        return existing, False
+
+    # Last in the class body: once defined, `list` names this method, not the builtin.
+    async def list(
+        self,
+        *,
+        filters: Mapping[str, object] | None = None,
+        order_by: Sequence[str] = (),
+        offset: int = 0,
+        limit: int | None = None,
+        options: Sequence[ExecutableOption] = (),
+    ) -> list[ModelT]:
+        stmt = self.filter(self.select(), filters or {}).options(*options)
+        stmt = self.order(stmt, order_by).order_by(self._id)
+        rows = await self.session.scalars(stmt.offset(offset).limit(limit))
+        return list(rows.all())

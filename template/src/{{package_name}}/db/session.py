@@ -1,0 +1,37 @@
+"""One `AsyncSession` per request, finished before the response is sent.
+
+`scope="function"` (FastAPI >= 0.121) runs the code after `yield` when the endpoint
+returns, before the response goes out: a commit that fails becomes an error response
+instead of a 200 for data that was never stored. Services commit their own units of
+work; what is left here ends the read-only transaction a request may have begun, or
+rolls back everything when the request failed.
+"""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .engine import DatabaseManager
+
+
+def get_database(request: Request) -> DatabaseManager:
+    db: DatabaseManager = request.app.state.db
+    return db
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with get_database(request).sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            if session.in_transaction():
+                await session.commit()
+
+
+DBSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
+Database = Annotated[DatabaseManager, Depends(get_database)]

@@ -1,0 +1,1 @@
+"""Projects: the parent resource of the example domain."""

@@ -1,0 +1,50 @@
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..tasks.schemas import TaskRead
+
+ProjectName = Annotated[str, Field(min_length=1, max_length=200)]
+ProjectSlug = Annotated[
+    str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+]
+ProjectDescription = Annotated[str, Field(max_length=10_000)]
+ProjectSort = Literal["created_at", "-created_at", "updated_at", "-updated_at", "name", "-name"]
+
+
+class ProjectCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: ProjectName
+    slug: ProjectSlug
+    description: ProjectDescription = ""
+
+
+class ProjectUpdate(BaseModel):
+    """Only the fields sent are changed; `version` is the one the client last read."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    version: int = Field(ge=1)
+    name: ProjectName | None = None
+    slug: ProjectSlug | None = None
+    description: ProjectDescription | None = None
+
+
+class ProjectRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    slug: str
+    description: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+
+class ProjectWithTasks(ProjectRead):
+    tasks: list[TaskRead]

@@ -1,0 +1,1 @@
+"""Tasks: the child resource of the example domain, each in one project."""

@@ -1,0 +1,49 @@
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from .models import TaskStatus
+
+TaskTitle = Annotated[str, Field(min_length=1, max_length=200)]
+TaskPriority = Annotated[int, Field(ge=0, le=5)]
+TaskSort = Literal[
+    "created_at", "-created_at", "updated_at", "-updated_at", "priority", "-priority"
+]
+
+
+class TaskCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    title: TaskTitle
+    status: TaskStatus = "todo"
+    priority: TaskPriority = 0
+    due_at: AwareDatetime | None = None
+
+
+class TaskUpdate(BaseModel):
+    """Only the fields sent are changed; `version` is the one the client last read."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    version: int = Field(ge=1)
+    title: TaskTitle | None = None
+    status: TaskStatus | None = None
+    priority: TaskPriority | None = None
+    due_at: AwareDatetime | None = None
+
+
+class TaskRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    project_id: uuid.UUID
+    title: str
+    status: TaskStatus
+    priority: int
+    due_at: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
