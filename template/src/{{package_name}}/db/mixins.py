@@ -56,7 +56,8 @@ class VersionedMixin:
     raises `StaleDataError`; services turn that into `StaleVersion`.
     """
 
-    version: Mapped[int] = mapped_column(sort_order=93)
+    # default=1 serves Core INSERTs (bulk, upsert); ORM flushes set it through the mapper.
+    version: Mapped[int] = mapped_column(default=1, sort_order=93)
 
     @declared_attr.directive
     def __mapper_args__(cls) -> dict[str, Any]:

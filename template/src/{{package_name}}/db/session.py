@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .engine import DatabaseManager
 
@@ -21,8 +21,15 @@ def get_database(request: Request) -> DatabaseManager:
     return db
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with get_database(request).sessionmaker() as session:
+def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    """A dependency of its own so tests can bind request sessions to their transaction."""
+    return get_database(request).sessionmaker
+
+
+async def get_session(
+    sessionmaker: Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)],
+) -> AsyncIterator[AsyncSession]:
+    async with sessionmaker() as session:
         try:
             yield session
         except BaseException:

@@ -1,0 +1,1 @@
+"""Tests over HTTP through the ASGI app, with its lifespan running."""

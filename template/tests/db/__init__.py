@@ -1,0 +1,1 @@
+"""Tests of the database machinery: repositories, pagination, units of work."""
