@@ -3,7 +3,9 @@ from typing import Any
 
 from httpx import AsyncClient
 
-from .test_projects import PROJECTS, assert_problem, create
+from .test_projects import PROJECTS
+from .test_projects import assert_problem
+from .test_projects import create
 
 TASKS = "/api/v1/tasks"
 

@@ -4,7 +4,9 @@ import asyncio
 import logging
 from typing import Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter
+from fastapi import Request
+from fastapi import Response
 from pydantic import BaseModel
 from sqlalchemy import text
 

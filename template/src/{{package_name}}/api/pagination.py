@@ -1,9 +1,13 @@
 """Query parameters and response bodies for offset and cursor pages."""
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated
+from typing import Generic
+from typing import TypeVar
 
-from fastapi import Depends, Query
-from pydantic import BaseModel, ConfigDict
+from fastapi import Depends
+from fastapi import Query
+from pydantic import BaseModel
+from pydantic import ConfigDict
 
 from ..core.errors import InvalidQuery
 from .dependencies import AppSettings

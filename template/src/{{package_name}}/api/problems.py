@@ -7,25 +7,28 @@ with a generic 500.
 
 import logging
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any
+from typing import cast
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import InterfaceError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..core.errors import (
-    Conflict,
-    DatabaseUnavailable,
-    DomainError,
-    InvalidData,
-    InvalidQuery,
-    NotFound,
-    StaleVersion,
-)
+from ..core.errors import Conflict
+from ..core.errors import DatabaseUnavailable
+from ..core.errors import DomainError
+from ..core.errors import InvalidData
+from ..core.errors import InvalidQuery
+from ..core.errors import NotFound
+from ..core.errors import StaleVersion
 from ..core.logging import request_id_var
 
 log = logging.getLogger(__name__)

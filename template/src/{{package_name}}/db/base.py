@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import MetaData
+from sqlalchemy import inspect
 from sqlalchemy.orm import DeclarativeBase
 
 from .naming import NAMING_CONVENTION

@@ -9,19 +9,20 @@ import asyncio
 import logging
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event
+from sqlalchemy import text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..core.config import Settings
 from ..core.errors import DatabaseUnavailable
-from .metrics import PoolCounters, log_slow_queries, watch_pool
+from .metrics import PoolCounters
+from .metrics import log_slow_queries
+from .metrics import watch_pool
 
 log = logging.getLogger(__name__)
 

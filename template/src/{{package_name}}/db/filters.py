@@ -6,15 +6,20 @@ that is not a column, or a value of the wrong type, is an `InvalidQuery`.
 """
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection
+from collections.abc import Mapping
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
+from typing import TypeVar
 
-from sqlalchemy import Select, inspect
+from sqlalchemy import Select
+from sqlalchemy import inspect
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..core.errors import InvalidQuery, join_names
+from ..core.errors import InvalidQuery
+from ..core.errors import join_names
 
 
 def column_names(model: type[Any]) -> frozenset[str]:

@@ -7,7 +7,8 @@ on every request, read by `DatabaseManager.pool_status()`.
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event

@@ -7,11 +7,23 @@ in the service layer owns the transaction.
 """
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from collections.abc import Collection
+from collections.abc import Mapping
+from collections.abc import Sequence
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+from typing import ClassVar
+from typing import Generic
+from typing import TypeVar
+from typing import cast
 
-from sqlalchemy import Select, exists, func, insert, select, update
+from sqlalchemy import Select
+from sqlalchemy import exists
+from sqlalchemy import func
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -19,8 +31,13 @@ from sqlalchemy.sql.base import ExecutableOption
 
 from . import filters as f
 from .base import Base
-from .mixins import SoftDeleteMixin, VersionedMixin
-from .pagination import CursorCodec, CursorPage, Page, paginate_cursor, paginate_offset
+from .mixins import SoftDeleteMixin
+from .mixins import VersionedMixin
+from .pagination import CursorCodec
+from .pagination import CursorPage
+from .pagination import Page
+from .pagination import paginate_cursor
+from .pagination import paginate_offset
 
 ModelT = TypeVar("ModelT", bound=Base)
 

@@ -5,15 +5,21 @@ back and retries) inside the service call, and route handlers never see a sessio
 """
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from typing import ClassVar, Generic, TypeVar
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import ClassVar
+from typing import Generic
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..core.config import Settings
-from ..core.errors import NotFound, StaleVersion
+from ..core.errors import NotFound
+from ..core.errors import StaleVersion
 from .pagination import CursorCodec
-from .repository import BaseRepository, ModelT
+from .repository import BaseRepository
+from .repository import ModelT
 from .transactions import run_in_transaction
 
 T = TypeVar("T")

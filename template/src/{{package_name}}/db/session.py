@@ -10,8 +10,10 @@ rolls back everything when the request failed.
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from fastapi import Depends
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from .engine import DatabaseManager
 

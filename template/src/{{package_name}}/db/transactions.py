@@ -9,14 +9,18 @@ constraint violations into domain errors by the constraint's (conventional) name
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
-from ..core.errors import Conflict, InvalidData, StaleVersion
+from ..core.errors import Conflict
+from ..core.errors import InvalidData
+from ..core.errors import StaleVersion
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -1,10 +1,16 @@
 from typing import TYPE_CHECKING
 
-from sqlalchemy import String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import String
+from sqlalchemy import Text
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
 
 from ..db.base import Base
-from ..db.mixins import SoftDeleteMixin, TimestampMixin, UUIDPrimaryKeyMixin, VersionedMixin
+from ..db.mixins import SoftDeleteMixin
+from ..db.mixins import TimestampMixin
+from ..db.mixins import UUIDPrimaryKeyMixin
+from ..db.mixins import VersionedMixin
 
 if TYPE_CHECKING:
     from ..tasks.models import Task

@@ -1,15 +1,29 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter
+from fastapi import Query
+from fastapi import Request
+from fastapi import Response
+from fastapi import status
 
-from ..api.pagination import Cursor, CursorPage, OffsetPage, PageNumber, PageSize
+from ..api.pagination import Cursor
+from ..api.pagination import CursorPage
+from ..api.pagination import OffsetPage
+from ..api.pagination import PageNumber
+from ..api.pagination import PageSize
 from ..api.problems import error_responses
 from ..tasks.dependencies import Tasks
 from ..tasks.models import TaskStatus
-from ..tasks.schemas import TaskCreate, TaskRead, TaskSort
+from ..tasks.schemas import TaskCreate
+from ..tasks.schemas import TaskRead
+from ..tasks.schemas import TaskSort
 from .dependencies import Projects
-from .schemas import ProjectCreate, ProjectRead, ProjectSort, ProjectUpdate, ProjectWithTasks
+from .schemas import ProjectCreate
+from .schemas import ProjectRead
+from .schemas import ProjectSort
+from .schemas import ProjectUpdate
+from .schemas import ProjectWithTasks
 
 router = APIRouter(prefix="/projects", tags=["projects"], responses=error_responses(422, 503))
 

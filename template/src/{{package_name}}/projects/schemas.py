@@ -1,8 +1,11 @@
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
 
 from ..tasks.schemas import TaskRead
 

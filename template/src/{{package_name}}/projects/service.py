@@ -6,7 +6,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from ..core.config import Settings
-from ..db.pagination import CursorPage, Page
+from ..db.pagination import CursorPage
+from ..db.pagination import Page
 from ..db.service import CrudService
 from ..tasks.models import Task
 from ..tasks.repository import TaskRepository

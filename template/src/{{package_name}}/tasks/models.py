@@ -1,12 +1,24 @@
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
+from typing import Literal
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, UniqueConstraint, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import CheckConstraint
+from sqlalchemy import DateTime
+from sqlalchemy import ForeignKey
+from sqlalchemy import Index
+from sqlalchemy import String
+from sqlalchemy import UniqueConstraint
+from sqlalchemy import text
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
 
 from ..db.base import Base
-from ..db.mixins import SoftDeleteMixin, TimestampMixin, UUIDPrimaryKeyMixin, VersionedMixin
+from ..db.mixins import SoftDeleteMixin
+from ..db.mixins import TimestampMixin
+from ..db.mixins import UUIDPrimaryKeyMixin
+from ..db.mixins import VersionedMixin
 
 if TYPE_CHECKING:
     from ..projects.models import Project

@@ -1,10 +1,12 @@
 import uuid
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter
+from fastapi import status
 
 from ..api.problems import error_responses
 from .dependencies import Tasks
-from .schemas import TaskRead, TaskUpdate
+from .schemas import TaskRead
+from .schemas import TaskUpdate
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(422, 503))
 

@@ -1,8 +1,12 @@
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
+from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
 
 from .models import TaskStatus
 

@@ -1,0 +1,1 @@
+"""The template's own proof: every variant rendered, linted, typed, tested and booted."""

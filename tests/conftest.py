@@ -1,0 +1,70 @@
+"""Session-wide fixtures: each variant rendered once, one shared venv per Python."""
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pytest_copie.plugin import Copie
+
+from .harness.paths import TEMPLATE_ROOT
+from .harness.venv import service_venv
+from .variants import VARIANTS
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-copie renders the template named by --template (default "."): make it this
+    # checkout, whatever directory pytest was started from.
+    if Path(config.option.template).resolve() != TEMPLATE_ROOT and config.option.template in (
+        ".",
+        str(Path.cwd()),
+    ):
+        config.option.template = str(TEMPLATE_ROOT)
+
+
+class Rendered:
+    """A rendered variant: where it is and what it was asked."""
+
+    def __init__(self, name: str, path: Path, answers: dict[str, Any]) -> None:
+        self.name = name
+        self.path = path
+        self.answers = answers
+
+    @property
+    def package(self) -> str:
+        return str(self.answers["package_name"])
+
+    @property
+    def python_version(self) -> str:
+        return str(self.answers["python_version"])
+
+
+@pytest.fixture(scope="session")
+def render(copie_session: Copie) -> Callable[[str], Rendered]:
+    """`render(name)` renders a variant of tests/variants.py once per test session."""
+    cache: dict[str, Rendered] = {}
+
+    def get(name: str) -> Rendered:
+        if name not in cache:
+            result = copie_session.copy(extra_answers=VARIANTS[name])
+            if result.exception is not None:
+                raise AssertionError(f"variant {name} did not render: {result.exception}")
+            assert result.project_dir is not None
+            answers = yaml.safe_load((result.project_dir / ".copier-answers.yml").read_text())
+            cache[name] = Rendered(name, result.project_dir, answers)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def venv_for() -> Callable[[Rendered], Path]:
+    """`venv_for(rendered)`: bin dir of the shared venv that can run that service."""
+    return lambda rendered: service_venv(rendered.path, rendered.python_version)
+
+
+@pytest.fixture(params=sorted(VARIANTS))
+def variant(request: pytest.FixtureRequest, render: Callable[[str], Rendered]) -> Iterator[Rendered]:
+    yield render(request.param)

@@ -1,0 +1,1 @@
+"""Helpers the template's tests share: render, install, run, boot, databases."""

@@ -1,0 +1,65 @@
+"""Boot a rendered service as a real uvicorn process on a free port."""
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def uvicorn(
+    bin_dir: Path, project: Path, package: str, env: dict[str, str], timeout: float = 30
+) -> Iterator[str]:
+    """Yield the base URL once `/health/live` answers; stop the process afterwards."""
+    port = free_port()
+    log = project / f"uvicorn-{port}.log"
+    command = [
+        str(bin_dir / "uvicorn"),
+        f"{package}.main:app",
+        "--app-dir",
+        "src",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
+    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **env}
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, cwd=project, env=full_env, stdout=out, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"uvicorn exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{base}/health/live", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"uvicorn did not answer in {timeout}s:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,57 @@
+"""Run commands inside a rendered service, the way its developers would."""
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run(
+    bin_dir: Path, project: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 600
+) -> Outcome:
+    """Run a tool from the shared venv in `project`, with a clean, explicit environment."""
+    full_env = {
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        **(env or {}),
+    }
+    result = subprocess.run(
+        [str(bin_dir / args[0]), *args[1:]],
+        cwd=project,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Outcome(result.returncode, result.stdout + result.stderr)
+
+
+@dataclass
+class TestCounts:
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+
+
+def parse_pytest_summary(output: str) -> TestCounts:
+    """Counts from pytest's closing line, e.g. `== 85 passed, 2 skipped in 3.1s ==`."""
+    counts = TestCounts()
+    lines = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
+    if lines:
+        for number, word in re.findall(r"(\d+) (passed|failed|errors?|skipped)", lines[-1]):
+            field = "errors" if word.startswith("error") else word
+            setattr(counts, field, int(number))
+    return counts

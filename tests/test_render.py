@@ -1,0 +1,70 @@
+"""Every variant renders clean: no Jinja left, no empty files, answers recorded."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+from .conftest import Rendered
+from .variants import VARIANTS
+
+# Files whose own syntax uses {{ }} or {% %} (none yet; GitHub workflows would be here).
+LEGITIMATE_BRACES: set[str] = set()
+JINJA = re.compile(r"\{\{|\{%|\{#")
+QUESTIONS = [
+    "project_name",
+    "project_slug",
+    "package_name",
+    "description",
+    "author_name",
+    "author_email",
+    "python_version",
+]
+
+
+def files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and ".git" not in p.parts]
+
+
+def test_no_unrendered_jinja(variant: Rendered) -> None:
+    leftovers = {
+        str(path.relative_to(variant.path)): match.group(0)
+        for path in files(variant.path)
+        if path.name not in LEGITIMATE_BRACES
+        for match in [JINJA.search(path.read_text(errors="replace"))]
+        if match
+    }
+    assert leftovers == {}
+    assert not [p for p in files(variant.path) if p.suffix == ".jinja" or "{{" in str(p)]
+
+
+def test_no_empty_files(variant: Rendered) -> None:
+    empty = [str(p.relative_to(variant.path)) for p in files(variant.path) if not p.read_text().strip()]
+    assert empty == []
+
+
+def test_answers_file_records_every_answer(variant: Rendered) -> None:
+    answers = yaml.safe_load((variant.path / ".copier-answers.yml").read_text())
+    assert set(QUESTIONS) <= set(answers)
+    assert answers["_src_path"]
+    assert answers["_commit"]
+    for question, value in VARIANTS[variant.name].items():
+        assert answers[question] == value
+    for computed in ("python_keywords", "stdlib_modules", "dependency_modules"):
+        assert computed not in answers
+
+
+def test_the_package_is_where_its_name_says(variant: Rendered) -> None:
+    package = variant.path / "src" / variant.package
+    assert (package / "main.py").is_file()
+    assert (package / "db" / "repository.py").is_file()
+    text = (variant.path / "pyproject.toml").read_text()
+    assert f'name = "{variant.answers["project_slug"]}"' in text
+    assert f'requires-python = ">={variant.python_version}"' in text
+
+
+def test_secrets_stay_out_of_git(variant: Rendered) -> None:
+    ignored = (variant.path / ".gitignore").read_text().splitlines()
+    assert ".env" in ignored
+    assert (variant.path / ".env.example").is_file()
+    assert not (variant.path / ".env").exists()
