@@ -31,6 +31,8 @@ class Rendered:
         self.name = name
         self.path = path
         self.answers = answers
+        # What the template produced, before any tool ran in the directory.
+        self.files = sorted(p for p in path.rglob("*") if p.is_file() and ".git" not in p.parts)
 
     @property
     def package(self) -> str:
@@ -66,5 +68,7 @@ def venv_for() -> Callable[[Rendered], Path]:
 
 
 @pytest.fixture(params=sorted(VARIANTS))
-def variant(request: pytest.FixtureRequest, render: Callable[[str], Rendered]) -> Iterator[Rendered]:
+def variant(
+    request: pytest.FixtureRequest, render: Callable[[str], Rendered]
+) -> Iterator[Rendered]:
     yield render(request.param)

@@ -22,6 +22,7 @@ def copier_copy(destination: Path, *data: str) -> subprocess.CompletedProcess[st
         args += ["--data", item]
     return subprocess.run(
         [*args, str(TEMPLATE_ROOT), str(destination)],
+        check=False,
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,

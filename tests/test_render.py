@@ -1,7 +1,6 @@
 """Every variant renders clean: no Jinja left, no empty files, answers recorded."""
 
 import re
-from pathlib import Path
 
 import yaml
 
@@ -22,24 +21,20 @@ QUESTIONS = [
 ]
 
 
-def files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file() and ".git" not in p.parts]
-
-
 def test_no_unrendered_jinja(variant: Rendered) -> None:
     leftovers = {
         str(path.relative_to(variant.path)): match.group(0)
-        for path in files(variant.path)
+        for path in variant.files
         if path.name not in LEGITIMATE_BRACES
         for match in [JINJA.search(path.read_text(errors="replace"))]
         if match
     }
     assert leftovers == {}
-    assert not [p for p in files(variant.path) if p.suffix == ".jinja" or "{{" in str(p)]
+    assert not [p for p in variant.files if p.suffix == ".jinja" or "{{" in str(p)]
 
 
 def test_no_empty_files(variant: Rendered) -> None:
-    empty = [str(p.relative_to(variant.path)) for p in files(variant.path) if not p.read_text().strip()]
+    empty = [str(p.relative_to(variant.path)) for p in variant.files if not p.read_text().strip()]
     assert empty == []
 
 

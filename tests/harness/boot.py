@@ -3,6 +3,7 @@
 import os
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ def uvicorn(
 ) -> Iterator[str]:
     """Yield the base URL once `/health/live` answers; stop the process afterwards."""
     port = free_port()
-    log = project / f"uvicorn-{port}.log"
+    log = Path(tempfile.gettempdir()) / f"uvicorn-{project.name}-{port}.log"
     command = [
         str(bin_dir / "uvicorn"),
         f"{package}.main:app",
@@ -36,7 +37,12 @@ def uvicorn(
         str(port),
         "--no-access-log",
     ]
-    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **env}
+    full_env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **env,
+    }
     with log.open("w") as out:
         process = subprocess.Popen(
             command, cwd=project, env=full_env, stdout=out, stderr=subprocess.STDOUT
@@ -46,7 +52,9 @@ def uvicorn(
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise AssertionError(f"uvicorn exited with {process.returncode}:\n{log.read_text()}")
+                raise AssertionError(
+                    f"uvicorn exited with {process.returncode}:\n{log.read_text()}"
+                )
             try:
                 if httpx.get(f"{base}/health/live", timeout=1).status_code == 200:
                     break

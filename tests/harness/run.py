@@ -25,10 +25,12 @@ def run(
         "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "HOME": os.environ.get("HOME", "/root"),
         "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",  # leave the render as the template made it
         **(env or {}),
     }
     result = subprocess.run(
         [str(bin_dir / args[0]), *args[1:]],
+        check=False,
         cwd=project,
         env=full_env,
         capture_output=True,

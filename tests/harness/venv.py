@@ -23,7 +23,12 @@ from .paths import CACHE_DIR
 
 def _runs(python: str) -> bool:
     try:
-        return subprocess.run([python, "-c", "import sys"], capture_output=True).returncode == 0
+        return (
+            subprocess.run(
+                [python, "-c", "import sys"], check=False, capture_output=True
+            ).returncode
+            == 0
+        )
     except OSError:
         return False
 

@@ -1,0 +1,84 @@
+"""Full tier: each variant booted with uvicorn on a free port and spoken to over HTTP.
+
+The outage is real: the service's database stops accepting connections and its
+sessions are terminated, while the process keeps running; then it comes back.
+"""
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import Rendered
+from .harness.boot import uvicorn
+from .harness.postgres import admin, scratch_database
+from .harness.run import run
+
+pytestmark = pytest.mark.full
+
+
+def test_boot_round_trip_and_outage(
+    variant: Rendered, venv_for: Callable[[Rendered], Path]
+) -> None:
+    bin_dir = venv_for(variant)
+    with scratch_database(variant.name) as url:
+        env = {"DATABASE_URL": url, "HEALTH_TIMEOUT": "2", "DB_POOL_TIMEOUT": "2"}
+        migrated = run(bin_dir, variant.path, "alembic", "upgrade", "head", env=env)
+        assert migrated.ok, migrated.output
+        with (
+            uvicorn(bin_dir, variant.path, variant.package, env) as base,
+            httpx.Client(base_url=base, timeout=10) as http,
+        ):
+            exercise_the_api(http)
+            survive_an_outage(http, url.rsplit("/", 1)[1])
+
+
+def exercise_the_api(http: httpx.Client) -> None:
+    assert http.get("/health/live").status_code == 200
+    assert http.get("/health/ready").json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "schema": "ok"},
+    }
+    slug = f"boot-{uuid.uuid4().hex[:8]}"
+    created = http.post("/api/v1/projects", json={"name": "Booted", "slug": slug})
+    assert created.status_code == 201, created.text
+    project = created.json()
+    url = f"/api/v1/projects/{project['id']}"
+    assert http.get(url).json() == project
+    assert project["id"] in [p["id"] for p in http.get("/api/v1/projects").json()["items"]]
+    task = http.post(f"{url}/tasks", json={"title": "first"})
+    assert task.status_code == 201, task.text
+    updated = http.patch(url, json={"version": 1, "name": "Renamed"})
+    assert updated.status_code == 200 and updated.json()["version"] == 2
+    # A bad request, a conflict and a missing resource, each as problem details.
+    bad = http.post("/api/v1/projects", json={"name": "", "slug": "Not A Slug"})
+    assert bad.status_code == 422
+    assert bad.headers["content-type"] == "application/problem+json"
+    assert {e["loc"][-1] for e in bad.json()["errors"]} == {"name", "slug"}
+    duplicate = http.post("/api/v1/projects", json={"name": "Again", "slug": slug})
+    assert duplicate.status_code == 409, duplicate.text
+    stale = http.patch(url, json={"version": 1, "name": "Lost update"})
+    assert stale.status_code == 409 and stale.json()["type"].endswith("stale-version")
+    assert http.get(f"/api/v1/projects/{uuid.uuid4()}").status_code == 404
+    assert http.delete(url).status_code == 204
+    assert http.get(url).status_code == 404
+
+
+def survive_an_outage(http: httpx.Client, database: str) -> None:
+    admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+    admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
+    try:
+        ready = http.get("/health/ready")
+        assert ready.status_code == 503, ready.text
+        assert ready.elapsed.total_seconds() < 3
+        failing = http.get("/api/v1/projects")
+        assert failing.status_code == 503, failing.text
+        assert failing.headers["retry-after"]
+        assert failing.elapsed.total_seconds() < 3
+        assert database not in failing.text
+    finally:
+        admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    assert http.get("/health/ready").status_code == 200
+    assert http.get("/api/v1/projects").status_code == 200

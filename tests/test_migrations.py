@@ -1,0 +1,35 @@
+"""Full tier: Alembic's own command line on each variant, against a fresh database."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .conftest import Rendered
+from .harness.postgres import scratch_database
+from .harness.run import run
+
+pytestmark = pytest.mark.full
+
+
+def test_alembic_cli_upgrade_check_downgrade(
+    variant: Rendered, venv_for: Callable[[Rendered], Path]
+) -> None:
+    bin_dir = venv_for(variant)
+    with scratch_database(variant.name) as url:
+        env = {"DATABASE_URL": url}
+
+        def alembic(*args: str) -> str:
+            outcome = run(bin_dir, variant.path, "alembic", *args, env=env)
+            assert outcome.ok, outcome.output
+            return outcome.output
+
+        assert "(head)" not in alembic("current")
+        alembic("upgrade", "head")
+        assert "(head)" in alembic("current")
+        assert "No new upgrade operations detected" in alembic("check")
+        assert len(alembic("heads").strip().splitlines()) == 1
+        alembic("downgrade", "base")
+        assert "(head)" not in alembic("current")
+        sql = alembic("upgrade", "head", "--sql")
+        assert "CREATE TABLE project" in sql and "CONSTRAINT pk_project PRIMARY KEY" in sql
