@@ -31,11 +31,15 @@ def test_boot_round_trip_and_outage(
             uvicorn(bin_dir, variant.path, variant.package, env) as base,
             httpx.Client(base_url=base, timeout=10) as http,
         ):
-            exercise_the_api(http)
-            survive_an_outage(http, url.rsplit("/", 1)[1])
+            if variant.answers["example_domain"]:
+                exercise_the_api(http, soft_delete=variant.answers["soft_delete"])
+            else:
+                paths = http.get("/openapi.json").json()["paths"]
+                assert not [path for path in paths if path.startswith("/api/")]
+            survive_an_outage(http, url.rsplit("/", 1)[1], api=variant.answers["example_domain"])
 
 
-def exercise_the_api(http: httpx.Client) -> None:
+def exercise_the_api(http: httpx.Client, *, soft_delete: bool) -> None:
     assert http.get("/health/live").status_code == 200
     assert http.get("/health/ready").json() == {
         "status": "ok",
@@ -61,24 +65,29 @@ def exercise_the_api(http: httpx.Client) -> None:
     assert duplicate.status_code == 409, duplicate.text
     stale = http.patch(url, json={"version": 1, "name": "Lost update"})
     assert stale.status_code == 409 and stale.json()["type"].endswith("stale-version")
-    assert http.get(f"/api/v1/projects/{uuid.uuid4()}").status_code == 404
+    missing = uuid.uuid4() if isinstance(project["id"], str) else 2**62
+    assert http.get(f"/api/v1/projects/{missing}").status_code == 404
     assert http.delete(url).status_code == 204
     assert http.get(url).status_code == 404
+    restored = http.post(f"{url}/restore")
+    assert restored.status_code == (200 if soft_delete else 404)
 
 
-def survive_an_outage(http: httpx.Client, database: str) -> None:
+def survive_an_outage(http: httpx.Client, database: str, *, api: bool) -> None:
     admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
     admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
     try:
         ready = http.get("/health/ready")
         assert ready.status_code == 503, ready.text
         assert ready.elapsed.total_seconds() < 3
-        failing = http.get("/api/v1/projects")
-        assert failing.status_code == 503, failing.text
-        assert failing.headers["retry-after"]
-        assert failing.elapsed.total_seconds() < 3
-        assert database not in failing.text
+        if api:
+            failing = http.get("/api/v1/projects")
+            assert failing.status_code == 503, failing.text
+            assert failing.headers["retry-after"]
+            assert failing.elapsed.total_seconds() < 3
+            assert database not in failing.text
     finally:
         admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
     assert http.get("/health/ready").status_code == 200
-    assert http.get("/api/v1/projects").status_code == 200
+    if api:
+        assert http.get("/api/v1/projects").status_code == 200

@@ -33,3 +33,13 @@ def test_alembic_cli_upgrade_check_downgrade(
         assert "(head)" not in alembic("current")
         sql = alembic("upgrade", "head", "--sql")
         assert "CREATE TABLE project" in sql and "CONSTRAINT pk_project PRIMARY KEY" in sql
+        alembic("upgrade", "head")
+        # A new revision comes out of script.py.mako lint-clean and formatted.
+        alembic("revision", "--autogenerate", "-m", "nothing changed")
+        (revision,) = (variant.path / "migrations" / "versions").glob("*_nothing_changed.py")
+        try:
+            for check in (["check"], ["format", "--check"]):
+                linted = run(bin_dir, variant.path, "ruff", *check, "--no-cache", str(revision))
+                assert linted.ok, linted.output + revision.read_text()
+        finally:
+            revision.unlink()

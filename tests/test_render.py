@@ -18,6 +18,10 @@ QUESTIONS = [
     "author_name",
     "author_email",
     "python_version",
+    "database",
+    "primary_key",
+    "soft_delete",
+    "example_domain",
 ]
 
 
@@ -45,7 +49,7 @@ def test_answers_file_records_every_answer(variant: Rendered) -> None:
     assert answers["_commit"]
     for question, value in VARIANTS[variant.name].items():
         assert answers[question] == value
-    for computed in ("python_keywords", "stdlib_modules", "dependency_modules"):
+    for computed in ("python_keywords", "stdlib_modules", "dependency_modules", "async_driver"):
         assert computed not in answers
 
 
@@ -63,3 +67,23 @@ def test_secrets_stay_out_of_git(variant: Rendered) -> None:
     assert ".env" in ignored
     assert (variant.path / ".env.example").is_file()
     assert not (variant.path / ".env").exists()
+
+
+def test_disabled_features_leave_no_files(variant: Rendered) -> None:
+    package = variant.path / "src" / variant.package
+    answers = variant.answers
+    expected = {
+        package / "projects": answers["example_domain"],
+        package / "tasks": answers["example_domain"],
+        variant.path / "tests" / "db": answers["example_domain"],
+        package / "db" / "soft_delete.py": answers["soft_delete"],
+        package / "db" / "uuid7.py": answers["primary_key"] == "uuid",
+    }
+    assert {str(p): p.exists() for p in expected} == {str(p): v for p, v in expected.items()}
+    versions = list((variant.path / "migrations" / "versions").glob("*.py"))
+    assert len(versions) == (1 if answers["example_domain"] else 0)
+    source = "\n".join(p.read_text() for p in package.rglob("*.py"))
+    if not answers["soft_delete"]:
+        assert "deleted_at" not in source and "restore" not in source
+    if answers["primary_key"] == "int":
+        assert "uuid.UUID" not in source and "uuid7" not in source and "Uuid" not in source

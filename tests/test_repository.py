@@ -7,7 +7,7 @@ from .harness.paths import TEMPLATE_ROOT
 
 def readme_commands() -> list[str]:
     text = (TEMPLATE_ROOT / "README.md").read_text()
-    return re.findall(r"```bash\n(.+?)\n```", text, flags=re.S)
+    return re.findall(r"```bash\n(.+?)\n```", text, flags=re.DOTALL)
 
 
 def test_readme_opens_with_the_render_and_the_test_command() -> None:

@@ -17,9 +17,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "python_version": "3.13",
         "author_name": "Zoë Ångström-O'Brien",
     },
-    "py312": {
+    # Database-made integer keys and hard deletes, on Python 3.12.
+    "int-keys-hard-delete-py312": {
         "project_name": "Billing",
         "python_version": "3.12",
         "description": "Invoices & payments, with 'quotes' in the text.",
+        "primary_key": "int",
+        "soft_delete": False,
+    },
+    # The empty skeleton: no models, no routes; migrations, health and tests still work.
+    "skeleton": {
+        "example_domain": False,
     },
 }

@@ -7,6 +7,9 @@ disposed at shutdown.
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -20,6 +23,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..core.config import Settings
 from ..core.errors import DatabaseUnavailable
+from .dialect import engine_options
+from .dialect import prepare
 from .metrics import PoolCounters
 from .metrics import log_slow_queries
 from .metrics import watch_pool
@@ -27,16 +32,20 @@ from .metrics import watch_pool
 log = logging.getLogger(__name__)
 
 
-def driver_arguments(settings: Settings) -> dict[str, Any]:
-    """asyncpg connection arguments: a connect timeout and per-session server settings."""
-    server_settings = {"application_name": settings.db_application_name}
-    if settings.db_statement_timeout_ms:
-        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
-    if settings.db_idle_in_transaction_timeout_ms:
-        server_settings["idle_in_transaction_session_timeout"] = str(
-            settings.db_idle_in_transaction_timeout_ms
-        )
-    return {"timeout": settings.db_connect_timeout, "server_settings": server_settings}
+@asynccontextmanager
+async def finished_session(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """A session whose open transaction is committed on success and rolled back on error."""
+    async with sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            if session.in_transaction():
+                await session.commit()
 
 
 def build_engine(settings: Settings) -> AsyncEngine:
@@ -48,9 +57,10 @@ def build_engine(settings: Settings) -> AsyncEngine:
         pool_recycle=settings.db_pool_recycle,
         pool_pre_ping=settings.db_pool_pre_ping,
         echo=settings.db_echo,
-        connect_args=driver_arguments(settings),
+        **engine_options(settings),
     )
     event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
+    prepare(engine.sync_engine, settings)
     return engine
 
 
@@ -123,6 +133,11 @@ class DatabaseManager:
             self.settings.db_pool_size,
             self.settings.db_max_overflow,
         )
+
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A session of its own: for background tasks and streaming responses, which
+        outlive the request's session (that one closes before the response is sent)."""
+        return finished_session(self.sessionmaker)
 
     async def disconnect(self) -> None:
         if self._engine is not None:

@@ -1,17 +1,14 @@
 """`BaseRepository[ModelT]`: typed data access that every model's repository extends.
 
-Statements are values: `select()` gives the base statement (live rows only where the
-model soft-deletes), callers refine it, and `get_one_or_none`, `paginate_offset` and
-`paginate_cursor` execute it. Repositories flush but never commit: the unit of work
-in the service layer owns the transaction.
+Statements are values: `select()` gives the base statement (behaviour mixins such as
+soft delete add conditions through `visible()`), callers refine it, and
+`get_one_or_none`, `paginate_offset` and `paginate_cursor` execute it. Repositories
+flush but never commit: the unit of work in the service layer owns the transaction.
 """
 
-import uuid
 from collections.abc import Collection
 from collections.abc import Mapping
 from collections.abc import Sequence
-from datetime import UTC
-from datetime import datetime
 from typing import Any
 from typing import ClassVar
 from typing import Generic
@@ -21,17 +18,17 @@ from typing import cast
 from sqlalchemy import Select
 from sqlalchemy import exists
 from sqlalchemy import func
-from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.base import ExecutableOption
+from sqlalchemy.sql.elements import ColumnElement
 
 from . import filters as f
 from .base import Base
-from .mixins import SoftDeleteMixin
+from .dialect import insert_or_none
+from .keys import Key
 from .mixins import VersionedMixin
 from .pagination import CursorCodec
 from .pagination import CursorPage
@@ -41,8 +38,6 @@ from .pagination import paginate_offset
 
 ModelT = TypeVar("ModelT", bound=Base)
 
-# Columns the database or the mapper maintains; `update` refuses to set them.
-_MANAGED = frozenset({"id", "created_at", "updated_at", "deleted_at", "version"})
 
 
 class BaseRepository(Generic[ModelT]):
@@ -51,15 +46,13 @@ class BaseRepository(Generic[ModelT]):
     sortable: ClassVar[frozenset[str]] = frozenset({"created_at", "updated_at"})
     # Columns clients may filter on; None means every mapped column.
     filterable: ClassVar[frozenset[str] | None] = None
+    # Columns the database or the mapper maintains; `update` refuses to set them.
+    managed: ClassVar[frozenset[str]] = frozenset({"id", "created_at", "updated_at", "version"})
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     # -- statements ---------------------------------------------------------------
-
-    @property
-    def soft_deletes(self) -> bool:
-        return issubclass(self.model, SoftDeleteMixin)
 
     @property
     def _id(self) -> InstrumentedAttribute[Any]:
@@ -68,11 +61,15 @@ class BaseRepository(Generic[ModelT]):
     def _filterable(self) -> Collection[str]:
         return self.filterable if self.filterable is not None else f.column_names(self.model)
 
-    def select(self, *, include_deleted: bool = False) -> Select[ModelT]:
-        stmt = select(self.model)
-        if self.soft_deletes and not include_deleted:
-            stmt = stmt.where(self.model.deleted_at.is_(None))  # type: ignore[attr-defined]
-        return stmt
+    def visible(self) -> tuple[ColumnElement[bool], ...]:
+        """Conditions every statement of this repository applies; none here."""
+        return ()
+
+    def select(self) -> Select[ModelT]:
+        return select(self.model).where(*self.visible())
+
+    def by_id(self, id: Key) -> ColumnElement[bool]:
+        return self._id == id  # type: ignore[no-any-return]
 
     def filter(self, stmt: Select[ModelT], filters: Mapping[str, object]) -> Select[ModelT]:
         return stmt.where(*f.where(self.model, filters, self._filterable()))
@@ -88,13 +85,12 @@ class BaseRepository(Generic[ModelT]):
 
     async def get(
         self,
-        id: uuid.UUID,
+        id: Key,
         *,
         options: Sequence[ExecutableOption] = (),
         for_update: bool = False,
-        include_deleted: bool = False,
     ) -> ModelT | None:
-        stmt = self.select(include_deleted=include_deleted).where(self._id == id).options(*options)
+        stmt = self.select().where(self.by_id(id)).options(*options)
         if for_update:
             # Row lock until the transaction ends; populate_existing refreshes a cached copy.
             stmt = stmt.with_for_update().execution_options(populate_existing=True)
@@ -144,16 +140,14 @@ class BaseRepository(Generic[ModelT]):
         return obj
 
     async def create_many(self, rows: Sequence[Mapping[str, object]]) -> list[ModelT]:
-        """One multi-row INSERT ... RETURNING, not one statement per row."""
-        if not rows:
-            return []
-        result = await self.session.scalars(
-            insert(self.model).returning(self.model), [dict(row) for row in rows]
-        )
-        return list(result.all())
+        """One flush: SQLAlchemy batches the rows into multi-row INSERTs where it can."""
+        objs = [self.model(**row) for row in rows]
+        self.session.add_all(objs)
+        await self.session.flush()
+        return objs
 
     async def update(self, obj: ModelT, values: Mapping[str, object]) -> ModelT:
-        allowed = f.column_names(self.model) - _MANAGED
+        allowed = f.column_names(self.model) - self.managed
         for name, value in values.items():
             attr = f.column(self.model, name, allowed, purpose="update")
             setattr(obj, name, f.coerce(attr, value))
@@ -162,7 +156,7 @@ class BaseRepository(Generic[ModelT]):
 
     async def update_many(self, filters: Mapping[str, object], values: Mapping[str, object]) -> int:
         """A single UPDATE; objects already loaded in the session are not refreshed."""
-        allowed = f.column_names(self.model) - _MANAGED
+        allowed = f.column_names(self.model) - self.managed
         clean = {
             name: f.coerce(f.column(self.model, name, allowed, purpose="update"), value)
             for name, value in values.items()
@@ -171,50 +165,34 @@ class BaseRepository(Generic[ModelT]):
             clean["version"] = self.model.version + 1
         stmt = (
             update(self.model)
-            .where(*f.where(self.model, filters, self._filterable()))
+            .where(*self.visible(), *f.where(self.model, filters, self._filterable()))
             .values(clean)
             .execution_options(synchronize_session=False)
         )
-        if self.soft_deletes:
-            stmt = stmt.where(self.model.deleted_at.is_(None))  # type: ignore[attr-defined]
         result = await self.session.execute(stmt)
         return int(getattr(result, "rowcount", 0))
 
-    async def delete(self, obj: ModelT, *, hard: bool = False) -> None:
-        """Soft delete where the model has the mixin, unless `hard` removes the row."""
-        if self.soft_deletes and not hard:
-            obj.deleted_at = datetime.now(UTC)  # type: ignore[attr-defined]
-        else:
-            await self.session.delete(obj)
+    async def delete(self, obj: ModelT) -> None:
+        """Remove the row (children go with it where the foreign key cascades)."""
+        await self.session.delete(obj)
         await self.session.flush()
-
-    async def restore(self, obj: ModelT) -> ModelT:
-        obj.deleted_at = None  # type: ignore[attr-defined]
-        await self.session.flush()
-        return obj
 
     async def get_or_create(
         self, defaults: Mapping[str, object] | None = None, **keys: object
     ) -> tuple[ModelT, bool]:
-        """Race-safe: INSERT ... ON CONFLICT DO NOTHING, then read the winner's row.
+        """Race-safe: exactly one of many concurrent callers creates the row.
 
-        Concurrent callers with the same keys block on the unique index until the first
-        commits; exactly one inserts and every other reads its row. `keys` must be
-        covered by a unique constraint.
+        The INSERT yields to a concurrent one on the unique index (how depends on the
+        database: see `dialect.insert_or_none`); the losers then read the winner's row
+        with a locking read, which sees it committed whatever the isolation level.
+        `keys` must be covered by a unique constraint.
         """
         values = {**(defaults or {}), **keys}
-        stmt = (
-            pg_insert(self.model)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=list(keys))
-            .returning(self.model)
-            .execution_options(populate_existing=True)
-        )
-        created = (await self.session.scalars(stmt)).one_or_none()
+        created = await insert_or_none(self.session, self.model, values, list(keys))
         if created is not None:
             return created, True
-        stmt_existing = self.filter(self.select(include_deleted=True), keys)
-        existing = await self.get_one_or_none(stmt_existing)
+        stmt = select(self.model).where(*f.where(self.model, keys, f.column_names(self.model)))
+        existing = await self.get_one_or_none(stmt.with_for_update(read=True))
         if existing is None:  # pragma: no cover - only if the winner rolled back meanwhile
             return await self.get_or_create(defaults, **keys)
         return existing, False

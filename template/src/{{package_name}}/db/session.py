@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from .engine import DatabaseManager
+from .engine import finished_session
 
 
 def get_database(request: Request) -> DatabaseManager:
@@ -31,15 +32,8 @@ def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
 async def get_session(
     sessionmaker: Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)],
 ) -> AsyncIterator[AsyncSession]:
-    async with sessionmaker() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            if session.in_transaction():
-                await session.commit()
+    async with finished_session(sessionmaker) as session:
+        yield session
 
 
 DBSession = Annotated[AsyncSession, Depends(get_session, scope="function")]

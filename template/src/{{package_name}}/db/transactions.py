@@ -21,33 +21,30 @@ from sqlalchemy.orm.exc import StaleDataError
 from ..core.errors import Conflict
 from ..core.errors import InvalidData
 from ..core.errors import StaleVersion
+from .dialect import is_retryable
+from .dialect import violated_constraint
+from .dialect import violation
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-# SQLSTATEs worth a retry: the transaction lost a race, not a rule.
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
-
-
-def sqlstate(error: DBAPIError) -> str | None:
-    return getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-
-
-def constraint_name(error: DBAPIError) -> str | None:
-    cause = getattr(error.orig, "__cause__", None)
-    name = getattr(cause, "constraint_name", None)
-    return name if isinstance(name, str) else None
+_GENERIC = {
+    "unique": "a record with the same unique values already exists",
+    "foreign_key": "a referenced record does not exist (or is still referenced)",
+}
 
 
 def translate_integrity_error(error: IntegrityError, messages: dict[str, str]) -> Exception:
-    """Map a violated constraint to a domain error; `messages` is keyed by constraint name."""
-    name = constraint_name(error) or ""
-    detail = messages.get(name)
-    state = sqlstate(error)
-    if state == "23505":  # unique_violation
-        return Conflict(detail or "a record with the same unique values already exists")
-    if state == "23503":  # foreign_key_violation
-        return Conflict(detail or "a referenced record does not exist (or is still referenced)")
+    """Map a violated constraint to a domain error; `messages` is keyed by constraint name.
+
+    Conventional names (`uq_…`, `fk_…`, `ck_…`) are what every database reports, so the
+    name leads to the message; the database's own text never reaches the client.
+    """
+    kind = violation(error)
+    name = violated_constraint(error)
+    detail = messages.get(name or "") or _GENERIC.get(kind or "")
+    if kind in {"unique", "foreign_key"}:
+        return Conflict(detail or "the request conflicts with stored data")
     return InvalidData(detail or "the data breaks a rule of the database")
 
 
@@ -72,10 +69,10 @@ async def run_in_transaction(
             raise StaleVersion(resource) from error
         except DBAPIError as error:
             await session.rollback()
-            if sqlstate(error) not in RETRYABLE_SQLSTATES or attempt == attempts:
+            if not is_retryable(error) or attempt == attempts:
                 raise
             delay = 0.02 * 2**attempt * (1 + random.random())  # noqa: S311 - jitter, not crypto
-            log.warning("retrying unit of work after %s (attempt %d)", sqlstate(error), attempt)
+            log.warning("retrying a unit of work that lost a race (attempt %d)", attempt)
             await asyncio.sleep(delay)
         except BaseException:
             await session.rollback()

@@ -1,0 +1,140 @@
+"""Database chores of the benchmark, run in its service venv (asyncpg is there).
+
+The runner itself needs nothing but the standard library, so the few statements it
+must send (create and drop its own database, remove what the create runs inserted,
+VACUUM, read versions) go through this small command instead of a client library.
+
+    python bench/dbtool.py create  --admin-url postgresql://postgres@127.0.0.1/postgres --name X
+    python bench/dbtool.py drop    --admin-url ... --name X
+    python bench/dbtool.py cleanup --url postgresql://.../X --slug-prefix load-
+    python bench/dbtool.py vacuum  --url ...
+    python bench/dbtool.py versions --url ...
+"""
+
+import argparse
+import asyncio
+import importlib.metadata
+import json
+import platform
+import re
+from typing import Any
+
+import asyncpg
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+PACKAGES = (
+    "fastapi",
+    "starlette",
+    "pydantic",
+    "pydantic-core",
+    "sqlalchemy",
+    "asyncpg",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "orjson",
+    "alembic",
+    "py-spy",
+)
+
+
+def checked(name: str) -> str:
+    """Database names are spliced into CREATE/DROP DATABASE, so only plain ones pass."""
+    if not _NAME.fullmatch(name):
+        raise SystemExit(f"refusing database name {name!r}")
+    return name
+
+
+async def create(admin_url: str, name: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{checked(name)}"')
+    finally:
+        await conn.close()
+    return {"created": name}
+
+
+async def drop(admin_url: str, name: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        # Only this benchmark's own database: its leftover sessions first, then the database.
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            checked(name),
+        )
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        await conn.close()
+    return {"dropped": name}
+
+
+async def cleanup(url: str, slug_prefix: str) -> dict[str, Any]:
+    """Remove the rows a create run inserted, so every read run sees the same 10,000."""
+    conn = await asyncpg.connect(url)
+    try:
+        status = await conn.execute("DELETE FROM project WHERE slug LIKE $1", slug_prefix + "%")
+        await conn.execute("VACUUM ANALYZE project")
+    finally:
+        await conn.close()
+    return {"deleted": int(status.split()[-1])}
+
+
+async def vacuum(url: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("VACUUM ANALYZE project")
+        await conn.execute("VACUUM ANALYZE task")
+        counts = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM project) AS projects, (SELECT count(*) FROM task) AS tasks"
+        )
+    finally:
+        await conn.close()
+    return dict(counts.items())
+
+
+async def versions(url: str) -> dict[str, Any]:
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    conn = await asyncpg.connect(url)
+    try:
+        found["postgres"] = await conn.fetchval("SHOW server_version")
+        settings = {
+            row["name"]: row["setting"]
+            for row in await conn.fetch(
+                "SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[])",
+                ["max_connections", "shared_buffers", "ssl", "synchronous_commit", "fsync"],
+            )
+        }
+    finally:
+        await conn.close()
+    return {"versions": found, "postgres_settings": settings}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("command", choices=["create", "drop", "cleanup", "vacuum", "versions"])
+    parser.add_argument("--admin-url")
+    parser.add_argument("--url")
+    parser.add_argument("--name")
+    parser.add_argument("--slug-prefix", default="load-")
+    args = parser.parse_args()
+    if args.command == "create":
+        result = asyncio.run(create(args.admin_url, args.name))
+    elif args.command == "drop":
+        result = asyncio.run(drop(args.admin_url, args.name))
+    elif args.command == "cleanup":
+        result = asyncio.run(cleanup(args.url, args.slug_prefix))
+    elif args.command == "vacuum":
+        result = asyncio.run(vacuum(args.url))
+    else:
+        result = asyncio.run(versions(args.url))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

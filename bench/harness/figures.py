@@ -1,0 +1,145 @@
+"""From measured windows to figures: per endpoint and app, ratios to the floor, targets.
+
+Each (endpoint, app) is measured in several rounds. Throughput and percentiles are
+the median over rounds (one slow round does not move it); CPU per request is the
+total CPU over the total requests of all rounds; max latency, timeouts and errors are
+the worst and the sums, because a stall in any round is a stall.
+"""
+
+import statistics
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .endpoints import ENDPOINTS
+from .load import LoadResult
+
+SERVICE, FLOOR, NO_PING = "service", "floor", "service_no_ping"
+
+
+@dataclass(frozen=True)
+class Window:
+    endpoint: str
+    app: str
+    round: int
+    load: LoadResult
+    server_cpu_s: float
+    pg_cpu_s: float
+    pg_new_backends: int
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["load"] = self.load.as_dict()
+        return data
+
+
+def _per_request_ms(seconds: float, requests: int) -> float | None:
+    return round(1000 * seconds / requests, 4) if requests else None
+
+
+def summarise(windows: list[Window]) -> dict[str, dict[str, dict[str, Any]]]:
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for endpoint in ENDPOINTS:
+        for app in (SERVICE, FLOOR, NO_PING):
+            own = [w for w in windows if w.endpoint == endpoint.key and w.app == app]
+            if not own:
+                continue
+            requests = sum(w.load.requests for w in own)
+            errors = {
+                kind: sum(w.load.errors.get(kind, 0) for w in own)
+                for kind in ("connect", "read", "write", "status", "timeout")
+            }
+            summary.setdefault(endpoint.key, {})[app] = {
+                "rounds": len(own),
+                "requests": requests,
+                "rps": round(statistics.median(w.load.rps for w in own), 1),
+                "p50_ms": round(statistics.median(w.load.p50_ms for w in own), 2),
+                "p99_ms": round(statistics.median(w.load.p99_ms for w in own), 2),
+                "max_ms": round(max(w.load.max_ms for w in own), 1),
+                "slow": sum(w.load.slow for w in own),
+                "timeouts": errors["timeout"],
+                "errors": sum(errors.values()) - errors["timeout"],
+                "error_kinds": errors,
+                "cpu_ms": _per_request_ms(sum(w.server_cpu_s for w in own), requests),
+                "cpu_ms_by_round": [_per_request_ms(w.server_cpu_s, w.load.requests) for w in own],
+                "pg_cpu_ms": _per_request_ms(sum(w.pg_cpu_s for w in own), requests),
+                "pg_new_backends": sum(w.pg_new_backends for w in own),
+            }
+    return summary
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def ratios(
+    summary: dict[str, dict[str, dict[str, Any]]], counts: dict[str, dict[str, Any]], app: str
+) -> dict[str, dict[str, Any]]:
+    """`app` divided by the floor, per endpoint; per-round CPU ratios show the spread."""
+    out: dict[str, dict[str, Any]] = {}
+    for endpoint, apps in summary.items():
+        if app not in apps or FLOOR not in apps:
+            continue
+        mine, floor = apps[app], apps[FLOOR]
+        by_round = [
+            _ratio(a, b)
+            for a, b in zip(mine["cpu_ms_by_round"], floor["cpu_ms_by_round"], strict=False)
+        ]
+        trips = counts.get(endpoint, {})
+        out[endpoint] = {
+            "cpu": _ratio(mine["cpu_ms"], floor["cpu_ms"]),
+            "cpu_by_round": by_round,
+            "rps": _ratio(mine["rps"], floor["rps"]),
+            "p50": _ratio(mine["p50_ms"], floor["p50_ms"]),
+            "p99": _ratio(mine["p99_ms"], floor["p99_ms"]),
+            "pg_cpu": _ratio(mine["pg_cpu_ms"], floor["pg_cpu_ms"]),
+            "round_trips": _ratio(
+                trips.get(app, {}).get("round_trips"), trips.get(FLOOR, {}).get("round_trips")
+            ),
+        }
+    return out
+
+
+def targets(
+    summary: dict[str, dict[str, dict[str, Any]]],
+    service_ratios: dict[str, dict[str, Any]],
+    counts: dict[str, dict[str, Any]],
+    slow_ms: int,
+) -> list[dict[str, Any]]:
+    """Every pass/fail the issue asks for, each with the figure it was judged on."""
+    checks: list[dict[str, Any]] = []
+    for endpoint in ENDPOINTS:
+        ratio = service_ratios.get(endpoint.key, {}).get("cpu")
+        if endpoint.cpu_target is not None and ratio is not None:
+            checks.append(
+                {
+                    "check": f"{endpoint.title}: server CPU/request <= {endpoint.cpu_target:g}x floor",
+                    "value": f"{ratio:.2f}x",
+                    "passed": ratio <= endpoint.cpu_target,
+                }
+            )
+    for app in (SERVICE, NO_PING):
+        for endpoint in ENDPOINTS:
+            figures = summary.get(endpoint.key, {}).get(app)
+            if figures is None:
+                continue
+            stalled = figures["timeouts"] or figures["errors"] or figures["slow"]
+            checks.append(
+                {
+                    "check": f"no stall, {app}, {endpoint.title} "
+                    f"(no timeout, no error, no request over {slow_ms} ms)",
+                    "value": f"max {figures['max_ms']:.0f} ms, {figures['timeouts']} timeouts, "
+                    f"{figures['errors']} errors, {figures['slow']} slow",
+                    "passed": not stalled,
+                }
+            )
+    small = counts.get("with_tasks_5", {}).get(SERVICE, {}).get("statements")
+    large = counts.get("with_tasks_50", {}).get(SERVICE, {}).get("statements")
+    if small is not None and large is not None:
+        checks.append(
+            {
+                "check": "parents with children: same statements per request for page sizes 5 and 50",
+                "value": f"{small:g} and {large:g}",
+                "passed": small == large,
+            }
+        )
+    return checks

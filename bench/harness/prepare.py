@@ -1,0 +1,158 @@
+"""Everything before the first request: render, install, database, schema, data.
+
+The service is rendered from the template's working tree (uncommitted changes
+included), installed into the benchmark's own venv the way its Dockerfile installs it
+(a regular, non-editable install), migrated with its own `alembic upgrade head`, and
+seeded through its own services and repositories (bench/seed.py).
+"""
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = BENCH_DIR.parent
+
+
+@dataclass(frozen=True)
+class Service:
+    directory: Path
+    package: str  # import name, e.g. my_service
+    distribution: str  # project name, e.g. my-service
+
+
+def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"command failed ({result.returncode}): {' '.join(argv)}\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result.stdout
+
+
+def tool(name: str) -> str:
+    """A console script next to this interpreter (the runner's venv), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise SystemExit(f"{name} not found: pip install -r bench/requirements.txt")
+    return found
+
+
+def render(destination: Path, vcs_ref: str = "HEAD") -> Service:
+    if destination.exists():
+        shutil.rmtree(destination)
+    run(
+        [
+            tool("copier"),
+            "copy",
+            "--defaults",
+            "--vcs-ref",
+            vcs_ref,
+            "--quiet",
+            str(REPO_DIR),
+            str(destination),
+        ]
+    )
+    return describe(destination)
+
+
+def describe(directory: Path) -> Service:
+    """Read a rendered project's names from its pyproject.toml and src/ layout."""
+    meta = tomllib.loads((directory / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = [p.name for p in (directory / "src").iterdir() if (p / "main.py").exists()]
+    if len(packages) != 1:
+        raise SystemExit(f"expected one package with main.py under {directory}/src")
+    return Service(directory, packages[0], meta["project"]["name"])
+
+
+def ensure_venv(venv: Path, service: Service) -> Path:
+    """Create (once) and update the service venv; returns its python."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        run([tool("uv"), "venv", "--quiet", "--python", sys.executable, str(venv)])
+    run(
+        [
+            tool("uv"),
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(python),
+            "--reinstall-package",
+            service.distribution,
+            str(service.directory),
+            "-r",
+            str(BENCH_DIR / "requirements-server.txt"),
+        ]
+    )
+    return python
+
+
+def dbtool(python: Path, *args: str) -> dict[str, object]:
+    out = run([str(python), str(BENCH_DIR / "dbtool.py"), *args])
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def migrate(venv: Path, service: Service, sqlalchemy_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": sqlalchemy_url}
+    run([str(venv / "bin" / "alembic"), "upgrade", "head"], cwd=service.directory, env=env)
+
+
+def seed(
+    python: Path, service: Service, sqlalchemy_url: str, projects: int, tasks: int, ids_out: Path
+) -> dict[str, object]:
+    env = {**os.environ, "DATABASE_URL": sqlalchemy_url}
+    out = run(
+        [
+            str(python),
+            str(BENCH_DIR / "seed.py"),
+            "--package",
+            service.package,
+            "--projects",
+            str(projects),
+            "--tasks-per-project",
+            str(tasks),
+            "--ids-out",
+            str(ids_out),
+        ],
+        cwd=service.directory,
+        env=env,
+    )
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def machine() -> dict[str, object]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "kernel": platform.release(),
+    }
+
+
+def template_revision() -> dict[str, object]:
+    try:
+        commit = run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR).strip()
+        dirty = bool(run(["git", "status", "--porcelain", "--", "template"], cwd=REPO_DIR).strip())
+    except (RuntimeError, FileNotFoundError):
+        return {"commit": None, "template_dirty": None}
+    return {"commit": commit, "template_dirty": dirty}

@@ -1,0 +1,442 @@
+"""The template's benchmark, in one command: the rendered service against a floor app.
+
+    python bench/run.py            # full run (~10 min on 2 cores): writes docs/benchmarks.*
+    python bench/run.py --quick    # ~2 min smoke run: writes bench/results/benchmarks.*
+
+It renders the default service from this working tree, installs it in bench/.venv,
+creates its own PostgreSQL database (dropped at the end), migrates it with the
+service's Alembic scripts and seeds 10,000 projects with their tasks through the
+service's own repositories. Then, in one run, it starts the service as production
+runs it (uvicorn, one worker, ENVIRONMENT=production, no access log), the same
+service with the pool's pre-ping off, and the floor (bench/floor_app.py: Starlette,
+raw asyncpg, orjson), counts each one's round trips and statements per request on
+the wire, and loads them in turn with wrk, interleaved round by round, reading each
+server's CPU time from /proc. What it measures and why: bench/README.md.
+"""
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from harness import counting, endpoints, figures, load, prepare, profiler, report
+from harness.endpoints import ENDPOINTS
+from harness.figures import FLOOR, NO_PING, SERVICE, Window
+from harness.procs import App, BackendSampler, cpu_seconds
+from harness.wire import WireCounter
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+# Settings of the service that must come from the benchmark, not the caller's shell.
+_SERVICE_VARIABLES = ("DATABASE_URL", "ENVIRONMENT", "CURSOR_SECRET", "LOG_LEVEL", "MIGRATE_")
+_started = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[{time.monotonic() - _started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 short round, no profile")
+    parser.add_argument("--rounds", type=int, help="rounds per app and endpoint (full: 3)")
+    parser.add_argument("--seconds", type=float, help="seconds per measured window (full: 8)")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up per app and endpoint")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--timeout", type=float, default=10.0, help="request timeout, seconds")
+    parser.add_argument("--slow-ms", type=int, default=1000, help="a request slower is a stall")
+    parser.add_argument("--loader", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument(
+        "--endpoints",
+        default=",".join(endpoint.key for endpoint in ENDPOINTS),
+        help="comma-separated subset to load: " + ", ".join(e.key for e in ENDPOINTS),
+    )
+    parser.add_argument("--projects", type=int, default=10_000)
+    parser.add_argument("--tasks-per-project", type=int, default=5)
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="a PostgreSQL URL allowed to CREATE DATABASE (env BENCH_ADMIN_URL)",
+    )
+    parser.add_argument(
+        "--vcs-ref",
+        default="HEAD",
+        help="template revision to render (HEAD includes uncommitted changes)",
+    )
+    parser.add_argument(
+        "--service-dir",
+        type=Path,
+        help="benchmark this rendered (perhaps edited) project instead of rendering one",
+    )
+    profile = parser.add_mutually_exclusive_group()
+    profile.add_argument("--profile", dest="profile", action="store_true", default=None)
+    profile.add_argument("--no-profile", dest="profile", action="store_false")
+    parser.add_argument("--out", type=Path, help="directory for benchmarks.md and .json")
+    args = parser.parse_args()
+    full = {"rounds": 3, "seconds": 8.0, "warmup": 3.0, "profile": True}
+    quick = {"rounds": 1, "seconds": 3.0, "warmup": 2.0, "profile": False}
+    for name, value in (quick if args.quick else full).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    keys = set(args.endpoints.split(","))
+    args.selected = [endpoint for endpoint in ENDPOINTS if endpoint.key in keys]
+    if not args.selected or keys - {endpoint.key for endpoint in ENDPOINTS}:
+        parser.error(f"--endpoints: choose among {', '.join(e.key for e in ENDPOINTS)}")
+    if args.out is None:
+        args.out = BENCH_DIR / "results" if args.quick else REPO_DIR / "docs"
+    return args
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Urls:
+    """The database URLs each app is given, built from the admin URL's server."""
+
+    def __init__(self, admin_url: str, database: str) -> None:
+        parts = urlsplit(admin_url)
+        self.user = parts.username or "postgres"
+        self.password = parts.password
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 5432
+        self.database = database
+
+    def _auth(self) -> str:
+        return self.user + (f":{self.password}" if self.password else "")
+
+    def sqlalchemy(self, port: int | None = None, host: str | None = None) -> str:
+        where = f"{host or self.host}:{port or self.port}"
+        return f"postgresql+asyncpg://{self._auth()}@{where}/{self.database}?ssl=disable"
+
+    def plain(self, port: int | None = None, host: str | None = None) -> str:
+        where = f"{host or self.host}:{port or self.port}"
+        return f"postgresql://{self._auth()}@{where}/{self.database}?sslmode=disable"
+
+
+def make_apps(
+    service: prepare.Service,
+    venv: Path,
+    urls: Urls,
+    logs: Path,
+    secret: str,
+    db_port: int | None = None,
+    db_host: str | None = None,
+) -> dict[str, App]:
+    """The three processes: the service as production runs it, pre-ping off, the floor."""
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DB_", "FLOOR_")) and not key.startswith(_SERVICE_VARIABLES)
+    }
+    uvicorn = str(venv / "bin" / "uvicorn")
+    service_env = {
+        **base,
+        "ENVIRONMENT": "production",
+        "CURSOR_SECRET": secret,
+        "DATABASE_URL": urls.sqlalchemy(db_port, db_host),
+    }
+    apps: dict[str, App] = {}
+    for name, label, extra in (
+        (SERVICE, "service (defaults: pre-ping on, pool 20 + 20)", {}),
+        (
+            NO_PING,
+            "service, DB_POOL_PRE_PING=false DB_POOL_RECYCLE=300",
+            {"DB_POOL_PRE_PING": "false", "DB_POOL_RECYCLE": "300"},
+        ),
+    ):
+        port = free_port()
+        apps[name] = App(
+            name=name,
+            label=label,
+            argv=[
+                uvicorn,
+                f"{service.package}.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--proxy-headers",
+            ],
+            env={**service_env, **extra},
+            cwd=service.directory,
+            port=port,
+            ready_path="/health/ready",
+            log_path=logs / f"{name}.log",
+        )
+    port = free_port()
+    apps[FLOOR] = App(
+        name=FLOOR,
+        label="floor (Starlette + asyncpg + orjson)",
+        argv=[
+            uvicorn,
+            "floor_app:app",
+            "--app-dir",
+            str(BENCH_DIR),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
+        env={
+            **base,
+            "CURSOR_SECRET": secret,
+            "FLOOR_DATABASE_URL": urls.plain(db_port, db_host),
+            "FLOOR_POOL_IDLE_SECONDS": "2",
+        },
+        cwd=BENCH_DIR,
+        port=port,
+        ready_path="/health",
+        log_path=logs / f"{name}.log",
+    )
+    return apps
+
+
+def start_all(apps: dict[str, App]) -> None:
+    for app in apps.values():
+        app.start()
+    for app in apps.values():
+        app.wait_ready()
+
+
+def stop_all(apps: dict[str, App]) -> None:
+    for app in apps.values():
+        app.stop()
+
+
+def count_phase(
+    service: prepare.Service, venv: Path, urls: Urls, work: Path, ids: list[str], secret: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, object]]]:
+    """Round trips and statements per request through the wire counter; the shapes check."""
+    counter = WireCounter(urls.host, urls.port)
+    relay_port = counter.start()
+    apps = make_apps(service, venv, urls, work / "logs", secret, relay_port, "127.0.0.1")
+    results: dict[str, dict[str, Any]] = {}
+    shapes: dict[str, dict[str, object]] = {}
+    try:
+        start_all(apps)
+        for name, app in apps.items():
+            workloads = {
+                "get": counting.gets(endpoints.read_paths("get", ids)),
+                "list_offset": counting.gets(endpoints.read_paths("list_offset", ids)),
+                "list_cursor": counting.gets(endpoints.cursor_paths(app.port)),
+                "with_tasks": counting.gets(endpoints.read_paths("with_tasks", ids)),
+                "create": counting.creates(f"load-count-{name.replace('_', '-')}"),
+                "with_tasks_5": counting.gets(endpoints.read_paths("with_tasks", ids, 5)),
+                "with_tasks_50": counting.gets(endpoints.read_paths("with_tasks", ids, 50)),
+            }
+            for key, requests in workloads.items():
+                counted = counting.measure(counter, app.port, requests, warmup=10, n=40)
+                results.setdefault(key, {})[name] = counted.as_dict()
+            say(
+                f"counted {name}: "
+                + ", ".join(f"{k} {v[name]['round_trips']:g} rt" for k, v in results.items())
+            )
+        shapes = counting.compare_shapes(apps[SERVICE].port, apps[FLOOR].port, ids[0], "load-shape")
+    finally:
+        stop_all(apps)
+        counter.stop()
+    return results, shapes
+
+
+def load_phase(
+    args: argparse.Namespace,
+    service: prepare.Service,
+    venv: Path,
+    urls: Urls,
+    work: Path,
+    ids: list[str],
+    secret: str,
+) -> tuple[list[Window], dict[str, Any]]:
+    python = venv / "bin" / "python"
+    settings = load.Settings(
+        loader=args.loader,
+        connections=args.connections,
+        threads=args.threads,
+        timeout_s=args.timeout,
+        slow_ms=args.slow_ms,
+        python=str(python),
+    )
+    apps = make_apps(service, venv, urls, work / "logs", secret)
+    paths_dir = work / "paths"
+    paths_dir.mkdir(exist_ok=True)
+    windows: list[Window] = []
+    profiles: dict[str, Any] = {}
+
+    def cleanup() -> None:
+        prepare.dbtool(python, "cleanup", "--url", urls.plain(), "--slug-prefix", "load-")
+
+    try:
+        start_all(apps)
+        shared = {
+            key: endpoints.write_paths(paths_dir, key, endpoints.read_paths(key, ids))
+            for key in ("get", "list_offset", "with_tasks")
+        }
+        cursor_files = {
+            name: endpoints.write_paths(
+                paths_dir, f"list_cursor_{name}", endpoints.cursor_paths(app.port)
+            )
+            for name, app in apps.items()
+        }
+
+        def workload(endpoint: str, app: str, tag: str) -> load.Workload:
+            if endpoint == "create":
+                return load.Workload("create", f"load-{tag}-{app.replace('_', '-')}")
+            if endpoint == "list_cursor":
+                return load.Workload("paths", str(cursor_files[app]))
+            return load.Workload("paths", str(shared[endpoint]))
+
+        say(f"warm-up: {args.warmup:g} s per app and endpoint")
+        for endpoint in args.selected:
+            for name, app in apps.items():
+                load.run(app.port, workload(endpoint.key, name, "warm"), args.warmup, settings)
+        cleanup()
+
+        order = list(apps)
+        for number in range(1, args.rounds + 1):
+            for endpoint in args.selected:
+                for name in order:
+                    app = apps[name]
+                    # An unmeasured second first: the app's pool and caches are back to
+                    # what its own load needs after another app's window.
+                    load.run(app.port, workload(endpoint.key, name, f"p{number}"), 1, settings)
+                    sampler = BackendSampler(urls.database)
+                    before = cpu_seconds(app.pid)
+                    sampler.start()
+                    result = load.run(
+                        app.port, workload(endpoint.key, name, f"r{number}"), args.seconds, settings
+                    )
+                    spent = cpu_seconds(app.pid) - before
+                    pg_cpu, new_backends = sampler.stop()
+                    windows.append(
+                        Window(endpoint.key, name, number, result, spent, pg_cpu, new_backends)
+                    )
+                    say(
+                        f"round {number} {endpoint.key:<11} {name:<15} {result.rps:8.0f} req/s "
+                        f"p99 {result.p99_ms:7.1f} ms  cpu {1000 * spent / max(result.requests, 1):.3f}"
+                        f" ms/req  errors {sum(result.errors.values())}"
+                    )
+                if endpoint.key == "create":
+                    cleanup()
+            order = order[1:] + order[:1]  # rotate, so no app always follows the same one
+
+        if args.profile:
+            py_spy = str(venv / "bin" / "py-spy")
+            service_app = apps[SERVICE]
+            profiled = ("get", "list_offset", "with_tasks", "create")
+            for key in (e.key for e in args.selected if e.key in profiled):
+                raw = work / f"profile-{key}.txt"
+                seconds = max(4, int(args.seconds))
+                spy = profiler.start(py_spy, service_app.pid, seconds, raw)
+                time.sleep(0.5)
+                load.run(service_app.port, workload(key, SERVICE, "prof"), seconds + 1, settings)
+                if spy.wait(timeout=60) != 0 or not raw.exists():
+                    say(f"py-spy could not sample {key} (it needs ptrace rights); skipped")
+                    continue
+                profiles[key] = profiler.summarise(raw, service.package).as_dict()
+                say(f"profiled {key}: {profiles[key]['samples']} samples")
+            cleanup()
+    finally:
+        stop_all(apps)
+    return windows, profiles
+
+
+def main() -> None:
+    args = parse_args()
+    args.loader = load.choose_loader(args.loader)
+    work = BENCH_DIR / "results" / "work"
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    started_at = datetime.now(UTC)
+
+    if args.service_dir:
+        service = prepare.describe(args.service_dir.resolve())
+        say(f"using the project in {service.directory}")
+    else:
+        service = prepare.render(work / "service", args.vcs_ref)
+        say(f"rendered the default service into {service.directory}")
+    venv = BENCH_DIR / ".venv"
+    python = prepare.ensure_venv(venv, service)
+    say(f"installed it into {venv}")
+
+    database = f"bench_{started_at:%Y%m%d%H%M%S}_{os.getpid()}"
+    urls = Urls(args.admin_url, database)
+    secret = secrets.token_urlsafe(32)
+    prepare.dbtool(python, "create", "--admin-url", args.admin_url, "--name", database)
+    try:
+        prepare.migrate(venv, service, urls.sqlalchemy())
+        ids_file = work / "ids.txt"
+        seeded = prepare.seed(
+            python, service, urls.sqlalchemy(), args.projects, args.tasks_per_project, ids_file
+        )
+        prepare.dbtool(python, "vacuum", "--url", urls.plain())
+        ids = ids_file.read_text(encoding="utf-8").split()
+        say(f"database {database}: migrated, seeded {seeded}")
+        versions = prepare.dbtool(python, "versions", "--url", urls.plain())
+
+        counts, shapes = count_phase(service, venv, urls, work, ids, secret)
+        prepare.dbtool(python, "cleanup", "--url", urls.plain(), "--slug-prefix", "load-")
+        differ = [key for key, value in shapes.items() if not value["identical"]]
+        say("same JSON from both apps" if not differ else f"JSON DIFFERS for {differ}")
+
+        windows, profiles = load_phase(args, service, venv, urls, work, ids, secret)
+    finally:
+        prepare.dbtool(python, "drop", "--admin-url", args.admin_url, "--name", database)
+        say(f"dropped {database}")
+
+    summary = figures.summarise(windows)
+    service_ratios = figures.ratios(summary, counts, SERVICE)
+    results: dict[str, Any] = {
+        "meta": {
+            "started": started_at.isoformat(timespec="seconds"),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": prepare.machine(),
+            "versions": {**versions["versions"], "wrk": load.wrk_version()},  # type: ignore[dict-item]
+            "postgres_settings": versions["postgres_settings"],
+            "template": prepare.template_revision(),
+            "loader": args.loader,
+            "seed": seeded,
+            "run": {
+                "mode": "quick" if args.quick else "full",
+                "rounds": args.rounds,
+                "seconds": args.seconds,
+                "warmup": args.warmup,
+                "connections": args.connections,
+                "threads": args.threads,
+                "timeout_s": args.timeout,
+                "slow_ms": args.slow_ms,
+                "duration_s": time.monotonic() - _started,
+                "service_dir": str(args.service_dir) if args.service_dir else None,
+            },
+        },
+        "summary": summary,
+        "ratios": {
+            SERVICE: service_ratios,
+            NO_PING: figures.ratios(summary, counts, NO_PING),
+        },
+        "targets": figures.targets(summary, service_ratios, counts, args.slow_ms),
+        "counts": counts,
+        "shapes": shapes,
+        "profile": profiles,
+        "windows": [window.as_dict() for window in windows],
+    }
+    report.write(results, args.out / "benchmarks.md", args.out / "benchmarks.json")
+    for check in results["targets"]:
+        say(f"{'pass' if check['passed'] else 'FAIL'}  {check['check']}: {check['value']}")
+    say(f"wrote {args.out / 'benchmarks.md'} and {args.out / 'benchmarks.json'}")
+    print(json.dumps({k: v["cpu"] for k, v in service_ratios.items()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Seed the benchmark database through the rendered service's own code.
+
+Runs in the benchmark's service venv, with the rendered package importable. Parents
+and children go in through the service's unit of work (`CrudService.transaction`) and
+its repositories' `create_many` (one multi-row INSERT per batch), after validation by
+its own `ProjectCreate`/`TaskCreate` schemas: the data is what the service itself would
+have stored, and loading it takes seconds, not the minutes that one request per row would.
+
+    python bench/seed.py --package my_service --projects 10000 --tasks-per-project 5 \
+        --ids-out ids.txt    # DATABASE_URL names the database
+"""
+
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+
+async def seed(
+    package: str, projects: int, tasks_per_project: int, batch: int
+) -> tuple[list[str], dict[str, Any]]:
+    config = importlib.import_module(f"{package}.core.config")
+    engine_mod = importlib.import_module(f"{package}.db.engine")
+    service_mod = importlib.import_module(f"{package}.projects.service")
+    task_repo_mod = importlib.import_module(f"{package}.tasks.repository")
+    project_schemas = importlib.import_module(f"{package}.projects.schemas")
+    task_schemas = importlib.import_module(f"{package}.tasks.schemas")
+
+    settings = config.Settings(database_url=os.environ["DATABASE_URL"])
+    db = engine_mod.DatabaseManager(settings)
+    await db.connect()
+    # Spread creation times over the past days, one second apart, so that ordering by
+    # created_at (what every list endpoint does) meets distinct, realistic values.
+    start = datetime.now(UTC) - timedelta(seconds=projects + 60)
+    statuses = ("todo", "doing", "done")
+    ids: list[str] = []
+    began = time.perf_counter()
+    try:
+        for first in range(0, projects, batch):
+            numbers = range(first, min(first + batch, projects))
+            rows = [
+                {
+                    **project_schemas.ProjectCreate(
+                        name=f"Project {n}", slug=f"seed-{n}", description=f"Seeded project {n}."
+                    ).model_dump(),
+                    "created_at": start + timedelta(seconds=n),
+                }
+                for n in numbers
+            ]
+            async with db.sessionmaker() as session:
+                service = service_mod.ProjectService(session, settings)
+
+                async def work(
+                    service: Any = service,
+                    rows: list[dict[str, Any]] = rows,
+                    session: Any = session,
+                ) -> list[Any]:
+                    parents = await service.repository.create_many(rows)
+                    children = [
+                        {
+                            **task_schemas.TaskCreate(
+                                title=f"Task {k}", status=statuses[k % 3], priority=k % 6
+                            ).model_dump(),
+                            "project_id": parent.id,
+                            "created_at": parent.created_at + timedelta(milliseconds=k),
+                        }
+                        for parent in parents
+                        for k in range(tasks_per_project)
+                    ]
+                    await task_repo_mod.TaskRepository(session).create_many(children)
+                    return list(parents)
+
+                parents = await service.transaction(work)
+            ids.extend(str(parent.id) for parent in parents)
+    finally:
+        await db.disconnect()
+    elapsed = time.perf_counter() - began
+    return ids, {
+        "projects": len(ids),
+        "tasks": len(ids) * tasks_per_project,
+        "seconds": round(elapsed, 2),
+        "batch": batch,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--package", required=True)
+    parser.add_argument("--projects", type=int, default=10_000)
+    parser.add_argument("--tasks-per-project", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--ids-out", required=True, help="file for a sample of project ids")
+    parser.add_argument("--sample", type=int, default=2000)
+    args = parser.parse_args()
+    ids, result = asyncio.run(seed(args.package, args.projects, args.tasks_per_project, args.batch))
+    chosen = random.Random(7).sample(ids, min(args.sample, len(ids)))
+    with open(args.ids_out, "w", encoding="utf-8") as out:
+        out.write("\n".join(chosen) + "\n")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

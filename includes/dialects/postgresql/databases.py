@@ -1,0 +1,67 @@
+"""Scratch databases for the tests: created with unique names, always dropped.
+
+The server comes from TEST_DATABASE_URL, else from DATABASE_URL (the service's own
+setting); the tests never touch the database that URL names, only ones they create.
+"""
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from sqlalchemy import URL
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from {{ package_name }}.core.config import Settings
+
+HOW_TO_GET_ONE = (
+    "The tests need a PostgreSQL server where this user may CREATE DATABASE.\n"
+    "Start one (Debian: `pg_ctlcluster <version> main start`; Docker: "
+    "`docker compose up -d db`), or set TEST_DATABASE_URL=postgresql://user@host:5432/postgres."
+)
+
+
+def server_url() -> URL:
+    source = os.environ.get("TEST_DATABASE_URL")
+    settings = Settings(database_url=source) if source else Settings()
+    return settings.database_url
+
+
+async def admin(statement: str) -> None:
+    url = server_url().set(database="postgres")
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT", connect_args={"timeout": 5})
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(statement))
+    except (OSError, TimeoutError, DBAPIError) as error:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {url.host}:{url.port or 5432} ({error}).\n"
+            + HOW_TO_GET_ONE,
+            pytrace=False,
+        )
+    finally:
+        await engine.dispose()
+
+
+async def cut_off(url: URL) -> None:
+    """An outage of one database: its sessions end and new connections are refused."""
+    name = url.database
+    await admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    await admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+
+
+async def reconnect(url: URL) -> None:
+    await admin(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS true')
+
+
+@asynccontextmanager
+async def scratch_database(label: str) -> AsyncIterator[URL]:
+    name = f"test_{{ package_name[:30] }}_{label}_{uuid.uuid4().hex[:10]}"
+    await admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield server_url().set(database=name)
+    finally:
+        await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
