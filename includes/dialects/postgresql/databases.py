@@ -65,3 +65,11 @@ async def scratch_database(label: str) -> AsyncIterator[URL]:
         yield server_url().set(database=name)
     finally:
         await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# Backend facts the tests need.
+SLOW_QUERY = "SELECT pg_sleep(0.1), :marker"
+UNREACHABLE_URL = URL.create("postgresql+asyncpg", host="127.0.0.1", port=1, database="x")
+PLAIN_URL = "postgres://app:s3cr3t@db:5432/app"
+FOREIGN_URL = "mysql://root:s3cr3t@db/app"
+NO_DATABASE_URL = "postgresql://db:5432"

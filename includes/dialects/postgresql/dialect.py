@@ -5,12 +5,17 @@ the database it was asked for): connection arguments, how errors are recognised,
 how an INSERT yields to a concurrent one.
 """
 
+import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from typing import TypeVar
 
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..core.config import Settings
@@ -36,9 +41,8 @@ def engine_options(settings: Settings) -> dict[str, Any]:
         server_settings["idle_in_transaction_session_timeout"] = str(
             settings.db_idle_in_transaction_timeout_ms
         )
-    return {
-        "connect_args": {"timeout": settings.db_connect_timeout, "server_settings": server_settings}
-    }
+    connect_args = {"timeout": settings.db_connect_timeout, "server_settings": server_settings}
+    return {"pool_recycle": settings.db_pool_recycle, "connect_args": connect_args}
 
 
 def prepare(engine: Engine, settings: Settings) -> None:
@@ -62,6 +66,17 @@ def violated_constraint(error: DBAPIError) -> str | None:
 def is_retryable(error: DBAPIError) -> bool:
     """The transaction lost a race (deadlock, serialization failure): run it again."""
     return _sqlstate(error) in _RETRYABLE
+
+
+@asynccontextmanager
+async def migration_lock(connection: AsyncConnection, name: str) -> AsyncIterator[None]:
+    """A session-level advisory lock: replicas starting together migrate one at a time."""
+    key = zlib.crc32(name.encode())
+    await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+    try:
+        yield
+    finally:
+        await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
 
 
 async def insert_or_none(

@@ -8,16 +8,15 @@ from sqlalchemy.orm import declared_attr
 from sqlalchemy.orm import mapped_column
 
 from .types import Timestamp
-from .types import now
+from .types import inserted_at
+from .types import updated_at
 
 
 class TimestampMixin:
-    """Times come from the database clock, never from each replica's own."""
+    """Creation and modification times, in UTC; `types.py` says which clock sets them."""
 
-    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=now(), sort_order=90)
-    updated_at: Mapped[datetime] = mapped_column(
-        Timestamp, server_default=now(), onupdate=now(), sort_order=91
-    )
+    created_at: Mapped[datetime] = mapped_column(Timestamp, sort_order=90, **inserted_at())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, sort_order=91, **updated_at())
 
 
 class VersionedMixin:

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from sqlalchemy import Select
 from sqlalchemy import func
+from sqlalchemy import literal
 from sqlalchemy import select
 from sqlalchemy import tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -103,7 +104,11 @@ async def paginate_cursor(
     sort = ("-" if descending else "") + sort_attr.key
     if cursor is not None:
         raw_value, raw_id = codec.decode(cursor, sort)
-        after = tuple_(coerce(sort_attr, raw_value), coerce(id_attr, raw_id))
+        # Typed literals: each value is bound the way its column stores it.
+        after = tuple_(
+            literal(coerce(sort_attr, raw_value), sort_attr.type),
+            literal(coerce(id_attr, raw_id), id_attr.type),
+        )
         key = tuple_(sort_attr, id_attr)
         stmt = stmt.where(key < after if descending else key > after)
     order = (sort_attr.desc(), id_attr.desc()) if descending else (sort_attr.asc(), id_attr.asc())

@@ -39,7 +39,6 @@ from .pagination import paginate_offset
 ModelT = TypeVar("ModelT", bound=Base)
 
 
-
 class BaseRepository(Generic[ModelT]):
     model: type[ModelT]
     # Columns clients may sort by; the primary key is always the tiebreaker.

@@ -1,0 +1,101 @@
+"""SQLite through aiosqlite: what the service needs to know of its database.
+
+Every backend-specific choice lives in this module (the template renders the one for
+the database it was asked for): connection set-up, how errors are recognised, and how
+an INSERT yields to a concurrent one.
+"""
+
+import re
+from typing import Any
+from typing import TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..core.config import Settings
+
+T = TypeVar("T")
+_NAMED = re.compile(r"\b((?:uq|ck|fk|pk)_\w+)")
+_UNIQUE_COLUMNS = re.compile(r"UNIQUE constraint failed: (.+)$")
+
+
+def engine_options(settings: Settings) -> dict[str, Any]:
+    # sqlite3's `timeout` is how long a writer waits for another to finish.
+    return {"connect_args": {"timeout": settings.db_busy_timeout}}
+
+
+def prepare(engine: Engine, settings: Settings) -> None:
+    """Per connection: foreign keys on, WAL journal, and transactions SQLAlchemy controls.
+
+    The sqlite3 module opens transactions lazily and cannot nest them; handing BEGIN to
+    SQLAlchemy makes savepoints (`begin_nested`) and the tests' rollbacks work.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+def _message(error: DBAPIError) -> str:
+    return str(error.orig)
+
+
+def violation(error: DBAPIError) -> str | None:
+    """Which kind of integrity rule `error` broke: unique, foreign_key, check, not_null."""
+    message = _message(error)
+    for prefix, kind in (
+        ("UNIQUE constraint failed", "unique"),
+        ("FOREIGN KEY constraint failed", "foreign_key"),
+        ("CHECK constraint failed", "check"),
+        ("NOT NULL constraint failed", "not_null"),
+    ):
+        if message.startswith(prefix):
+            return kind
+    return None
+
+
+def violated_constraint(error: DBAPIError) -> str | None:
+    """SQLite names CHECK constraints, but reports a UNIQUE one by its columns: the
+    naming convention (`uq_<table>_<columns>`) turns those back into the name."""
+    message = _message(error)
+    if named := _NAMED.search(message):
+        return named.group(1)
+    if columns := _UNIQUE_COLUMNS.search(message):
+        qualified = [part.strip() for part in columns.group(1).split(",")]
+        table = qualified[0].split(".")[0]
+        return "uq_" + table + "_" + "_".join(name.split(".")[1] for name in qualified)
+    return None
+
+
+def is_retryable(error: DBAPIError) -> bool:
+    """Another writer won the file lock: run the unit of work again."""
+    return "database is locked" in _message(error)
+
+
+async def insert_or_none(
+    session: AsyncSession, model: type[T], values: dict[str, Any], keys: list[str]
+) -> T | None:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING: the new row, or None if `keys` exist.
+
+    SQLite lets one writer at a time in, so the conflict check cannot race.
+    """
+    stmt = (
+        insert(model)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=keys)
+        .returning(model)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.scalars(stmt)).one_or_none()
