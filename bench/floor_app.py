@@ -128,7 +128,8 @@ class Cursors:
 
 
 def pool(request: Request) -> asyncpg.Pool:
-    return request.app.state.pool  # type: ignore[no-any-return]
+    found: asyncpg.Pool = request.app.state.pool
+    return found
 
 
 async def get_project(request: Request) -> Response:

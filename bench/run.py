@@ -82,7 +82,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="directory for benchmarks.md and .json")
     args = parser.parse_args()
     full = {"rounds": 3, "seconds": 8.0, "warmup": 3.0, "profile": True}
-    quick = {"rounds": 1, "seconds": 3.0, "warmup": 2.0, "profile": False}
+    quick = {"rounds": 1, "seconds": 3.0, "warmup": 1.0, "profile": False}
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)

@@ -16,7 +16,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import InterfaceError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -30,6 +29,8 @@ from ..core.errors import InvalidQuery
 from ..core.errors import NotFound
 from ..core.errors import StaleVersion
 from ..core.logging import request_id_var
+from ..db.dialect import violation
+from ..db.transactions import translate_violation
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +133,13 @@ async def _unavailable(request: Request, error: Exception) -> JSONResponse:
     )
 
 
-async def _database(request: Request, error: Exception) -> JSONResponse:
+async def _database(request: Request, exc: Exception) -> JSONResponse:
+    error = cast(DBAPIError, exc)
+    if violation(error) is not None:  # a write the services did not translate
+        log.warning("untranslated constraint violation: %s", type(error).__name__)
+        return await _domain(request, translate_violation(error, {}))
     if _is_unavailable(error):
         return await _unavailable(request, error)
-    if isinstance(error, IntegrityError):  # a write the services did not translate
-        log.warning("unhandled integrity error: %s", error.orig)
-        return problem(request, 409, "conflict", "the request conflicts with stored data")
     return await _unexpected(request, error)
 
 

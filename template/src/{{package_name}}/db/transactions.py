@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -34,7 +33,7 @@ _GENERIC = {
 }
 
 
-def translate_integrity_error(error: IntegrityError, messages: dict[str, str]) -> Exception:
+def translate_violation(error: DBAPIError, messages: dict[str, str]) -> Exception:
     """Map a violated constraint to a domain error; `messages` is keyed by constraint name.
 
     Conventional names (`uq_…`, `fk_…`, `ck_…`) are what every database reports, so the
@@ -61,14 +60,14 @@ async def run_in_transaction(
         try:
             result = await work()
             await session.commit()
-        except IntegrityError as error:
-            await session.rollback()
-            raise translate_integrity_error(error, messages or {}) from error
         except StaleDataError as error:
             await session.rollback()
             raise StaleVersion(resource) from error
         except DBAPIError as error:
             await session.rollback()
+            # Some drivers report a broken CHECK as an OperationalError: ask the dialect.
+            if violation(error) is not None:
+                raise translate_violation(error, messages or {}) from error
             if not is_retryable(error) or attempt == attempts:
                 raise
             delay = 0.02 * 2**attempt * (1 + random.random())  # noqa: S311 - jitter, not crypto

@@ -1,0 +1,97 @@
+"""Scratch databases for the tests: created with unique names, always dropped.
+
+The server comes from TEST_DATABASE_URL, else from DATABASE_URL (the service's own
+setting); the tests never touch the database that URL names, only ones they create.
+Each scratch database gets a user of its own, so an outage can be staged for it alone.
+"""
+
+import contextlib
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from sqlalchemy import URL
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from {{ package_name }}.core.config import Settings
+
+HOW_TO_GET_ONE = (
+    "The tests need a MariaDB or MySQL server where this user may CREATE DATABASE and USER.\n"
+    "Start one (Debian: `start-stop-daemon --start --oknodo --background --exec "
+    "/usr/sbin/mariadbd`; Docker: `docker compose up -d db`), or set "
+    "TEST_DATABASE_URL=mysql://root@host:3306/mysql."
+)
+
+
+def server_url() -> URL:
+    source = os.environ.get("TEST_DATABASE_URL")
+    settings = Settings(database_url=source) if source else Settings()
+    return settings.database_url
+
+
+async def admin(*statements: str) -> list[object]:
+    url = server_url().set(database="mysql")
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            results: list[object] = []
+            for statement in statements:
+                result = await conn.execute(text(statement))
+                results.append(result.all() if result.returns_rows else None)
+            return results
+    except (OSError, TimeoutError, DBAPIError) as error:
+        if (
+            "Access denied" in str(error)
+            or "Can't connect" in str(error)
+            or isinstance(error, OSError)
+        ):
+            pytest.fail(
+                f"MariaDB is not usable at {url.host}:{url.port or 3306} ({error}).\n"
+                + HOW_TO_GET_ONE,
+                pytrace=False,
+            )
+        raise
+    finally:
+        await engine.dispose()
+
+
+async def cut_off(url: URL) -> None:
+    """An outage of one database: its user is locked out and its sessions killed."""
+    user = url.username
+    await admin(f"ALTER USER '{user}'@'%' ACCOUNT LOCK")
+    (rows,) = await admin(f"SELECT id FROM information_schema.processlist WHERE user = '{user}'")
+    for (session_id,) in rows:  # type: ignore[attr-defined]
+        with contextlib.suppress(DBAPIError):  # it may have ended by itself meanwhile
+            await admin(f"KILL {int(session_id)}")
+
+
+async def reconnect(url: URL) -> None:
+    await admin(f"ALTER USER '{url.username}'@'%' ACCOUNT UNLOCK")
+
+
+@asynccontextmanager
+async def scratch_database(label: str) -> AsyncIterator[URL]:
+    name = f"test_{{ package_name }}_{label}_{uuid.uuid4().hex[:8]}"
+    password = secrets.token_hex(12)
+    await admin(
+        f"CREATE DATABASE `{name}`",
+        f"CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'",
+        f"GRANT ALL ON `{name}`.* TO '{name}'@'%'",
+    )
+    try:
+        yield server_url().set(database=name, username=name, password=password)
+    finally:
+        await admin(f"DROP DATABASE IF EXISTS `{name}`", f"DROP USER IF EXISTS '{name}'@'%'")
+
+
+# Backend facts the tests need.
+SLOW_QUERY = "SELECT SLEEP(0.1), :marker"
+UNREACHABLE_URL = URL.create("mysql+asyncmy", host="127.0.0.1", port=1, database="x")
+PLAIN_URL = "mysql://app:s3cr3t@db:3306/app"
+FOREIGN_URL = "postgresql://app:s3cr3t@db/app"
+NO_DATABASE_URL = "mysql://db:3306"
