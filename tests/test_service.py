@@ -6,23 +6,24 @@ from pathlib import Path
 import pytest
 
 from .conftest import Rendered
-from .harness.postgres import admin, server_url
+from .harness.databases import admin_url, check_server
 from .harness.run import parse_pytest_summary, run
 
 pytestmark = pytest.mark.full
 
 
 def test_the_services_own_tests_pass(
-    variant: Rendered, venv_for: Callable[[Rendered], Path]
+    variant: Rendered, venv_for: Callable[[Rendered], Path], tmp_path: Path
 ) -> None:
-    admin("SELECT 1")  # fails with how-to-start instructions when PostgreSQL is down
+    database = variant.answers["database"]
+    check_server(database)  # fails with how-to-start instructions when the server is down
     outcome = run(
         venv_for(variant),
         variant.path,
         "pytest",
         "-p",
         "no:cacheprovider",
-        env={"DATABASE_URL": f"{server_url()}/postgres"},
+        env={"DATABASE_URL": admin_url(database, tmp_path)},
     )
     counts = parse_pytest_summary(outcome.output)
     assert outcome.ok, outcome.output[-5000:]

@@ -13,7 +13,7 @@ from copier import run_copy, run_update
 
 from .conftest import Rendered
 from .harness import releases
-from .harness.postgres import server_url
+from .harness.databases import admin_url
 from .harness.run import parse_pytest_summary, run
 
 ANSWERS = {"project_name": "Ledger", "author_email": "ops@example.org"}
@@ -75,12 +75,9 @@ def downgrade() -> None:
 
 ROUTE = """
 
-@router.get(
-    "/{project_id}/summary", summary="Added by the team", responses=error_responses(404)
-)
-async def project_summary(project_id: uuid.UUID, projects: Projects) -> dict[str, str]:
-    project = await projects.get(project_id)
-    return {"name": project.name}
+@router.get("/count", summary="Added by the team")
+async def count_projects(projects: Projects) -> dict[str, int]:
+    return {"count": await projects.repository.count()}
 """
 
 
@@ -144,7 +141,7 @@ def edit_like_a_user(project: Path, package: str) -> dict[Path, str]:
         config: "default=30, ge=1, le=500",
         project / ".env": "DB_POOL_SIZE=7",
         readme: "## Our runbook",
-        router: '"/{project_id}/summary"',
+        router: '"/count"',
         migration: 'revision: str = "7b1e0c0ffee1"',
         src / "notes" / "models.py": "class Note(UUIDPrimaryKeyMixin, TimestampMixin, Base):",
     }
@@ -235,7 +232,7 @@ def test_update_keeps_every_user_edit_and_the_tests_pass(
         "pytest",
         "-p",
         "no:cacheprovider",
-        env={"DATABASE_URL": f"{server_url()}/postgres"},
+        env={"DATABASE_URL": admin_url("postgresql", tmp_path)},
     )
     counts = parse_pytest_summary(outcome.output)
     assert outcome.ok, outcome.output[-5000:]

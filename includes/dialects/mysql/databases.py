@@ -76,17 +76,17 @@ async def reconnect(url: URL) -> None:
 
 @asynccontextmanager
 async def scratch_database(label: str) -> AsyncIterator[URL]:
-    name = f"test_{{ package_name }}_{label}_{uuid.uuid4().hex[:8]}"
-    password = secrets.token_hex(12)
+    name = f"test_{{ package_name[:20] }}_{label}_{uuid.uuid4().hex[:8]}"
+    user, password = f"t_{uuid.uuid4().hex[:16]}", secrets.token_hex(12)  # MySQL: <= 32 chars
     await admin(
         f"CREATE DATABASE `{name}`",
-        f"CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'",
-        f"GRANT ALL ON `{name}`.* TO '{name}'@'%'",
+        f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'",
+        f"GRANT ALL ON `{name}`.* TO '{user}'@'%'",
     )
     try:
-        yield server_url().set(database=name, username=name, password=password)
+        yield server_url().set(database=name, username=user, password=password)
     finally:
-        await admin(f"DROP DATABASE IF EXISTS `{name}`", f"DROP USER IF EXISTS '{name}'@'%'")
+        await admin(f"DROP DATABASE IF EXISTS `{name}`", f"DROP USER IF EXISTS '{user}'@'%'")
 
 
 # Backend facts the tests need.
