@@ -72,6 +72,13 @@ def parse_args() -> argparse.Namespace:
         help="template revision to render (HEAD includes uncommitted changes)",
     )
     parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for both service apps, e.g. DB_POOL_SIZE=40 (repeatable)",
+    )
+    parser.add_argument(
         "--service-dir",
         type=Path,
         help="benchmark this rendered (perhaps edited) project instead of rendering one",
@@ -90,6 +97,9 @@ def parse_args() -> argparse.Namespace:
     args.selected = [endpoint for endpoint in ENDPOINTS if endpoint.key in keys]
     if not args.selected or keys - {endpoint.key for endpoint in ENDPOINTS}:
         parser.error(f"--endpoints: choose among {', '.join(e.key for e in ENDPOINTS)}")
+    if any("=" not in item for item in args.service_env):
+        parser.error("--service-env takes NAME=VALUE")
+    args.service_env = dict(item.split("=", 1) for item in args.service_env)
     if args.out is None:
         args.out = BENCH_DIR / "results" if args.quick else REPO_DIR / "docs"
     return args
@@ -132,6 +142,7 @@ def make_apps(
     secret: str,
     db_port: int | None = None,
     db_host: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, App]:
     """The three processes: the service as production runs it, pre-ping off, the floor."""
     base = {
@@ -145,6 +156,7 @@ def make_apps(
         "ENVIRONMENT": "production",
         "CURSOR_SECRET": secret,
         "DATABASE_URL": urls.sqlalchemy(db_port, db_host),
+        **(extra_env or {}),
     }
     apps: dict[str, App] = {}
     for name, label, extra in (
@@ -217,12 +229,18 @@ def stop_all(apps: dict[str, App]) -> None:
 
 
 def count_phase(
-    service: prepare.Service, venv: Path, urls: Urls, work: Path, ids: list[str], secret: str
+    service: prepare.Service,
+    venv: Path,
+    urls: Urls,
+    work: Path,
+    ids: list[str],
+    secret: str,
+    extra_env: dict[str, str],
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, object]]]:
     """Round trips and statements per request through the wire counter; the shapes check."""
     counter = WireCounter(urls.host, urls.port)
     relay_port = counter.start()
-    apps = make_apps(service, venv, urls, work / "logs", secret, relay_port, "127.0.0.1")
+    apps = make_apps(service, venv, urls, work / "logs", secret, relay_port, "127.0.0.1", extra_env)
     results: dict[str, dict[str, Any]] = {}
     shapes: dict[str, dict[str, object]] = {}
     try:
@@ -269,7 +287,7 @@ def load_phase(
         slow_ms=args.slow_ms,
         python=str(python),
     )
-    apps = make_apps(service, venv, urls, work / "logs", secret)
+    apps = make_apps(service, venv, urls, work / "logs", secret, extra_env=args.service_env)
     paths_dir = work / "paths"
     paths_dir.mkdir(exist_ok=True)
     windows: list[Window] = []
@@ -385,7 +403,7 @@ def main() -> None:
         say(f"database {database}: migrated, seeded {seeded}")
         versions = prepare.dbtool(python, "versions", "--url", urls.plain())
 
-        counts, shapes = count_phase(service, venv, urls, work, ids, secret)
+        counts, shapes = count_phase(service, venv, urls, work, ids, secret, args.service_env)
         prepare.dbtool(python, "cleanup", "--url", urls.plain(), "--slug-prefix", "load-")
         differ = [key for key, value in shapes.items() if not value["identical"]]
         say("same JSON from both apps" if not differ else f"JSON DIFFERS for {differ}")
@@ -418,6 +436,7 @@ def main() -> None:
                 "slow_ms": args.slow_ms,
                 "duration_s": time.monotonic() - _started,
                 "service_dir": str(args.service_dir) if args.service_dir else None,
+                "service_env": args.service_env,
             },
         },
         "summary": summary,
