@@ -1,7 +1,7 @@
 """Pure ASGI middleware: no `BaseHTTPMiddleware`, which orphans work when clients leave."""
 
 import re
-import uuid
+import secrets
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp
@@ -28,7 +28,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(_HEADER.encode(), b"").decode("latin-1")
-        request_id = incoming if _SAFE_ID.fullmatch(incoming) else uuid.uuid4().hex
+        request_id = incoming if _SAFE_ID.fullmatch(incoming) else secrets.token_hex(16)
         token = request_id_var.set(request_id)
 
         async def send_with_id(message: Message) -> None:

@@ -32,7 +32,7 @@ class CursorPage(BaseModel, Generic[T]):
     size: int
 
 
-def page_size(
+async def page_size(
     settings: AppSettings,
     size: Annotated[int, Query(ge=1, description="Items per page, at most MAX_PAGE_SIZE")] = 20,
 ) -> int:

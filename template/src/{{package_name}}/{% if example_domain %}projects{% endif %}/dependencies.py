@@ -7,7 +7,7 @@ from ..db.session import DBSession
 from .service import ProjectService
 
 
-def project_service(session: DBSession, settings: AppSettings) -> ProjectService:
+async def project_service(session: DBSession, settings: AppSettings) -> ProjectService:
     return ProjectService(session, settings)
 
 

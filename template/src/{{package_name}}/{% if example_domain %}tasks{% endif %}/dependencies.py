@@ -7,7 +7,7 @@ from ..db.session import DBSession
 from .service import TaskService
 
 
-def task_service(session: DBSession, settings: AppSettings) -> TaskService:
+async def task_service(session: DBSession, settings: AppSettings) -> TaskService:
     return TaskService(session, settings)
 
 
