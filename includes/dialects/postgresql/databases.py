@@ -4,6 +4,7 @@ The server comes from TEST_DATABASE_URL, else from DATABASE_URL (the service's o
 setting); the tests never touch the database that URL names, only ones they create.
 """
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -64,7 +65,15 @@ async def scratch_database(label: str) -> AsyncIterator[URL]:
     try:
         yield server_url().set(database=name)
     finally:
-        await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        # Retried: a server busy with other test runs may refuse one connection.
+        for attempt in range(3):
+            try:
+                await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                break
+            except BaseException:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(1)
 
 
 # Backend facts the tests need.
