@@ -88,3 +88,19 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
     if answers["primary_key"] == "int":
         assert "uuid" not in (package / "db" / "keys.py").read_text().lower()
         assert "uuid7" not in source
+
+
+OTHER_BACKENDS = {
+    "postgresql": ("asyncpg", "postgresql_where", "pg_advisory_lock"),
+    "mysql": ("asyncmy", "GET_LOCK", "max_statement_time"),
+    "sqlite": ("aiosqlite", "PRAGMA", "sqlite_where"),
+}
+
+
+def test_no_code_for_other_backends(variant: Rendered) -> None:
+    rendered = "\n".join(
+        path.read_text() for path in variant.files if path.suffix in {".py", ".toml", ".ini"}
+    )
+    for backend, markers in OTHER_BACKENDS.items():
+        if backend != variant.answers["database"]:
+            assert [m for m in markers if m in rendered] == [], backend
