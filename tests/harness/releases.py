@@ -15,8 +15,8 @@ import pytest
 
 from .paths import TEMPLATE_ROOT
 
-# The release an existing service was rendered from. Move it forward when a release
-# is cut, so the update test always crosses the newest release boundary.
+# The oldest release whose services must update cleanly to the working tree: the test
+# crosses every change since. Move it forward only when dropping support for it.
 OLD_TAG = "v0.1.0"
 OLD_COMMIT = "506dc212309b137f36b2e6d1642cb9c2e6fd4f1b"
 
