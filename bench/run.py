@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import socket
 import sys
 import time
@@ -139,6 +140,7 @@ def make_apps(
     venv: Path,
     urls: Urls,
     logs: Path,
+    phase: str,
     secret: str,
     db_port: int | None = None,
     db_host: str | None = None,
@@ -185,7 +187,7 @@ def make_apps(
             cwd=service.directory,
             port=port,
             ready_path="/health/ready",
-            log_path=logs / f"{name}.log",
+            log_path=logs / f"{phase}-{name}.log",
         )
     port = free_port()
     apps[FLOOR] = App(
@@ -211,7 +213,7 @@ def make_apps(
         cwd=BENCH_DIR,
         port=port,
         ready_path="/health",
-        log_path=logs / f"{name}.log",
+        log_path=logs / f"{phase}-{FLOOR}.log",
     )
     return apps
 
@@ -240,7 +242,8 @@ def count_phase(
     """Round trips and statements per request through the wire counter; the shapes check."""
     counter = WireCounter(urls.host, urls.port)
     relay_port = counter.start()
-    apps = make_apps(service, venv, urls, work / "logs", secret, relay_port, "127.0.0.1", extra_env)
+    logs = work / "logs"
+    apps = make_apps(service, venv, urls, logs, "count", secret, relay_port, "127.0.0.1", extra_env)
     results: dict[str, dict[str, Any]] = {}
     shapes: dict[str, dict[str, object]] = {}
     try:
@@ -287,7 +290,7 @@ def load_phase(
         slow_ms=args.slow_ms,
         python=str(python),
     )
-    apps = make_apps(service, venv, urls, work / "logs", secret, extra_env=args.service_env)
+    apps = make_apps(service, venv, urls, work / "logs", "load", secret, extra_env=args.service_env)
     paths_dir = work / "paths"
     paths_dir.mkdir(exist_ok=True)
     windows: list[Window] = []
@@ -375,6 +378,7 @@ def main() -> None:
     args = parse_args()
     args.loader = load.choose_loader(args.loader)
     work = BENCH_DIR / "results" / "work"
+    shutil.rmtree(work / "logs", ignore_errors=True)  # logs of this run only
     (work / "logs").mkdir(parents=True, exist_ok=True)
     started_at = datetime.now(UTC)
 
@@ -413,6 +417,13 @@ def main() -> None:
         prepare.dbtool(python, "drop", "--admin-url", args.admin_url, "--name", database)
         say(f"dropped {database}")
 
+    # 503s the service answered because it could not get a connection (the log says why
+    # not; PostgreSQL's own log does, e.g. "too many clients already").
+    unavailable = {
+        name: log.read_text(errors="replace").count("database unavailable")
+        for name in (SERVICE, NO_PING)
+        if (log := work / "logs" / f"load-{name}.log").exists()
+    }
     summary = figures.summarise(windows)
     service_ratios = figures.ratios(summary, counts, SERVICE)
     results: dict[str, Any] = {
@@ -423,6 +434,7 @@ def main() -> None:
             "versions": {**versions["versions"], "wrk": load.wrk_version()},  # type: ignore[dict-item]
             "postgres_settings": versions["postgres_settings"],
             "template": prepare.template_revision(),
+            "database_unavailable_responses": unavailable,
             "loader": args.loader,
             "seed": seeded,
             "run": {

@@ -54,6 +54,7 @@ def _per_endpoint(results: dict[str, Any]) -> str:
                     num(f["pg_cpu_ms"], 3),
                     num(wire.get("round_trips"), 0),
                     num(wire.get("statements"), 0),
+                    str(f["pg_new_backends"]),
                 ]
             )
     return table(
@@ -69,6 +70,7 @@ def _per_endpoint(results: dict[str, Any]) -> str:
             "PostgreSQL CPU ms/req",
             "round trips/req",
             "statements/req",
+            "DB connections opened under load",
         ],
         rows,
     )
@@ -121,6 +123,17 @@ def _targets(results: dict[str, Any]) -> str:
         for check in results["targets"]
     ]
     return table(["check", "measured", "verdict"], rows)
+
+
+def _unavailable(results: dict[str, Any]) -> str:
+    counts = results["meta"].get("database_unavailable_responses") or {}
+    if not any(counts.values()):
+        return ""
+    said = ", ".join(f"{APP_LABELS[app]} {n}" for app, n in counts.items() if n)
+    return (
+        f"\n\nErrors above include 503s the service answered because it could not get a "
+        f"database connection ({said}; its log says which requests, PostgreSQL's log why)."
+    )
 
 
 def _pre_ping(results: dict[str, Any]) -> str:
@@ -265,7 +278,7 @@ def generated_block(results: dict[str, Any]) -> str:
             ),
             "### Every endpoint, every app\n\n" + _per_endpoint(results),
             "### The service against the floor (service / floor)\n\n" + _ratios(results),
-            "### Targets\n\n" + _targets(results),
+            "### Targets\n\n" + _targets(results) + _unavailable(results),
             "### Pre-ping on and off\n\n" + _pre_ping(results),
             "### Round trips and statements per request (counted on the wire)\n\n"
             + _statements(results),
