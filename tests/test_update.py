@@ -128,8 +128,10 @@ def edit_like_a_user(project: Path, package: str) -> dict[Path, str]:
     text = text.replace('__all__ = ["Base", ', '__all__ = ["Base", "Note", ')
     models.write_text(text)
     config = src / "core" / "config.py"
+    text = config.read_text()
+    assert "max_page_size: int = Field(default=100, ge=1, le=1000)" in text
     config.write_text(
-        config.read_text().replace("default=20, ge=1, le=500", "default=30, ge=1, le=500", 1)
+        text.replace("Field(default=100, ge=1, le=1000)", "Field(default=250, ge=1, le=1000)")
     )
     (project / ".env").write_text("DB_POOL_SIZE=7\n")
     readme = project / "README.md"
@@ -138,7 +140,7 @@ def edit_like_a_user(project: Path, package: str) -> dict[Path, str]:
     router.write_text(router.read_text() + ROUTE)
     return {
         models: "from .notes.models import Note",
-        config: "default=30, ge=1, le=500",
+        config: "max_page_size: int = Field(default=250, ge=1, le=1000)",
         project / ".env": "DB_POOL_SIZE=7",
         readme: "## Our runbook",
         router: '"/count"',
