@@ -60,14 +60,19 @@ async def admin(*statements: str) -> list[object]:
         await engine.dispose()
 
 
-async def cut_off(url: URL) -> None:
-    """An outage of one database: its user is locked out and its sessions killed."""
+async def drop_connections(url: URL) -> None:
+    """What a restart or failover does to a pool: every session of one database's user ends."""
     user = url.username
-    await admin(f"ALTER USER '{user}'@'%' ACCOUNT LOCK")
     (rows,) = await admin(f"SELECT id FROM information_schema.processlist WHERE user = '{user}'")
     for (session_id,) in rows:  # type: ignore[attr-defined]
         with contextlib.suppress(DBAPIError):  # it may have ended by itself meanwhile
             await admin(f"KILL {int(session_id)}")
+
+
+async def cut_off(url: URL) -> None:
+    """An outage of one database: its user is locked out and its sessions killed."""
+    await admin(f"ALTER USER '{url.username}'@'%' ACCOUNT LOCK")
+    await drop_connections(url)
 
 
 async def reconnect(url: URL) -> None:

@@ -43,6 +43,10 @@ _VIOLATIONS = {
 }
 _DEADLOCK = 1213
 
+# Reads keep their transaction: switching a connection to autocommit and back costs a
+# round trip each way here, more than the COMMIT it would save.
+READ_OPTIONS: dict[str, str] = {}
+
 
 def engine_options(settings: Settings) -> dict[str, Any]:
     """READ COMMITTED, as on PostgreSQL: each statement sees what others committed

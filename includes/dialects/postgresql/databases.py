@@ -47,11 +47,17 @@ async def admin(statement: str) -> None:
         await engine.dispose()
 
 
+async def drop_connections(url: URL) -> None:
+    """What a restart or failover does to a pool: every session of one database ends."""
+    await admin(
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{url.database}'"
+    )
+
+
 async def cut_off(url: URL) -> None:
     """An outage of one database: its sessions end and new connections are refused."""
-    name = url.database
-    await admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-    await admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+    await admin(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS false')
+    await drop_connections(url)
 
 
 async def reconnect(url: URL) -> None:

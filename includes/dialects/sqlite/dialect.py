@@ -21,6 +21,10 @@ T = TypeVar("T")
 _NAMED = re.compile(r"\b((?:uq|ck|fk|pk)_\w+)")
 _UNIQUE_COLUMNS = re.compile(r"UNIQUE constraint failed: (.+)$")
 
+# Reads keep their transaction: BEGIN is SQLAlchemy's here (see `prepare`), and a read
+# inside one sees a single snapshot of the file.
+READ_OPTIONS: dict[str, str] = {}
+
 
 def engine_options(settings: Settings) -> dict[str, Any]:
     # sqlite3's `timeout` is how long a writer waits for another to finish.

@@ -9,6 +9,7 @@ from fastapi import Request
 from fastapi import Response
 from pydantic import BaseModel
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from ..db.engine import DatabaseManager
 from ..db.migrations import current_revision
@@ -20,6 +21,13 @@ router = APIRouter(prefix="/health", tags=["health"])
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = {}
+
+
+async def _check(db: DatabaseManager, expected: str | None) -> dict[str, str]:
+    async with db.engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+        behind = expected is not None and await conn.run_sync(current_revision) != expected
+    return {"database": "ok", "schema": "behind" if behind else "ok"}
 
 
 @router.get("/live", response_model=Health, summary="The process is up (no I/O)")
@@ -35,16 +43,15 @@ async def live() -> Health:
 )
 async def ready(request: Request, response: Response) -> Health:
     db: DatabaseManager = request.app.state.db
-    checks = {"database": "ok", "schema": "ok"}
     try:
-        async with (
-            asyncio.timeout(db.settings.health_timeout),
-            db.engine.connect() as conn,
-        ):
-            await conn.execute(text("SELECT 1"))
-            expected = request.app.state.schema_head
-            if expected is not None and await conn.run_sync(current_revision) != expected:
-                checks["schema"] = "behind"
+        async with asyncio.timeout(db.settings.health_timeout):
+            try:
+                checks = await _check(db, request.app.state.schema_head)
+            except DBAPIError as error:
+                if not error.connection_invalidated:
+                    raise
+                # A pooled connection the server dropped says nothing of the server now.
+                checks = await _check(db, request.app.state.schema_head)
     except Exception as error:  # any failure to answer in time means "not ready"
         log.warning("readiness check failed: %s", type(error).__name__)
         checks = {"database": "unreachable"}

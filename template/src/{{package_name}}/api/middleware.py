@@ -1,5 +1,6 @@
 """Pure ASGI middleware: no `BaseHTTPMiddleware`, which orphans work when clients leave."""
 
+import itertools
 import re
 import secrets
 
@@ -12,9 +13,14 @@ from starlette.types import Send
 
 from ..core.logging import request_id_var
 
-_HEADER = "x-request-id"
+_HEADER_KEY = b"x-request-id"
 # A caller's id is echoed only when it is short and plain, so it is safe in logs.
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# New ids: a random prefix per process and a counter. Unique across processes and
+# restarts, and free: ids need not be secret, and the OS random source costs a system
+# call per request.
+_PREFIX = secrets.token_hex(8)
+_COUNTER = itertools.count(1)
 
 
 class RequestIdMiddleware:
@@ -27,8 +33,8 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(_HEADER.encode(), b"").decode("latin-1")
-        request_id = incoming if _SAFE_ID.fullmatch(incoming) else secrets.token_hex(16)
+        incoming = next((v for k, v in scope["headers"] if k == _HEADER_KEY), b"").decode("latin-1")
+        request_id = incoming if _SAFE_ID.fullmatch(incoming) else f"{_PREFIX}-{next(_COUNTER):x}"
         token = request_id_var.set(request_id)
 
         async def send_with_id(message: Message) -> None:

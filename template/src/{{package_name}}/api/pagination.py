@@ -6,11 +6,12 @@ from typing import TypeVar
 
 from fastapi import Depends
 from fastapi import Query
+from fastapi import Request
 from pydantic import BaseModel
 from pydantic import ConfigDict
 
 from ..core.errors import InvalidQuery
-from .dependencies import AppSettings
+from .dependencies import app_settings
 
 T = TypeVar("T")
 
@@ -33,9 +34,10 @@ class CursorPage(BaseModel, Generic[T]):
 
 
 async def page_size(
-    settings: AppSettings,
+    request: Request,
     size: Annotated[int, Query(ge=1, description="Items per page, at most MAX_PAGE_SIZE")] = 20,
 ) -> int:
+    settings = await app_settings(request)  # not a nested dependency: those cost per request
     if size > settings.max_page_size:
         raise InvalidQuery(f"size must be at most {settings.max_page_size}", field="size")
     return size

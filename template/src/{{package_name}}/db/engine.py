@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..core.config import Settings
 from ..core.errors import DatabaseUnavailable
+from .dialect import READ_OPTIONS
 from .dialect import engine_options
 from .dialect import prepare
 from .metrics import PoolCounters
@@ -30,6 +31,9 @@ from .metrics import log_slow_queries
 from .metrics import watch_pool
 
 log = logging.getLogger(__name__)
+
+# Requests that only read: they get `DatabaseManager.reads`, which units of work refuse.
+READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 @asynccontextmanager
@@ -83,6 +87,7 @@ class DatabaseManager:
         self.counters = PoolCounters()
         self._engine: AsyncEngine | None = None
         self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
+        self._reads: async_sessionmaker[AsyncSession] | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -96,6 +101,17 @@ class DatabaseManager:
             raise RuntimeError("DatabaseManager.connect() has not been awaited")
         return self._sessionmaker
 
+    @property
+    def reads(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions for requests that only read (see `dialect.READ_OPTIONS`)."""
+        if self._reads is None:
+            raise RuntimeError("DatabaseManager.connect() has not been awaited")
+        return self._reads
+
+    def sessionmaker_for(self, method: str) -> async_sessionmaker[AsyncSession]:
+        """The sessions a request with this method gets; tests bind it to their transaction."""
+        return self.reads if method in READ_METHODS else self.sessionmaker
+
     async def connect(self) -> None:
         """Build the engine and wait, with exponential backoff, until the database answers."""
         engine = build_engine(self.settings)
@@ -106,6 +122,12 @@ class DatabaseManager:
         # (which async sessions cannot do implicitly). autoflush=False: flushes happen where
         # the code says so, never in the middle of building a query.
         self._sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self._reads = async_sessionmaker(
+            engine.execution_options(**READ_OPTIONS) if READ_OPTIONS else engine,
+            expire_on_commit=False,
+            autoflush=False,
+            info={"reads_only": True},
+        )
         self._engine = engine
         attempts = self.settings.db_connect_attempts
         for attempt in range(1, attempts + 1):
@@ -143,6 +165,7 @@ class DatabaseManager:
             await self._engine.dispose()
         self._engine = None
         self._sessionmaker = None
+        self._reads = None
 
     def pool_status(self) -> dict[str, int]:
         pool: Any = self.engine.pool

@@ -16,6 +16,7 @@ from typing import TypeVar
 from typing import cast
 
 from sqlalchemy import Select
+from sqlalchemy import bindparam
 from sqlalchemy import exists
 from sqlalchemy import func
 from sqlalchemy import select
@@ -37,6 +38,9 @@ from .pagination import paginate_cursor
 from .pagination import paginate_offset
 
 ModelT = TypeVar("ModelT", bound=Base)
+# Statements that depend on the repository class alone, built on first use.
+_SELECT: dict[type[Any], Select[Any]] = {}
+_BY_ID: dict[type[Any], Select[Any]] = {}
 
 
 class BaseRepository(Generic[ModelT]):
@@ -61,11 +65,29 @@ class BaseRepository(Generic[ModelT]):
         return self.filterable if self.filterable is not None else f.column_names(self.model)
 
     def visible(self) -> tuple[ColumnElement[bool], ...]:
-        """Conditions every statement of this repository applies; none here."""
+        """Conditions every statement of this repository applies; none here.
+
+        They must depend on the class alone: `select` is built once per class.
+        """
         return ()
 
     def select(self) -> Select[ModelT]:
-        return select(self.model).where(*self.visible())
+        """The base statement, built once per class (statements are immutable values)."""
+        stmt = _SELECT.get(type(self))
+        if stmt is None:
+            stmt = _SELECT[type(self)] = select(self.model).where(*self.visible())
+        return stmt
+
+    def _by_id(self) -> Select[ModelT]:
+        """The lookup by primary key, built once per class with an `:id` parameter.
+
+        Building a statement and computing its cache key cost more CPU than running the
+        query on a lookup by id; a statement built once is only looked up in the cache.
+        """
+        stmt = _BY_ID.get(type(self))
+        if stmt is None:
+            stmt = _BY_ID[type(self)] = self.select().where(self._id == bindparam("id"))
+        return stmt
 
     def by_id(self, id: Key) -> ColumnElement[bool]:
         return self._id == id  # type: ignore[no-any-return]
@@ -79,8 +101,10 @@ class BaseRepository(Generic[ModelT]):
 
     # -- reads --------------------------------------------------------------------
 
-    async def get_one_or_none(self, stmt: Select[ModelT]) -> ModelT | None:
-        return (await self.session.scalars(stmt)).one_or_none()
+    async def get_one_or_none(
+        self, stmt: Select[ModelT], params: Mapping[str, object] | None = None
+    ) -> ModelT | None:
+        return (await self.session.scalars(stmt, params)).one_or_none()
 
     async def get(
         self,
@@ -89,6 +113,8 @@ class BaseRepository(Generic[ModelT]):
         options: Sequence[ExecutableOption] = (),
         for_update: bool = False,
     ) -> ModelT | None:
+        if not options and not for_update:
+            return await self.get_one_or_none(self._by_id(), {"id": id})
         stmt = self.select().where(self.by_id(id)).options(*options)
         if for_update:
             # Row lock until the transaction ends; populate_existing refreshes a cached copy.

@@ -1,25 +1,80 @@
-"""One `AsyncSession` per request, finished before the response is sent.
+"""One `AsyncSession` per request, opened by the route and finished before the response is sent.
 
-Every dependency here is `async def`: FastAPI runs a plain `def` dependency in a
-thread pool, which costs more than the work these do.
+Routers that touch the database are built with `route_class=SessionRoute`. The route
+opens the request's session around the endpoint and its dependencies, then commits
+what is still open (or rolls back when the request failed) before the response goes
+out, so a commit that fails becomes an error response instead of a 200 for data that
+was never stored. Services commit their own units of work; what is left here ends the
+read a request may have begun.
 
-`scope="function"` (FastAPI >= 0.121) runs the code after `yield` when the endpoint
-returns, before the response goes out: a commit that fails becomes an error response
-instead of a 200 for data that was never stored. Services commit their own units of
-work; what is left here ends the read-only transaction a request may have begun, or
-rolls back everything when the request failed.
+Why a route class and not a `yield` dependency: FastAPI wraps every generator
+dependency in an exit stack, a cancel scope and two context managers on every
+request, which cost more than the lookup most requests make (docs/benchmarks.md).
+
+GET and HEAD requests get a read session (`DatabaseManager.sessionmaker_for`): on
+PostgreSQL it runs in autocommit, one round trip per statement and no BEGIN/COMMIT.
+A read that meets a connection the database has dropped (a restart, a failover, an
+idle cut-off) runs once more on a fresh one: with that retry, the pool does not need
+to test every connection before handing it out (`DB_POOL_PRE_PING`).
 """
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import Callable
+from collections.abc import Coroutine
 from typing import Annotated
+from typing import Any
 
 from fastapi import Depends
 from fastapi import Request
+from fastapi import Response
+from fastapi.routing import APIRoute
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from .engine import READ_METHODS
 from .engine import DatabaseManager
 from .engine import finished_session
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+class SessionRoute(APIRoute):
+    """A route whose endpoint and dependencies share one session, finished before sending."""
+
+    def get_route_handler(self) -> Handler:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            db: DatabaseManager = request.app.state.db
+            sessionmaker = db.sessionmaker_for(request.method)
+            try:
+                async with finished_session(sessionmaker) as session:
+                    request.state.session = session
+                    return await handler(request)
+            except DBAPIError as error:
+                if not (error.connection_invalidated and request.method in READ_METHODS):
+                    raise
+            # The pool has already discarded the dead connection and every one opened
+            # before it; a read has changed nothing, so running it again is safe.
+            log.warning("database connection was lost; running the read again on a new one")
+            async with finished_session(sessionmaker) as session:
+                request.state.session = session
+                return await handler(request)
+
+        return handle
+
+
+async def get_session(request: Request) -> AsyncSession:
+    """The request's session (for routers built with `route_class=SessionRoute`)."""
+    try:
+        session: AsyncSession = request.state.session
+    except AttributeError:
+        raise RuntimeError(
+            f"{request.url.path} needs a session: build its router with route_class=SessionRoute"
+        ) from None
+    return session
 
 
 async def get_database(request: Request) -> DatabaseManager:
@@ -27,18 +82,5 @@ async def get_database(request: Request) -> DatabaseManager:
     return db
 
 
-async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
-    """A dependency of its own so tests can bind request sessions to their transaction."""
-    db: DatabaseManager = request.app.state.db
-    return db.sessionmaker
-
-
-async def get_session(
-    sessionmaker: Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)],
-) -> AsyncIterator[AsyncSession]:
-    async with finished_session(sessionmaker) as session:
-        yield session
-
-
-DBSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
+DBSession = Annotated[AsyncSession, Depends(get_session)]
 Database = Annotated[DatabaseManager, Depends(get_database)]

@@ -55,10 +55,20 @@ async def run_in_transaction(
     resource: str = "record",
     messages: dict[str, str] | None = None,
 ) -> T:
-    """Run `work`, commit, and return its result; retry lost races with jittered backoff."""
+    """Run `work`, commit, and return its result; retry lost races with jittered backoff.
+
+    A connection the database dropped (restart, failover, idle cut-off) is retried too,
+    unless it failed during COMMIT: then nobody knows whether the commit landed.
+    """
+    if session.info.get("reads_only"):
+        raise RuntimeError(
+            "a unit of work needs a read-write session: GET and HEAD requests get read sessions"
+        )
     for attempt in range(1, attempts + 1):
+        committing = False
         try:
             result = await work()
+            committing = True
             await session.commit()
         except StaleDataError as error:
             await session.rollback()
@@ -68,10 +78,12 @@ async def run_in_transaction(
             # Some drivers report a broken CHECK as an OperationalError: ask the dialect.
             if violation(error) is not None:
                 raise translate_violation(error, messages or {}) from error
-            if not is_retryable(error) or attempt == attempts:
+            lost = error.connection_invalidated and not committing
+            if not (is_retryable(error) or lost) or attempt == attempts:
                 raise
             delay = 0.02 * 2**attempt * (1 + random.random())  # noqa: S311 - jitter, not crypto
-            log.warning("retrying a unit of work that lost a race (attempt %d)", attempt)
+            why = "its connection was lost" if lost else "it lost a race"
+            log.warning("retrying a unit of work: %s (attempt %d)", why, attempt)
             await asyncio.sleep(delay)
         except BaseException:
             await session.rollback()

@@ -1,14 +1,16 @@
 from typing import Annotated
 
 from fastapi import Depends
+from fastapi import Request
 
-from ..api.dependencies import AppSettings
-from ..db.session import DBSession
+from ..api.dependencies import app_settings
+from ..db.session import get_session
 from .service import TaskService
 
 
-async def task_service(session: DBSession, settings: AppSettings) -> TaskService:
-    return TaskService(session, settings)
+async def task_service(request: Request) -> TaskService:
+    """One dependency rather than three nested ones: FastAPI resolves each on every request."""
+    return TaskService(await get_session(request), await app_settings(request))
 
 
 Tasks = Annotated[TaskService, Depends(task_service)]
