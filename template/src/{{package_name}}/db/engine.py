@@ -40,7 +40,10 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 async def finished_session(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
-    """A session whose open transaction is committed on success and rolled back on error."""
+    """A session whose open transaction is committed on success and rolled back on error.
+
+    A read session is only closed: it has nothing to commit (units of work refuse it).
+    """
     async with sessionmaker() as session:
         try:
             yield session
@@ -48,7 +51,7 @@ async def finished_session(
             await session.rollback()
             raise
         else:
-            if session.in_transaction():
+            if session.in_transaction() and not session.info.get("reads_only"):
                 await session.commit()
 
 

@@ -4,8 +4,9 @@ Routers that touch the database are built with `route_class=SessionRoute`. The r
 opens the request's session around the endpoint and its dependencies, then commits
 what is still open (or rolls back when the request failed) before the response goes
 out, so a commit that fails becomes an error response instead of a 200 for data that
-was never stored. Services commit their own units of work; what is left here ends the
-read a request may have begun.
+was never stored. Services commit their own units of work; a read session is only
+closed. `DBSession` hands that session to a handler; in a router without the route
+class it opens one of its own, finished the same way.
 
 Why a route class and not a `yield` dependency: FastAPI wraps every generator
 dependency in an exit stack, a cancel scope and two context managers on every
@@ -19,6 +20,7 @@ to test every connection before handing it out (`DB_POOL_PRE_PING`).
 """
 
 import logging
+from collections.abc import AsyncIterator
 from collections.abc import Callable
 from collections.abc import Coroutine
 from typing import Annotated
@@ -66,15 +68,27 @@ class SessionRoute(APIRoute):
         return handle
 
 
-async def get_session(request: Request) -> AsyncSession:
-    """The request's session (for routers built with `route_class=SessionRoute`)."""
+def request_session(request: Request) -> AsyncSession:
+    """The session `SessionRoute` opened for this request (services' dependencies use it)."""
     try:
         session: AsyncSession = request.state.session
     except AttributeError:
         raise RuntimeError(
-            f"{request.url.path} needs a session: build its router with route_class=SessionRoute"
+            f"{request.url.path} has no session: build its router with route_class=SessionRoute"
         ) from None
     return session
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """`DBSession`: the route's session under `SessionRoute`; in any other router, a
+    session of its own, finished the same way before the response is sent."""
+    session: AsyncSession | None = getattr(request.state, "session", None)
+    if session is not None:
+        yield session
+        return
+    db: DatabaseManager = request.app.state.db
+    async with finished_session(db.sessionmaker_for(request.method)) as session:
+        yield session
 
 
 async def get_database(request: Request) -> DatabaseManager:
@@ -82,5 +96,5 @@ async def get_database(request: Request) -> DatabaseManager:
     return db
 
 
-DBSession = Annotated[AsyncSession, Depends(get_session)]
+DBSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
 Database = Annotated[DatabaseManager, Depends(get_database)]
