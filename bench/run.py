@@ -8,7 +8,7 @@ creates its own PostgreSQL database (dropped at the end), migrates it with the
 service's Alembic scripts and seeds 10,000 projects with their tasks through the
 service's own repositories. Then, in one run, it starts the service as production
 runs it (uvicorn, one worker, ENVIRONMENT=production, no access log), the same
-service with the pool's pre-ping off, and the floor (bench/floor_app.py: Starlette,
+service with the pool's pre-ping on, and the floor (bench/floor_app.py: Starlette,
 raw asyncpg, orjson), counts each one's round trips and statements per request on
 the wire, and loads them in turn with wrk, interleaved round by round, reading each
 server's CPU time from /proc. What it measures and why: bench/README.md.
@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from harness import counting, endpoints, figures, load, prepare, profiler, report
 from harness.endpoints import ENDPOINTS
-from harness.figures import FLOOR, NO_PING, SERVICE, Window
+from harness.figures import FLOOR, PING, SERVICE, Window
 from harness.procs import App, BackendSampler, cpu_seconds
 from harness.wire import WireCounter
 
@@ -146,7 +146,7 @@ def make_apps(
     db_host: str | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> dict[str, App]:
-    """The three processes: the service as production runs it, pre-ping off, the floor."""
+    """The three processes: the service as production runs it, pre-ping on, the floor."""
     base = {
         key: value
         for key, value in os.environ.items()
@@ -162,12 +162,8 @@ def make_apps(
     }
     apps: dict[str, App] = {}
     for name, label, extra in (
-        (SERVICE, "service (defaults: pre-ping on, pool 20 + 20)", {}),
-        (
-            NO_PING,
-            "service, DB_POOL_PRE_PING=false DB_POOL_RECYCLE=300",
-            {"DB_POOL_PRE_PING": "false", "DB_POOL_RECYCLE": "300"},
-        ),
+        (SERVICE, "service (defaults: pre-ping off, pool 40 + 0)", {}),
+        (PING, "service, DB_POOL_PRE_PING=true", {"DB_POOL_PRE_PING": "true"}),
     ):
         port = free_port()
         apps[name] = App(
@@ -374,6 +370,38 @@ def load_phase(
     return windows, profiles
 
 
+def layers_phase(
+    args: argparse.Namespace,
+    python: Path,
+    service: prepare.Service,
+    urls: Urls,
+    ids_file: Path,
+    work: Path,
+    secret: str,
+) -> dict[str, Any]:
+    """What each layer of the stack costs, in one process (bench/layers.py)."""
+    out = work / "layers.json"
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "production",
+        "CURSOR_SECRET": secret,
+        "DATABASE_URL": urls.sqlalchemy(),
+        "FLOOR_DATABASE_URL": urls.plain(),
+        "LOG_LEVEL": "WARNING",
+    }
+    size = ["--n", "1000", "--rounds", "1", "--warmup", "300"] if args.quick else []
+    argv = [str(python), str(BENCH_DIR / "layers.py"), "--package", service.package]
+    argv += ["--ids", str(ids_file), "--out", str(out), "--slug-prefix", "load-", *size]
+    prepare.run(argv, cwd=service.directory, env=env)
+    layers: dict[str, Any] = json.loads(out.read_text())
+    get = layers["cpu_ms"]["get"]
+    say(
+        "layers (get, ms/req in process): "
+        + ", ".join(f"{name} {value:.3f}" for name, value in get.items())
+    )
+    return layers
+
+
 def main() -> None:
     args = parse_args()
     args.loader = load.choose_loader(args.loader)
@@ -413,6 +441,8 @@ def main() -> None:
         say("same JSON from both apps" if not differ else f"JSON DIFFERS for {differ}")
 
         windows, profiles = load_phase(args, service, venv, urls, work, ids, secret)
+        layers = layers_phase(args, python, service, urls, ids_file, work, secret)
+        prepare.dbtool(python, "cleanup", "--url", urls.plain(), "--slug-prefix", "load-")
     finally:
         prepare.dbtool(python, "drop", "--admin-url", args.admin_url, "--name", database)
         say(f"dropped {database}")
@@ -421,7 +451,7 @@ def main() -> None:
     # not; PostgreSQL's own log does, e.g. "too many clients already").
     unavailable = {
         name: log.read_text(errors="replace").count("database unavailable")
-        for name in (SERVICE, NO_PING)
+        for name in (SERVICE, PING)
         if (log := work / "logs" / f"load-{name}.log").exists()
     }
     summary = figures.summarise(windows)
@@ -454,12 +484,13 @@ def main() -> None:
         "summary": summary,
         "ratios": {
             SERVICE: service_ratios,
-            NO_PING: figures.ratios(summary, counts, NO_PING),
+            PING: figures.ratios(summary, counts, PING),
         },
         "targets": figures.targets(summary, service_ratios, counts, args.slow_ms),
         "counts": counts,
         "shapes": shapes,
         "profile": profiles,
+        "layers": layers,
         "windows": [window.as_dict() for window in windows],
     }
     report.write(results, args.out / "benchmarks.md", args.out / "benchmarks.json")

@@ -13,7 +13,7 @@ from typing import Any
 from .endpoints import ENDPOINTS
 from .load import LoadResult
 
-SERVICE, FLOOR, NO_PING = "service", "floor", "service_no_ping"
+SERVICE, FLOOR, PING = "service", "floor", "service_ping"
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def _per_request_ms(seconds: float, requests: int) -> float | None:
 def summarise(windows: list[Window]) -> dict[str, dict[str, dict[str, Any]]]:
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for endpoint in ENDPOINTS:
-        for app in (SERVICE, FLOOR, NO_PING):
+        for app in (SERVICE, FLOOR, PING):
             own = [w for w in windows if w.endpoint == endpoint.key and w.app == app]
             if not own:
                 continue
@@ -117,7 +117,7 @@ def targets(
                     "passed": ratio <= endpoint.cpu_target,
                 }
             )
-    for app in (SERVICE, NO_PING):
+    for app in (SERVICE, PING):
         for endpoint in ENDPOINTS:
             figures = summary.get(endpoint.key, {}).get(app)
             if figures is None:

@@ -1,0 +1,337 @@
+"""What each layer of the stack costs per request, measured in one process.
+
+The HTTP benchmark (run.py) says how far the service is from the floor; this says how
+much of that distance the stack itself sets before the service adds a line. Every app
+below answers the same two requests (GET one project by id, POST one project) from the
+same seeded database, called as ASGI apps directly (no HTTP server, no sockets to the
+client, no other process on the CPU clock), so the only difference between two rows
+is the layers in between:
+
+    floor              Starlette + raw asyncpg pool + orjson (bench/floor_app.py)
+    starlette_core     Starlette + SQLAlchemy Core on an autocommit AsyncConnection
+    fastapi_constant   FastAPI answering a constant ProjectRead: FastAPI's own cost
+    fastapi_asyncpg    FastAPI + raw asyncpg pool (the issue's "FastAPI over asyncpg")
+    fastapi_core       FastAPI + SQLAlchemy Core, autocommit, statement built once
+    fastapi_orm        FastAPI + AsyncSession + ORM, autocommit, statement built once,
+                       no dependency, no middleware: the leanest ORM service there is
+    service            the rendered service, every layer (its production settings)
+
+Apps are measured in turn, round after round (the order rotates), after a warm-up;
+the figure is the median over rounds of process CPU time per request. Run by run.py
+(in the service's venv, with the rendered package importable) before it drops the
+database; by hand:
+
+    DATABASE_URL=postgresql+asyncpg://... FLOOR_DATABASE_URL=postgresql://... \\
+    CURSOR_SECRET=... python bench/layers.py --ids ids.txt --out layers.json
+"""
+
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import uvloop
+from fastapi import FastAPI, Request
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+Scope = dict[str, Any]
+ASGI = Callable[[Scope, Any, Any], Awaitable[None]]
+
+LAYERS = {
+    "floor": "Starlette + raw asyncpg + orjson (the floor)",
+    "starlette_core": "Starlette + SQLAlchemy Core (autocommit)",
+    "fastapi_constant": "FastAPI, constant response (no I/O)",
+    "fastapi_asyncpg": "FastAPI + raw asyncpg",
+    "fastapi_core": "FastAPI + SQLAlchemy Core (autocommit)",
+    "fastapi_orm": "FastAPI + AsyncSession ORM (autocommit)",
+    "service": "the rendered service",
+}
+
+
+def build_apps(package: str, url: str, floor_url: str) -> dict[str, Any]:
+    """The apps, each with its own pool; the service's models and schemas are shared."""
+    importlib.import_module(f"{package}.models")  # every mapper, so relationships resolve
+    project_model = importlib.import_module(f"{package}.projects.models").Project
+    read_schema = importlib.import_module(f"{package}.projects.schemas").ProjectRead
+    create_schema = importlib.import_module(f"{package}.projects.schemas").ProjectCreate
+    table = project_model.__table__
+    by_id = select(*table.c).where(table.c.id == bindparam("id"))
+    orm_by_id = select(project_model).where(project_model.id == bindparam("id"))
+    insert_row = insert(table).returning(*table.c)  # built once, like the lookups
+    new_key = importlib.import_module(f"{package}.db.uuid7").uuid7  # the service's keys
+    constant = {
+        "id": uuid.uuid4(),
+        "name": "n",
+        "slug": "s",
+        "description": "",
+        "version": 1,
+        "created_at": datetime.now(UTC),
+        "updated_at": datetime.now(UTC),
+        "deleted_at": None,
+    }
+    engines: dict[str, AsyncEngine] = {}
+    pools: dict[str, asyncpg.Pool] = {}
+
+    def engine(name: str) -> AsyncEngine:
+        return engines[name]
+
+    @asynccontextmanager
+    async def with_engine(app: Any) -> AsyncIterator[None]:
+        engines[app.title] = create_async_engine(
+            url, pool_size=40, max_overflow=0, isolation_level="AUTOCOMMIT"
+        )
+        try:
+            yield
+        finally:
+            await engines.pop(app.title).dispose()
+
+    @asynccontextmanager
+    async def with_pool(app: Any) -> AsyncIterator[None]:
+        pools[app.title] = await asyncpg.create_pool(floor_url, min_size=1, max_size=40)
+        try:
+            yield
+        finally:
+            await pools.pop(app.title).close()
+
+    def json_response(row: Any, status: int = 200) -> Response:
+        body = orjson.dumps({k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in row})
+        return Response(body, status_code=status, media_type="application/json")
+
+    # Starlette + Core -----------------------------------------------------------------
+    async def s_get(request: Request) -> Response:
+        key = uuid.UUID(request.path_params["project_id"])
+        async with engine("starlette_core").connect() as conn:
+            row = (await conn.execute(by_id, {"id": key})).mappings().one()
+        return json_response(row.items())
+
+    async def s_create(request: Request) -> Response:
+        data = orjson.loads(await request.body())
+        values = {"id": new_key(), "name": data["name"], "slug": data["slug"], "version": 1}
+        async with engine("starlette_core").connect() as conn:
+            row = (await conn.execute(insert_row, values)).mappings().one()
+        return json_response(row.items(), 201)
+
+    starlette_core = Starlette(
+        routes=[
+            Route("/api/v1/projects", s_create, methods=["POST"]),
+            Route("/api/v1/projects/{project_id}", s_get),
+        ],
+        lifespan=lambda app: with_engine(app),
+    )
+    starlette_core.title = "starlette_core"  # type: ignore[attr-defined]
+
+    # FastAPI variants -----------------------------------------------------------------
+    def fastapi(name: str, lifespan: Any) -> FastAPI:
+        return FastAPI(title=name, lifespan=lifespan)
+
+    fastapi_constant = fastapi("fastapi_constant", None)
+
+    @fastapi_constant.get("/api/v1/projects/{project_id}", response_model=read_schema)
+    async def c_get(project_id: uuid.UUID) -> object:
+        return constant
+
+    @fastapi_constant.post("/api/v1/projects", response_model=read_schema, status_code=201)
+    async def c_create(data: create_schema) -> object:  # type: ignore[valid-type]
+        return constant
+
+    fastapi_asyncpg = fastapi("fastapi_asyncpg", with_pool)
+    floor_sql = importlib.import_module("floor_app")  # the floor's own SQL
+
+    @fastapi_asyncpg.get("/api/v1/projects/{project_id}", response_model=read_schema)
+    async def a_get(project_id: uuid.UUID) -> object:
+        return dict(await pools["fastapi_asyncpg"].fetchrow(floor_sql.GET_PROJECT, project_id))
+
+    @fastapi_asyncpg.post("/api/v1/projects", response_model=read_schema, status_code=201)
+    async def a_create(data: create_schema) -> object:  # type: ignore[valid-type]
+        values = (new_key(), data.name, data.slug, data.description)
+        return dict(await pools["fastapi_asyncpg"].fetchrow(floor_sql.INSERT_PROJECT, *values))
+
+    fastapi_core = fastapi("fastapi_core", with_engine)
+
+    @fastapi_core.get("/api/v1/projects/{project_id}", response_model=read_schema)
+    async def k_get(project_id: uuid.UUID) -> object:
+        async with engine("fastapi_core").connect() as conn:
+            return (await conn.execute(by_id, {"id": project_id})).one()
+
+    @fastapi_core.post("/api/v1/projects", response_model=read_schema, status_code=201)
+    async def k_create(data: create_schema) -> object:  # type: ignore[valid-type]
+        values = {"id": new_key(), "version": 1, **data.model_dump()}
+        async with engine("fastapi_core").connect() as conn:
+            return (await conn.execute(insert_row, values)).one()
+
+    orm_state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def with_sessions(app: Any) -> AsyncIterator[None]:
+        writes = create_async_engine(url, pool_size=40, max_overflow=0)
+        orm_state["reads"] = async_sessionmaker(
+            writes.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
+        orm_state["writes"] = async_sessionmaker(writes, expire_on_commit=False)
+        try:
+            yield
+        finally:
+            await writes.dispose()
+
+    fastapi_orm = fastapi("fastapi_orm", with_sessions)
+
+    @fastapi_orm.get("/api/v1/projects/{project_id}", response_model=read_schema)
+    async def o_get(project_id: uuid.UUID) -> object:
+        async with orm_state["reads"]() as session:
+            return (await session.scalars(orm_by_id, {"id": project_id})).one()
+
+    @fastapi_orm.post("/api/v1/projects", response_model=read_schema, status_code=201)
+    async def o_create(data: create_schema) -> object:  # type: ignore[valid-type]
+        async with orm_state["writes"]() as session:
+            project = project_model(**data.model_dump())
+            session.add(project)
+            await session.commit()
+            return project
+
+    floor = importlib.import_module("floor_app").app
+    service = importlib.import_module(f"{package}.main").app
+    return {
+        "floor": floor,
+        "starlette_core": starlette_core,
+        "fastapi_constant": fastapi_constant,
+        "fastapi_asyncpg": fastapi_asyncpg,
+        "fastapi_core": fastapi_core,
+        "fastapi_orm": fastapi_orm,
+        "service": service,
+    }
+
+
+async def call(app: ASGI, method: str, path: str, body: bytes, statuses: dict[int, int]) -> None:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"bench"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # no disconnect: the client stays until the end
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses[message["status"]] = statuses.get(message["status"], 0) + 1
+
+    await app(scope, receive, send)
+
+
+async def measure(
+    app: ASGI, request: Callable[[int], tuple[str, str, bytes]], n: int, concurrency: int
+) -> tuple[float, dict[int, int]]:
+    """CPU milliseconds per request over `n` requests from `concurrency` tasks."""
+    statuses: dict[int, int] = {}
+    per_task = n // concurrency
+
+    async def client(k: int) -> None:
+        for i in range(per_task):
+            await call(app, *request(k * per_task + i), statuses)
+
+    start = time.process_time()
+    await asyncio.gather(*(client(k) for k in range(concurrency)))
+    return 1000 * (time.process_time() - start) / (per_task * concurrency), statuses
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    ids = args.ids.read_text().split()
+    run = uuid.uuid4().hex[:8]
+    apps = build_apps(args.package, os.environ["DATABASE_URL"], os.environ["FLOOR_DATABASE_URL"])
+    requests: dict[str, Callable[[int], tuple[str, str, bytes]]] = {
+        "get": lambda i: ("GET", f"/api/v1/projects/{random.choice(ids)}", b""),
+        "create": lambda i: (
+            "POST",
+            "/api/v1/projects",
+            orjson.dumps(
+                {"name": "Layer", "slug": f"{args.slug_prefix}{run}-{i}-{time.time_ns()}"}
+            ),
+        ),
+    }
+    contexts = [(name, app.router.lifespan_context(app)) for name, app in apps.items()]
+    for _, context in contexts:
+        await context.__aenter__()
+    samples: dict[str, dict[str, list[float]]] = {
+        key: {name: [] for name in apps} for key in requests
+    }
+    bad: dict[str, dict[str, dict[int, int]]] = {}
+    try:
+        order = list(apps)
+        for key, request in requests.items():
+            for name in order:  # warm-up: pools filled, statements prepared, caches hot
+                await measure(apps[name], request, args.warmup, args.concurrency)
+            for round_ in range(args.rounds):
+                for name in order[round_ % len(order) :] + order[: round_ % len(order)]:
+                    cpu_ms, statuses = await measure(apps[name], request, args.n, args.concurrency)
+                    samples[key][name].append(cpu_ms)
+                    if set(statuses) - {200, 201}:
+                        bad.setdefault(key, {})[name] = statuses
+    finally:
+        for _, context in reversed(contexts):
+            await context.__aexit__(None, None, None)
+    if bad:
+        raise SystemExit(f"layers: some apps answered errors: {bad}")
+    figures = {
+        key: {name: statistics.median(values) for name, values in by_app.items()}
+        for key, by_app in samples.items()
+    }
+    return {
+        "labels": LAYERS,
+        "requests": args.n,
+        "rounds": args.rounds,
+        "concurrency": args.concurrency,
+        "cpu_ms": figures,
+        "samples": samples,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--package", default="my_service")
+    parser.add_argument("--ids", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--n", type=int, default=4000, help="requests per app per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=800)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--slug-prefix", default="bench-", help="what the cleanup removes")
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # floor_app
+    result = uvloop.run(main(args))
+    args.out.write_text(json.dumps(result, indent=2))
+    for key, by_app in result["cpu_ms"].items():
+        for name, value in by_app.items():
+            print(f"{key:7s} {LAYERS[name]:48s} {value:.3f} ms")
