@@ -12,8 +12,9 @@ is the layers in between:
     fastapi_constant   FastAPI answering a constant ProjectRead: FastAPI's own cost
     fastapi_asyncpg    FastAPI + raw asyncpg pool (the issue's "FastAPI over asyncpg")
     fastapi_core       FastAPI + SQLAlchemy Core, autocommit, statement built once
-    fastapi_orm        FastAPI + AsyncSession + ORM, autocommit, statement built once,
-                       no dependency, no middleware: the leanest ORM service there is
+    fastapi_orm        FastAPI + AsyncSession + ORM: reads in autocommit with a statement
+                       built once, creates as a unit of work (BEGIN, INSERT, COMMIT); no
+                       dependency, no middleware: the leanest ORM service there is
     service            the rendered service, every layer (its production settings)
 
 Apps are measured in turn, round after round (the order rotates), after a warm-up;
@@ -60,7 +61,7 @@ LAYERS = {
     "fastapi_constant": "FastAPI, constant response (no I/O)",
     "fastapi_asyncpg": "FastAPI + raw asyncpg",
     "fastapi_core": "FastAPI + SQLAlchemy Core (autocommit)",
-    "fastapi_orm": "FastAPI + AsyncSession ORM (autocommit)",
+    "fastapi_orm": "FastAPI + AsyncSession ORM (reads in autocommit)",
     "service": "the rendered service",
 }
 
