@@ -33,7 +33,8 @@ _RETRYABLE = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_de
 
 # Reads run in autocommit: no BEGIN and COMMIT around each request's statements (two
 # round trips saved). Under READ COMMITTED a transaction gives each statement its own
-# snapshot anyway, so a read request sees exactly what it would inside one.
+# snapshot anyway, so a read request sees exactly what it would inside one. asyncpg's
+# cursors need a transaction, so streams come from `DatabaseManager.session()`.
 READ_OPTIONS: dict[str, str] = {"isolation_level": "AUTOCOMMIT"}
 
 

@@ -1,6 +1,7 @@
 """Pure ASGI middleware: no `BaseHTTPMiddleware`, which orphans work when clients leave."""
 
 import itertools
+import os
 import re
 import secrets
 
@@ -18,9 +19,17 @@ _HEADER_KEY = b"x-request-id"
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # New ids: a random prefix per process and a counter. Unique across processes and
 # restarts, and free: ids need not be secret, and the OS random source costs a system
-# call per request.
+# call per request. A forked worker (gunicorn --preload) draws a prefix of its own.
 _PREFIX = secrets.token_hex(8)
 _COUNTER = itertools.count(1)
+
+
+def _new_prefix() -> None:
+    global _PREFIX, _COUNTER  # per-process state, reset in a forked child
+    _PREFIX, _COUNTER = secrets.token_hex(8), itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_prefix)
 
 
 class RequestIdMiddleware:

@@ -8,7 +8,6 @@ disposed at shutdown.
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,17 +22,15 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..core.config import Settings
 from ..core.errors import DatabaseUnavailable
-from .dialect import READ_OPTIONS
 from .dialect import engine_options
 from .dialect import prepare
 from .metrics import PoolCounters
 from .metrics import log_slow_queries
 from .metrics import watch_pool
+from .reads import READ_METHODS
+from .reads import read_sessions
 
 log = logging.getLogger(__name__)
-
-# Requests that only read: they get `DatabaseManager.reads`, which units of work refuse.
-READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 @asynccontextmanager
@@ -106,7 +103,7 @@ class DatabaseManager:
 
     @property
     def reads(self) -> async_sessionmaker[AsyncSession]:
-        """Sessions for requests that only read (see `dialect.READ_OPTIONS`)."""
+        """Sessions for requests that only read (`db/reads.py`)."""
         if self._reads is None:
             raise RuntimeError("DatabaseManager.connect() has not been awaited")
         return self._reads
@@ -125,12 +122,7 @@ class DatabaseManager:
         # (which async sessions cannot do implicitly). autoflush=False: flushes happen where
         # the code says so, never in the middle of building a query.
         self._sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-        self._reads = async_sessionmaker(
-            engine.execution_options(**READ_OPTIONS) if READ_OPTIONS else engine,
-            expire_on_commit=False,
-            autoflush=False,
-            info={"reads_only": True},
-        )
+        self._reads = read_sessions(engine)
         self._engine = engine
         attempts = self.settings.db_connect_attempts
         for attempt in range(1, attempts + 1):
@@ -158,10 +150,23 @@ class DatabaseManager:
             self.settings.db_max_overflow,
         )
 
-    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
         """A session of its own: for background tasks and streaming responses, which
-        outlive the request's session (that one closes before the response is sent)."""
-        return finished_session(self.sessionmaker)
+        outlive the request's session (that one closes before the response is sent).
+
+        Nothing runs their work again if its connection turns out dead, so without
+        pre-ping the connection is tested here first, as pre-ping would.
+        """
+        async with finished_session(self.sessionmaker) as session:
+            if not self.settings.db_pool_pre_ping:
+                try:
+                    await session.execute(text("SELECT 1"))
+                except DBAPIError as error:
+                    if not error.connection_invalidated:
+                        raise
+                    await session.rollback()  # the pool has discarded it: the next is new
+            yield session
 
     async def disconnect(self) -> None:
         if self._engine is not None:

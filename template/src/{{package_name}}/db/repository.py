@@ -113,7 +113,7 @@ class BaseRepository(Generic[ModelT]):
         options: Sequence[ExecutableOption] = (),
         for_update: bool = False,
     ) -> ModelT | None:
-        if not options and not for_update:
+        if not options and not for_update and type(self).by_id is BaseRepository.by_id:
             return await self.get_one_or_none(self._by_id(), {"id": id})
         stmt = self.select().where(self.by_id(id)).options(*options)
         if for_update:

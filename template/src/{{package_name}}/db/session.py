@@ -15,8 +15,10 @@ request, which cost more than the lookup most requests make (docs/benchmarks.md)
 GET and HEAD requests get a read session (`DatabaseManager.sessionmaker_for`): on
 PostgreSQL it runs in autocommit, one round trip per statement and no BEGIN/COMMIT.
 A read that meets a connection the database has dropped (a restart, a failover, an
-idle cut-off) runs once more on a fresh one: with that retry, the pool does not need
-to test every connection before handing it out (`DB_POOL_PRE_PING`).
+idle cut-off) runs once more on a fresh one, and so does a unit of work
+(`run_in_transaction`); sessions outside requests are tested before use
+(`DatabaseManager.session`). With that, the pool does not need to test every
+connection before handing it out (`DB_POOL_PRE_PING`).
 """
 
 import logging
@@ -33,9 +35,9 @@ from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .engine import READ_METHODS
 from .engine import DatabaseManager
 from .engine import finished_session
+from .reads import READ_METHODS
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +60,13 @@ class SessionRoute(APIRoute):
             except DBAPIError as error:
                 if not (error.connection_invalidated and request.method in READ_METHODS):
                     raise
-            # The pool has already discarded the dead connection and every one opened
-            # before it; a read has changed nothing, so running it again is safe.
-            log.warning("database connection was lost; running the read again on a new one")
+                # The pool has already discarded the dead connection and every one opened
+                # before it. A read session cannot write, so running the read again is
+                # safe (a GET handler that writes through a session of its own is not).
+                log.warning(
+                    "database connection lost (%s); running the read again on a new one",
+                    type(error.orig).__name__,
+                )
             async with finished_session(sessionmaker) as session:
                 request.state.session = session
                 return await handler(request)
