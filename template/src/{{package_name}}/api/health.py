@@ -9,9 +9,9 @@ from fastapi import Request
 from fastapi import Response
 from pydantic import BaseModel
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 
 from ..db.engine import DatabaseManager
+from ..db.engine import once_more_if_dropped
 from ..db.migrations import current_revision
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,8 @@ async def ready(request: Request, response: Response) -> Health:
     db: DatabaseManager = request.app.state.db
     try:
         async with asyncio.timeout(db.settings.health_timeout):
-            try:
-                checks = await _check(db, request.app.state.schema_head)
-            except DBAPIError as error:
-                if not error.connection_invalidated:
-                    raise
-                # A pooled connection the server dropped says nothing of the server now.
-                checks = await _check(db, request.app.state.schema_head)
+            # A pooled connection the server dropped says nothing of the server now.
+            checks = await once_more_if_dropped(lambda: _check(db, request.app.state.schema_head))
     except Exception as error:  # any failure to answer in time means "not ready"
         log.warning("readiness check failed: %s", type(error).__name__)
         checks = {"database": "unreachable"}

@@ -8,8 +8,11 @@ disposed at shutdown.
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy import text
@@ -28,9 +31,11 @@ from .metrics import PoolCounters
 from .metrics import log_slow_queries
 from .metrics import watch_pool
 from .reads import READ_METHODS
+from .reads import is_read_session
 from .reads import read_sessions
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @asynccontextmanager
@@ -48,8 +53,22 @@ async def finished_session(
             await session.rollback()
             raise
         else:
-            if session.in_transaction() and not session.info.get("reads_only"):
+            if session.in_transaction() and not is_read_session(session):
                 await session.commit()
+
+
+async def once_more_if_dropped(work: Callable[[], Awaitable[T]]) -> T:
+    """Run `work`; if its connection turns out to have been dropped by the server (a
+    restart, a failover, an idle cut-off), run it once more. Only for work that changed
+    nothing: the pool has discarded the dead connection and every one opened before it.
+    """
+    try:
+        return await work()
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        log.warning("database connection lost (%s); running again", type(error.orig).__name__)
+    return await work()
 
 
 def build_engine(settings: Settings) -> AsyncEngine:

@@ -29,6 +29,10 @@ class ReadSession(Session):
     """The synchronous side of a read session."""
 
 
+def is_read_session(session: AsyncSession) -> bool:
+    return isinstance(session.sync_session, ReadSession)
+
+
 @event.listens_for(ReadSession, "before_flush")
 def _refuse_flush(_session: Session, _context: Any, _instances: Any) -> None:
     raise RuntimeError(_REFUSED.format(what="a flush (ORM objects added, changed or deleted)"))
@@ -46,5 +50,4 @@ def read_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
         sync_session_class=ReadSession,
         expire_on_commit=False,
         autoflush=False,
-        info={"reads_only": True},
     )

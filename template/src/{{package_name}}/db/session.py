@@ -21,7 +21,6 @@ idle cut-off) runs once more on a fresh one, and so does a unit of work
 connection before handing it out (`DB_POOL_PRE_PING`).
 """
 
-import logging
 from collections.abc import AsyncIterator
 from collections.abc import Callable
 from collections.abc import Coroutine
@@ -32,14 +31,12 @@ from fastapi import Depends
 from fastapi import Request
 from fastapi import Response
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .engine import DatabaseManager
 from .engine import finished_session
+from .engine import once_more_if_dropped
 from .reads import READ_METHODS
-
-log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -53,23 +50,17 @@ class SessionRoute(APIRoute):
         async def handle(request: Request) -> Response:
             db: DatabaseManager = request.app.state.db
             sessionmaker = db.sessionmaker_for(request.method)
-            try:
+
+            async def attempt() -> Response:
                 async with finished_session(sessionmaker) as session:
                     request.state.session = session
                     return await handler(request)
-            except DBAPIError as error:
-                if not (error.connection_invalidated and request.method in READ_METHODS):
-                    raise
-                # The pool has already discarded the dead connection and every one opened
-                # before it. A read session cannot write, so running the read again is
-                # safe (a GET handler that writes through a session of its own is not).
-                log.warning(
-                    "database connection lost (%s); running the read again on a new one",
-                    type(error.orig).__name__,
-                )
-            async with finished_session(sessionmaker) as session:
-                request.state.session = session
-                return await handler(request)
+
+            # A read session cannot write, so a read is safe to run again (a GET handler
+            # that writes through a session of its own is not).
+            if request.method in READ_METHODS:
+                return await once_more_if_dropped(attempt)
+            return await attempt()
 
         return handle
 

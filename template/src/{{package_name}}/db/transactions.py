@@ -23,6 +23,7 @@ from ..core.errors import StaleVersion
 from .dialect import is_retryable
 from .dialect import violated_constraint
 from .dialect import violation
+from .reads import is_read_session
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ async def run_in_transaction(
     A connection the database dropped (restart, failover, idle cut-off) is retried too,
     unless it failed during COMMIT: then nobody knows whether the commit landed.
     """
-    if session.info.get("reads_only"):
+    if is_read_session(session):
         raise RuntimeError(
             "a unit of work needs a read-write session: GET and HEAD requests get read sessions"
         )
