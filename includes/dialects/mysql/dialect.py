@@ -43,12 +43,8 @@ _VIOLATIONS = {
 }
 _DEADLOCK = 1213
 
-# Reads keep their transaction: switching a connection to autocommit and back costs a
-# round trip each way here, more than the COMMIT it would save.
-READ_OPTIONS: dict[str, str] = {}
 
-
-def engine_options(settings: Settings) -> dict[str, Any]:
+def engine_options(settings: Settings, *, read_only: bool = False) -> dict[str, Any]:
     """READ COMMITTED, as on PostgreSQL: each statement sees what others committed
     before it, and InnoDB takes fewer gap locks (so fewer deadlocks) than under its
     default REPEATABLE READ."""
@@ -59,9 +55,14 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def prepare(engine: Engine, settings: Settings) -> None:
+def prepare(engine: Engine, settings: Settings, *, read_only: bool = False) -> None:
     """Per connection: UTC session time zone and the statement and idle timeouts, in the
-    spelling of the server it reached (MariaDB and MySQL name them differently)."""
+    spelling of the server it reached (MariaDB and MySQL name them differently).
+
+    Read-only connections (for `ReadSession`) make every transaction READ ONLY, set once
+    when the connection opens. Reads keep their transaction: switching a connection to
+    autocommit and back costs a round trip each way here, more than the COMMIT saved.
+    """
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -69,6 +70,8 @@ def prepare(engine: Engine, settings: Settings) -> None:
         cursor.execute("SELECT VERSION()")
         mariadb = "mariadb" in str(cursor.fetchone()[0]).lower()
         statements = ["SET SESSION time_zone = '+00:00'"]
+        if read_only:
+            statements.append("SET SESSION TRANSACTION READ ONLY")
         if settings.db_statement_timeout_ms:
             if mariadb:
                 seconds = settings.db_statement_timeout_ms / 1000

@@ -31,16 +31,18 @@ _VIOLATIONS = {
 }
 _RETRYABLE = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 
-# Reads run in autocommit: no BEGIN and COMMIT around each request's statements (two
-# round trips saved). Under READ COMMITTED a transaction gives each statement its own
-# snapshot anyway, so a read request sees exactly what it would inside one. asyncpg's
-# cursors need a transaction, so streams come from `DatabaseManager.session()`.
-READ_OPTIONS: dict[str, str] = {"isolation_level": "AUTOCOMMIT"}
 
+def engine_options(settings: Settings, *, read_only: bool = False) -> dict[str, Any]:
+    """Server settings travel in asyncpg's start-up packet: no extra round trip per connection.
 
-def engine_options(settings: Settings) -> dict[str, Any]:
-    """Server settings travel in asyncpg's start-up packet: no extra round trip per connection."""
+    Read-only connections (for `ReadSession`) are read-only in the server itself, and run
+    in autocommit: no BEGIN and COMMIT around a request's reads (two round trips saved).
+    Under READ COMMITTED a transaction gives each statement its own snapshot anyway, so
+    a read request sees exactly what it would inside one.
+    """
     server_settings = {"application_name": settings.db_application_name}
+    if read_only:
+        server_settings["default_transaction_read_only"] = "on"
     if settings.db_statement_timeout_ms:
         server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
     if settings.db_idle_in_transaction_timeout_ms:
@@ -48,10 +50,16 @@ def engine_options(settings: Settings) -> dict[str, Any]:
             settings.db_idle_in_transaction_timeout_ms
         )
     connect_args = {"timeout": settings.db_connect_timeout, "server_settings": server_settings}
-    return {"pool_recycle": settings.db_pool_recycle, "connect_args": connect_args}
+    options: dict[str, Any] = {
+        "pool_recycle": settings.db_pool_recycle,
+        "connect_args": connect_args,
+    }
+    if read_only:
+        options["isolation_level"] = "AUTOCOMMIT"
+    return options
 
 
-def prepare(engine: Engine, settings: Settings) -> None:
+def prepare(engine: Engine, settings: Settings, *, read_only: bool = False) -> None:
     """Nothing to run per connection: `engine_options` already carries the settings."""
 
 

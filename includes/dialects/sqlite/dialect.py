@@ -21,21 +21,19 @@ T = TypeVar("T")
 _NAMED = re.compile(r"\b((?:uq|ck|fk|pk)_\w+)")
 _UNIQUE_COLUMNS = re.compile(r"UNIQUE constraint failed: (.+)$")
 
-# Reads keep their transaction: BEGIN is SQLAlchemy's here (see `prepare`), and a read
-# inside one sees a single snapshot of the file.
-READ_OPTIONS: dict[str, str] = {}
 
-
-def engine_options(settings: Settings) -> dict[str, Any]:
+def engine_options(settings: Settings, *, read_only: bool = False) -> dict[str, Any]:
     # sqlite3's `timeout` is how long a writer waits for another to finish.
     return {"connect_args": {"timeout": settings.db_busy_timeout}}
 
 
-def prepare(engine: Engine, settings: Settings) -> None:
+def prepare(engine: Engine, settings: Settings, *, read_only: bool = False) -> None:
     """Per connection: foreign keys on, WAL journal, and transactions SQLAlchemy controls.
 
     The sqlite3 module opens transactions lazily and cannot nest them; handing BEGIN to
-    SQLAlchemy makes savepoints (`begin_nested`) and the tests' rollbacks work.
+    SQLAlchemy makes savepoints (`begin_nested`) and the tests' rollbacks work. Reads
+    keep their transaction, which sees a single snapshot of the file; read-only
+    connections (for `ReadSession`) refuse every write (`query_only`).
     """
 
     @event.listens_for(engine, "connect")
@@ -45,6 +43,8 @@ def prepare(engine: Engine, settings: Settings) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
+        if read_only:
+            cursor.execute("PRAGMA query_only = ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -9,9 +9,9 @@ from fastapi import Request
 from fastapi import Response
 from pydantic import BaseModel
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from ..db.engine import DatabaseManager
-from ..db.engine import once_more_if_dropped
 from ..db.migrations import current_revision
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,17 @@ class Health(BaseModel):
 
 
 async def _check(db: DatabaseManager, expected: str | None) -> dict[str, str]:
-    async with db.engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
-        behind = expected is not None and await conn.run_sync(current_revision) != expected
+    for attempt in (1, 2):
+        try:
+            async with db.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                revision = await conn.run_sync(current_revision) if expected else None
+            break
+        except DBAPIError as error:
+            # A pooled connection the server dropped says nothing of the server now.
+            if not error.connection_invalidated or attempt == 2:
+                raise
+    behind = expected is not None and revision != expected
     return {"database": "ok", "schema": "behind" if behind else "ok"}
 
 
@@ -46,7 +54,7 @@ async def ready(request: Request, response: Response) -> Health:
     try:
         async with asyncio.timeout(db.settings.health_timeout):
             # A pooled connection the server dropped says nothing of the server now.
-            checks = await once_more_if_dropped(lambda: _check(db, request.app.state.schema_head))
+            checks = await _check(db, request.app.state.schema_head)
     except Exception as error:  # any failure to answer in time means "not ready"
         log.warning("readiness check failed: %s", type(error).__name__)
         checks = {"database": "unreachable"}

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 
 from ..core.errors import InvalidQuery
+from ..db.pagination import CursorCodec
 from .dependencies import app_settings
 
 T = TypeVar("T")
@@ -43,6 +44,16 @@ async def page_size(
     return size
 
 
+async def cursor_codec(request: Request) -> CursorCodec:
+    """Signs and checks cursors with the app's `CURSOR_SECRET` (made once per app)."""
+    state = request.app.state
+    codec: CursorCodec | None = getattr(state, "cursor_codec", None)
+    if codec is None:
+        settings = await app_settings(request)
+        codec = state.cursor_codec = CursorCodec(settings.cursor_secret.get_secret_value())
+    return codec
+
+
 PageNumber = Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number")]
 PageSize = Annotated[int, Depends(page_size)]
 Cursor = Annotated[
@@ -52,3 +63,4 @@ Cursor = Annotated[
         description="`next_cursor` of the previous page; omit for the first",
     ),
 ]
+Cursors = Annotated[CursorCodec, Depends(cursor_codec)]

@@ -30,7 +30,7 @@ from ..core.errors import NotFound
 from ..core.errors import StaleVersion
 from ..core.logging import request_id_var
 from ..db.dialect import violation
-from ..db.transactions import translate_violation
+from ..db.session import constraint_error
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ async def _database(request: Request, exc: Exception) -> JSONResponse:
     error = cast(DBAPIError, exc)
     if violation(error) is not None:  # a write the services did not translate
         log.warning("untranslated constraint violation: %s", type(error).__name__)
-        return await _domain(request, translate_violation(error, {}))
+        return await _domain(request, constraint_error(error))
     if _is_unavailable(error):
         return await _unavailable(request, error)
     return await _unexpected(request, error)

@@ -1,18 +1,16 @@
-"""`DatabaseManager`: the one engine and session factory of a process.
+"""`DatabaseManager`: the engines and session factories of a process.
 
-Created in the app's lifespan (never at import, so importing the app opens no
-connection and tests can point it elsewhere), connected with bounded retries, and
-disposed at shutdown.
+Two pools: read-only connections for `ReadSession`s and read-write ones for
+`WriteSession`s (see `session.py`), each sized by its own setting. Created in the
+app's lifespan (never at import, so importing the app opens no connection and tests
+can point it elsewhere), connected with bounded retries, and disposed at shutdown.
 """
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from collections.abc import Awaitable
-from collections.abc import Callable
-from contextlib import asynccontextmanager
+import warnings
+from contextlib import AbstractAsyncContextManager
 from typing import Any
-from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy import text
@@ -30,59 +28,35 @@ from .dialect import prepare
 from .metrics import PoolCounters
 from .metrics import log_slow_queries
 from .metrics import watch_pool
-from .reads import READ_METHODS
-from .reads import is_read_session
-from .reads import read_sessions
+from .session import RETRY_ATTEMPTS
+from .session import ReadSession
+from .session import WriteSession
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
-@asynccontextmanager
-async def finished_session(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[AsyncSession]:
-    """A session whose open transaction is committed on success and rolled back on error.
-
-    A read session is only closed: it has nothing to commit (units of work refuse it).
-    """
-    async with sessionmaker() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            if session.in_transaction() and not is_read_session(session):
-                await session.commit()
+def _deprecated(name: str, replacement: str) -> None:
+    warnings.warn(
+        f"{name} is deprecated and will be removed in the next release; {replacement}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
-async def once_more_if_dropped(work: Callable[[], Awaitable[T]]) -> T:
-    """Run `work`; if its connection turns out to have been dropped by the server (a
-    restart, a failover, an idle cut-off), run it once more. Only for work that changed
-    nothing: the pool has discarded the dead connection and every one opened before it.
-    """
-    try:
-        return await work()
-    except DBAPIError as error:
-        if not error.connection_invalidated:
-            raise
-        log.warning("database connection lost (%s); running again", type(error.orig).__name__)
-    return await work()
-
-
-def build_engine(settings: Settings) -> AsyncEngine:
+def build_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine:
+    """An engine as the service runs it; `read_only` gives `ReadSession`s' connections."""
     engine = create_async_engine(
         settings.database_url,
-        pool_size=settings.db_pool_size,
+        pool_size=settings.db_pool_size if read_only else settings.db_write_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_pre_ping=settings.db_pool_pre_ping,
         echo=settings.db_echo,
-        **engine_options(settings),
+        hide_parameters=True,
+        **engine_options(settings, read_only=read_only),
     )
     event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
-    prepare(engine.sync_engine, settings)
+    prepare(engine.sync_engine, settings, read_only=read_only)
     return engine
 
 
@@ -105,44 +79,57 @@ class DatabaseManager:
         self.settings = settings
         self.counters = PoolCounters()
         self._engine: AsyncEngine | None = None
-        self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
-        self._reads: async_sessionmaker[AsyncSession] | None = None
+        self._read_engine: AsyncEngine | None = None
+        self._writes: async_sessionmaker[WriteSession] | None = None
+        self._reads: async_sessionmaker[ReadSession] | None = None
 
     @property
     def engine(self) -> AsyncEngine:
+        """The read-write engine: migrations, health checks and `WriteSession`s use it."""
         if self._engine is None:
             raise RuntimeError("DatabaseManager.connect() has not been awaited")
         return self._engine
 
     @property
-    def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
-        if self._sessionmaker is None:
+    def read_engine(self) -> AsyncEngine:
+        if self._read_engine is None:
             raise RuntimeError("DatabaseManager.connect() has not been awaited")
-        return self._sessionmaker
+        return self._read_engine
 
-    @property
-    def reads(self) -> async_sessionmaker[AsyncSession]:
-        """Sessions for requests that only read (`db/reads.py`)."""
+    def read_session(self) -> ReadSession:
+        """A new `ReadSession`; `async with` it, and it is closed at the end of the block."""
         if self._reads is None:
             raise RuntimeError("DatabaseManager.connect() has not been awaited")
-        return self._reads
+        return self._reads()
 
-    def sessionmaker_for(self, method: str) -> async_sessionmaker[AsyncSession]:
-        """The sessions a request with this method gets; tests bind it to their transaction."""
-        return self.reads if method in READ_METHODS else self.sessionmaker
+    def write_session(self) -> WriteSession:
+        """A new `WriteSession`; `async with` it. Writes commit in a `@unit_of_work`."""
+        if self._writes is None:
+            raise RuntimeError("DatabaseManager.connect() has not been awaited")
+        return self._writes()
 
     async def connect(self) -> None:
-        """Build the engine and wait, with exponential backoff, until the database answers."""
+        """Build the engines and wait, with exponential backoff, until the database answers."""
         engine = build_engine(self.settings)
-        watch_pool(engine.sync_engine, self.counters)
-        if self.settings.db_slow_query_ms:
-            log_slow_queries(engine.sync_engine, self.settings.db_slow_query_ms)
+        read_engine = build_engine(self.settings, read_only=True)
+        for each in (engine, read_engine):
+            watch_pool(each.sync_engine, self.counters)
+            if self.settings.db_slow_query_ms:
+                log_slow_queries(each.sync_engine, self.settings.db_slow_query_ms)
         # expire_on_commit=False: objects stay readable after commit without a lazy load
         # (which async sessions cannot do implicitly). autoflush=False: flushes happen where
         # the code says so, never in the middle of building a query.
-        self._sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-        self._reads = read_sessions(engine)
-        self._engine = engine
+        self._writes = async_sessionmaker(
+            engine,
+            class_=WriteSession,
+            expire_on_commit=False,
+            autoflush=False,
+            info={RETRY_ATTEMPTS: self.settings.db_retry_attempts},
+        )
+        self._reads = async_sessionmaker(
+            read_engine, class_=ReadSession, expire_on_commit=False, autoflush=False
+        )
+        self._engine, self._read_engine = engine, read_engine
         attempts = self.settings.db_connect_attempts
         for attempt in range(1, attempts + 1):
             try:
@@ -160,45 +147,68 @@ class DatabaseManager:
                     delay,
                 )
                 await asyncio.sleep(delay)
-        ceiling = self.settings.db_pool_size + self.settings.db_max_overflow
         log.info(
-            "database %s connected; at most %d connections per worker (pool %d + overflow %d)",
+            "database %s connected; at most %d connections per worker "
+            "(reads %d + writes %d, overflow %d each)",
             self.settings.database_url,
-            ceiling,
+            self.settings.db_pool_size
+            + self.settings.db_write_pool_size
+            + 2 * self.settings.db_max_overflow,
             self.settings.db_pool_size,
+            self.settings.db_write_pool_size,
             self.settings.db_max_overflow,
         )
 
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session of its own: for background tasks and streaming responses, which
-        outlive the request's session (that one closes before the response is sent).
-
-        Nothing runs their work again if its connection turns out dead, so without
-        pre-ping the connection is tested here first, as pre-ping would.
-        """
-        async with finished_session(self.sessionmaker) as session:
-            if not self.settings.db_pool_pre_ping:
-                try:
-                    await session.execute(text("SELECT 1"))
-                except DBAPIError as error:
-                    if not error.connection_invalidated:
-                        raise
-                    await session.rollback()  # the pool has discarded it: the next is new
-            yield session
-
     async def disconnect(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-        self._engine = None
-        self._sessionmaker = None
-        self._reads = None
+        for engine in (self._engine, self._read_engine):
+            if engine is not None:
+                await engine.dispose()
+        self._engine = self._read_engine = None
+        self._writes = self._reads = None
+
+    # v0.2 names, until the next release.
+    @property
+    def sessionmaker(self) -> async_sessionmaker[WriteSession]:
+        _deprecated("DatabaseManager.sessionmaker", "use write_session()")
+        return async_sessionmaker(self.engine, class_=WriteSession, expire_on_commit=False)
+
+    @property
+    def reads(self) -> async_sessionmaker[ReadSession]:
+        _deprecated("DatabaseManager.reads", "use read_session()")
+        return async_sessionmaker(self.read_engine, class_=ReadSession, expire_on_commit=False)
+
+    def sessionmaker_for(self, method: str) -> async_sessionmaker[Any]:
+        _deprecated("DatabaseManager.sessionmaker_for", "use read_session() or write_session()")
+        engine = self.read_engine if method in {"GET", "HEAD"} else self.engine
+        kind = ReadSession if method in {"GET", "HEAD"} else WriteSession
+        return async_sessionmaker(engine, class_=kind, expire_on_commit=False)
+
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        _deprecated("DatabaseManager.session()", "use write_session() with a @unit_of_work")
+        from .legacy import finished_session
+
+        return finished_session(self._writes or self.sessionmaker)
 
     def pool_status(self) -> dict[str, int]:
-        pool: Any = self.engine.pool
+        """Both pools added up, and the counters since start-up."""
+        pools: list[Any] = [self.engine.pool, self.read_engine.pool]
         return {
-            "size": pool.size(),
-            "checked_out": pool.checkedout(),
-            "overflow": max(pool.overflow(), 0),
+            "size": sum(pool.size() for pool in pools),
+            "checked_out": sum(pool.checkedout() for pool in pools),
+            "overflow": sum(max(pool.overflow(), 0) for pool in pools),
             **self.counters.as_dict(),
         }
+
+
+_MOVED = {
+    "finished_session": "use DatabaseManager.write_session() with a @unit_of_work",
+    "once_more_if_dropped": "read sessions run a read again on a dropped connection",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .legacy import serve  # v0.2 names, deprecated; legacy.py imports session.py
+
+    return serve(__name__, _MOVED, f"{__package__}.legacy")(name)

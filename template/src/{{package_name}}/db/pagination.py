@@ -38,7 +38,9 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
-class CursorPage(Generic[T]):
+class KeysetPage(Generic[T]):
+    """A page of a keyset walk; the API layer shows it as `api.pagination.CursorPage`."""
+
     items: list[T]
     next_cursor: str | None
     size: int
@@ -100,7 +102,7 @@ async def paginate_cursor(
     descending: bool,
     cursor: str | None,
     size: int,
-) -> CursorPage[Any]:
+) -> KeysetPage[Any]:
     sort = ("-" if descending else "") + sort_attr.key
     if cursor is not None:
         raw_value, raw_id = codec.decode(cursor, sort)
@@ -118,4 +120,13 @@ async def paginate_cursor(
         rows = rows[:size]
         last = rows[-1]
         next_cursor = codec.encode(sort, (getattr(last, sort_attr.key), getattr(last, id_attr.key)))
-    return CursorPage(items=rows, next_cursor=next_cursor, size=size)
+    return KeysetPage(items=rows, next_cursor=next_cursor, size=size)
+
+
+def __getattr__(name: str) -> Any:
+    if name != "CursorPage":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .legacy import serve  # v0.2 name, deprecated; legacy.py imports this module
+
+    replacements = {"CursorPage": "use db.pagination.KeysetPage"}
+    return serve(__name__, replacements, f"{__package__}.legacy")(name)

@@ -19,7 +19,9 @@ from sqlalchemy import Select
 from sqlalchemy import bindparam
 from sqlalchemy import exists
 from sqlalchemy import func
+from sqlalchemy import literal
 from sqlalchemy import select
+from sqlalchemy import tuple_
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -32,7 +34,7 @@ from .dialect import insert_or_none
 from .keys import Key
 from .mixins import VersionedMixin
 from .pagination import CursorCodec
-from .pagination import CursorPage
+from .pagination import KeysetPage
 from .pagination import Page
 from .pagination import paginate_cursor
 from .pagination import paginate_offset
@@ -142,7 +144,7 @@ class BaseRepository(Generic[ModelT]):
         sort: str,
         cursor: str | None,
         size: int,
-    ) -> CursorPage[ModelT]:
+    ) -> KeysetPage[ModelT]:
         name, descending = f.parse_sort(sort)
         sort_attr = f.column(self.model, name, self.sortable, purpose="sort")
         return await paginate_cursor(
@@ -155,6 +157,22 @@ class BaseRepository(Generic[ModelT]):
             cursor=cursor,
             size=size,
         )
+
+    async def after(
+        self,
+        stmt: Select[ModelT],
+        sort_attr: InstrumentedAttribute[Any],
+        position: tuple[object, object] | None,
+        *,
+        size: int,
+    ) -> list[ModelT]:
+        """The next `size` rows of `stmt` in (sort, id) order after `position` (keyset)."""
+        if position is not None:
+            value, key = position
+            after = tuple_(literal(value, sort_attr.type), literal(key, self._id.type))
+            stmt = stmt.where(tuple_(sort_attr, self._id) > after)
+        rows = await self.session.scalars(stmt.order_by(sort_attr, self._id).limit(size))
+        return list(rows.all())
 
     # -- writes -------------------------------------------------------------------
 

@@ -1,97 +1,233 @@
-"""One `AsyncSession` per request, opened by the route and finished before the response is sent.
+"""Sessions and units of work: the one module that says how the service reads, writes and commits.
 
-Routers that touch the database are built with `route_class=SessionRoute`. The route
-opens the request's session around the endpoint and its dependencies, then commits
-what is still open (or rolls back when the request failed) before the response goes
-out, so a commit that fails becomes an error response instead of a 200 for data that
-was never stored. Services commit their own units of work; a read session is only
-closed. `DBSession` hands that session to a handler; in a router without the route
-class it opens one of its own, finished the same way.
+Two session types, which mypy tells apart:
 
-Why a route class and not a `yield` dependency: FastAPI wraps every generator
-dependency in an exit stack, a cancel scope and two context managers on every
-request, which cost more than the lookup most requests make (docs/benchmarks.md).
+- `ReadSession`, what GET and HEAD requests get. Its connections are read-only in the
+  database itself, so no statement can write through it, however it is spelled. A
+  statement that meets a connection the server dropped (a restart, a failover, an idle
+  cut-off) runs once more on a new one: a read changed nothing, so that is safe.
+- `WriteSession`, what every other request gets: a `ReadSession` that may also write,
+  but only inside a unit of work. A flush or an INSERT, UPDATE or DELETE outside one is
+  refused, so a write can never be left for nobody to commit.
 
-GET and HEAD requests get a read session (`DatabaseManager.sessionmaker_for`): on
-PostgreSQL it runs in autocommit, one round trip per statement and no BEGIN/COMMIT.
-A read that meets a connection the database has dropped (a restart, a failover, an
-idle cut-off) runs once more on a fresh one, and so does a unit of work
-(`run_in_transaction`); sessions outside requests are tested before use
-(`DatabaseManager.session`). With that, the pool does not need to test every
-connection before handing it out (`DB_POOL_PRE_PING`).
+`@unit_of_work` marks a service method (or any function) that takes a `WriteSession`. It
+is the one place that commits: it runs the method, commits, and runs it again from the
+start when the database reports a deadlock, a serialization failure or a connection
+lost before COMMIT (after COMMIT was sent nobody knows whether it landed, so that is
+not retried). A violated constraint becomes a domain error carrying the message the
+constraint declares in the models (`info={"message": ...}`). A unit of work called
+from inside another joins it: the outermost one commits.
+
+Requests never commit: `api/dependencies.py` opens a request's session and closes it
+before the response is sent. Every write has committed inside its unit of work by
+then, so a response never reports a write that was not stored.
 """
 
-from collections.abc import AsyncIterator
+import asyncio
+import functools
+import logging
+import random
+from collections.abc import Awaitable
 from collections.abc import Callable
-from collections.abc import Coroutine
-from typing import Annotated
 from typing import Any
+from typing import ParamSpec
+from typing import TypeVar
 
-from fastapi import Depends
-from fastapi import Request
-from fastapi import Response
-from fastapi.routing import APIRoute
+from sqlalchemy import Result
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import ORMExecuteState
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
-from .engine import DatabaseManager
-from .engine import finished_session
-from .engine import once_more_if_dropped
-from .reads import READ_METHODS
+from ..core.errors import Conflict
+from ..core.errors import DomainError
+from ..core.errors import InvalidData
+from ..core.errors import StaleVersion
+from .base import Base
+from .dialect import is_retryable
+from .dialect import violated_constraint
+from .dialect import violation
 
-Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+P = ParamSpec("P")
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
-
-class SessionRoute(APIRoute):
-    """A route whose endpoint and dependencies share one session, finished before sending."""
-
-    def get_route_handler(self) -> Handler:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            db: DatabaseManager = request.app.state.db
-            sessionmaker = db.sessionmaker_for(request.method)
-
-            async def attempt() -> Response:
-                async with finished_session(sessionmaker) as session:
-                    request.state.session = session
-                    return await handler(request)
-
-            # A read session cannot write, so a read is safe to run again (a GET handler
-            # that writes through a session of its own is not).
-            if request.method in READ_METHODS:
-                return await once_more_if_dropped(attempt)
-            return await attempt()
-
-        return handle
+# session.info keys: how deep in units of work a session is, how often to retry one, and
+# whether it is a deprecated v0.2 session that may still write outside one (`legacy.py`).
+_DEPTH = "unit_of_work_depth"
+RETRY_ATTEMPTS = "retry_attempts"
+LEGACY = "legacy"
 
 
-def request_session(request: Request) -> AsyncSession:
-    """The session `SessionRoute` opened for this request (services' dependencies use it)."""
-    try:
-        session: AsyncSession = request.state.session
-    except AttributeError:
+class _ReadOnly(Session):
+    """The synchronous side of a `ReadSession`."""
+
+
+class _ReadWrite(Session):
+    """The synchronous side of a `WriteSession`."""
+
+
+class ReadSession(AsyncSession):
+    """A session for reading; GET and HEAD requests get one (see the module docstring)."""
+
+    sync_session_class: type[Session] = _ReadOnly
+
+
+class WriteSession(ReadSession):
+    """A session that may also write, inside a `@unit_of_work` (see the module docstring)."""
+
+    sync_session_class = _ReadWrite
+
+
+@event.listens_for(_ReadOnly, "before_flush")
+def _refuse_flush(_session: Session, _context: Any, _instances: Any) -> None:
+    raise RuntimeError(
+        "a flush on a read session: GET and HEAD requests read; make the route a POST, "
+        "PUT, PATCH or DELETE and write in a @unit_of_work"
+    )
+
+
+@event.listens_for(_ReadOnly, "do_orm_execute", retval=True)
+def _read_once_more_if_dropped(state: ORMExecuteState) -> Result[Any]:
+    if state.is_insert or state.is_update or state.is_delete:
         raise RuntimeError(
-            f"{request.url.path} has no session: build its router with route_class=SessionRoute"
-        ) from None
-    return session
+            "an INSERT, UPDATE or DELETE on a read session: make the route a POST, PUT, "
+            "PATCH or DELETE and write in a @unit_of_work"
+        )
+    try:
+        return state.invoke_statement()
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        log.warning("database connection lost (%s); reading again", type(error.orig).__name__)
+    # The pool has discarded the dead connection and every one opened before it.
+    state.session.rollback()
+    return state.invoke_statement()
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """`DBSession`: the route's session under `SessionRoute`; in any other router, a
-    session of its own, finished the same way before the response is sent."""
-    session: AsyncSession | None = getattr(request.state, "session", None)
-    if session is not None:
-        yield session
-        return
-    db: DatabaseManager = request.app.state.db
-    async with finished_session(db.sessionmaker_for(request.method)) as session:
-        yield session
+_OUTSIDE = "a write outside a unit of work: decorate the method that writes with @unit_of_work"
 
 
-async def get_database(request: Request) -> DatabaseManager:
-    db: DatabaseManager = request.app.state.db
-    return db
+def _writing_allowed(session: Session) -> bool:
+    return bool(session.info.get(_DEPTH) or session.info.get(LEGACY))
 
 
-DBSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
-Database = Annotated[DatabaseManager, Depends(get_database)]
+@event.listens_for(_ReadWrite, "before_flush")
+def _flush_inside_a_unit_of_work(session: Session, _context: Any, _instances: Any) -> None:
+    if not _writing_allowed(session):
+        raise RuntimeError(_OUTSIDE)
+
+
+@event.listens_for(_ReadWrite, "do_orm_execute")
+def _dml_inside_a_unit_of_work(state: ORMExecuteState) -> None:
+    if (state.is_insert or state.is_update or state.is_delete) and not _writing_allowed(
+        state.session
+    ):
+        raise RuntimeError(_OUTSIDE)
+
+
+def unit_of_work(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Run `method` as one transaction on the `WriteSession` it is given, and commit it."""
+
+    @functools.wraps(method)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        session = _write_session_among(method, args, kwargs)
+        if session.info.get(_DEPTH):  # inside another unit of work: that one commits
+            return await method(*args, **kwargs)
+        attempts: int = session.info.get(RETRY_ATTEMPTS, 3)
+        for attempt in range(1, attempts + 1):
+            session.info[_DEPTH] = 1
+            committing = False
+            try:
+                result = await method(*args, **kwargs)
+                committing = True
+                await session.commit()
+            except StaleDataError as error:
+                await session.rollback()
+                raise StaleVersion(getattr(args[0], "resource", "record")) from error
+            except DBAPIError as error:
+                await session.rollback()
+                if violation(error) is not None:
+                    raise constraint_error(error) from error
+                lost = error.connection_invalidated and not committing
+                if not (is_retryable(error) or lost) or attempt == attempts:
+                    raise
+                why = "its connection was lost" if lost else "it lost a race"
+                log.warning("retrying a unit of work: %s (attempt %d)", why, attempt)
+                await asyncio.sleep(0.02 * 2**attempt * (1 + random.random()))  # noqa: S311
+            except BaseException:
+                await session.rollback()
+                raise
+            else:
+                return result
+            finally:
+                session.info[_DEPTH] = 0
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return run
+
+
+def _write_session_among(
+    method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> WriteSession:
+    sessions = [a for a in (*args, *kwargs.values()) if isinstance(a, ReadSession)]
+    for session in sessions:
+        if isinstance(session, WriteSession):
+            return session
+    name = getattr(method, "__qualname__", "a unit of work")
+    if sessions:
+        raise RuntimeError(
+            f"{name} needs a WriteSession and got a ReadSession: GET and HEAD requests read"
+        )
+    raise TypeError(f"{name} is a @unit_of_work and was given no WriteSession")
+
+
+def constraint_error(error: DBAPIError) -> DomainError:
+    """The domain error for a violated constraint, with the message the model declares.
+
+    Constraints are named by the convention in `naming.py`, and every database reports
+    the name, so the name leads to the constraint's `info["message"]`; the database's
+    own text never reaches the client.
+    """
+    kind = violation(error)
+    detail = constraint_messages().get(violated_constraint(error) or "")
+    if kind == "unique":
+        return Conflict(detail or "a record with the same unique values already exists")
+    if kind == "foreign_key":
+        return Conflict(detail or "a referenced record does not exist (or is still referenced)")
+    return InvalidData(detail or "the data breaks a rule of the database")
+
+
+def constraint_messages() -> dict[str, str]:
+    """Every named constraint of the models that declares a message, by name (a foreign
+    key may declare it on its `ForeignKey(..., info=...)` in the column)."""
+    messages: dict[str, str] = {}
+    for table in Base.metadata.tables.values():
+        for constraint in table.constraints:
+            infos = [constraint.info, *(key.info for key in getattr(constraint, "elements", ()))]
+            for info in infos:
+                if "message" in info:
+                    messages[str(constraint.name)] = info["message"]
+    return messages
+
+
+# v0.2 names served from `api/legacy.py` until the next release, with a warning.
+_MOVED = {
+    "DBSession": "use api.dependencies.ReadSessionDep or WriteSessionDep",
+    "Database": "use api.dependencies.ReadSessionDep or WriteSessionDep",
+    "SessionRoute": "routers need no route class; take ReadSessionDep or WriteSessionDep",
+    "request_session": "take ReadSessionDep or WriteSessionDep in the route",
+    "get_session": "use api.dependencies.read_session or write_session",
+    "get_database": "use request.app.state.db",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .legacy import serve  # imported here: legacy.py imports this module
+
+    api_legacy = f"{__package__.rpartition('.')[0]}.api.legacy"
+    return serve(__name__, _MOVED, api_legacy)(name)

@@ -3,15 +3,11 @@ from typing import ClassVar
 from sqlalchemy import Select
 
 from ..db.keys import Key
-{% if soft_delete %}
-from ..db.soft_delete import SoftDeleteRepository
-{% else %}
-from ..db.repository import BaseRepository
-{% endif %}
+from ..db.resource import Repository
 from .models import Task
 
 
-class TaskRepository({% if soft_delete %}SoftDeleteRepository{% else %}BaseRepository{% endif %}[Task]):
+class TaskRepository(Repository[Task]):
     model = Task
     sortable: ClassVar[frozenset[str]] = frozenset({"created_at", "updated_at", "priority"})
 

@@ -1,14 +1,10 @@
 from typing import ClassVar
 
-{% if soft_delete %}
-from ..db.soft_delete import SoftDeleteRepository
-{% else %}
-from ..db.repository import BaseRepository
-{% endif %}
+from ..db.resource import Repository
 from .models import Project
 
 
-class ProjectRepository({% if soft_delete %}SoftDeleteRepository{% else %}BaseRepository{% endif %}[Project]):
+class ProjectRepository(Repository[Project]):
     model = Project
     sortable: ClassVar[frozenset[str]] = frozenset({"created_at", "updated_at", "name"})
 

@@ -1,4 +1,3 @@
-from datetime import datetime
 from typing import Annotated
 from typing import Literal
 
@@ -6,7 +5,7 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
 
-from ..db.keys import Key
+from ..api.schemas import EntityRead
 from ..tasks.schemas import TaskRead
 
 ProjectName = Annotated[str, Field(min_length=1, max_length=200)]
@@ -36,19 +35,10 @@ class ProjectUpdate(BaseModel):
     description: ProjectDescription | None = None
 
 
-class ProjectRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: Key
+class ProjectRead(EntityRead):
     name: str
     slug: str
     description: str
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    {% if soft_delete %}
-    deleted_at: datetime | None
-    {% endif %}
 
 
 class ProjectWithTasks(ProjectRead):

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
 
+from ..api.schemas import EntityRead
 from ..db.keys import Key
 from .models import TaskStatus
 
@@ -38,18 +39,9 @@ class TaskUpdate(BaseModel):
     due_at: AwareDatetime | None = None
 
 
-class TaskRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: Key
+class TaskRead(EntityRead):
     project_id: Key
     title: str
     status: TaskStatus
     priority: int
     due_at: datetime | None
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    {% if soft_delete %}
-    deleted_at: datetime | None
-    {% endif %}

@@ -7,22 +7,14 @@ from sqlalchemy import ForeignKey
 from sqlalchemy import Index
 from sqlalchemy import String
 from sqlalchemy import UniqueConstraint
-{% if live_partial_index %}
-from sqlalchemy import text
-{% endif %}
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
 
-from ..db.base import Base
 from ..db.keys import Key
 from ..db.keys import KeyType
-from ..db.keys import PrimaryKeyMixin
-{% if soft_delete %}
-from ..db.mixins import SoftDeleteMixin
-{% endif %}
-from ..db.mixins import TimestampMixin
-from ..db.mixins import VersionedMixin
+from ..db.resource import Entity
+from ..db.resource import listing_index
 from ..db.types import Timestamp
 
 if TYPE_CHECKING:
@@ -32,33 +24,37 @@ TaskStatus = Literal["todo", "doing", "done"]
 TASK_STATUSES: tuple[TaskStatus, ...] = ("todo", "doing", "done")
 
 
-class Task(PrimaryKeyMixin, TimestampMixin, {% if soft_delete %}SoftDeleteMixin, {% endif %}VersionedMixin, Base):
+class Task(Entity):
     __tablename__ = "task"
     __table_args__ = (
-        UniqueConstraint("project_id", "title"),
-        CheckConstraint("priority BETWEEN 0 AND 5", name="priority_range"),
+        UniqueConstraint(
+            "project_id",
+            "title",
+            info={"message": "this project already has a task with this title"},
+        ),
+        CheckConstraint(
+            "priority BETWEEN 0 AND 5",
+            name="priority_range",
+            info={"message": "priority must be between 0 and 5"},
+        ),
         CheckConstraint(
             "status IN (" + ", ".join(f"'{s}'" for s in TASK_STATUSES) + ")",
             name="status",
+            info={"message": "status must be one of " + ", ".join(TASK_STATUSES)},
         ),
         # Serves "a project's tasks by status" and, as its leading column, every lookup
         # and cascade by project_id: a separate index on the foreign key would be redundant.
         Index(None, "project_id", "status"),
-        {% if live_partial_index %}
-        # Listing a project's live tasks in order skips deleted rows without storing them.
-        Index(
-            "ix_task_live_project_id_created_at",
-            "project_id",
-            "created_at",
-            {{ database }}_where=text("deleted_at IS NULL"),
-        ),
-        {% else %}
         # A project's tasks in the order they were made.
-        Index(None, "project_id", "created_at"),
-        {% endif %}
+        listing_index("task", "project_id", "created_at"),
     )
 
-    project_id: Mapped[Key] = mapped_column(KeyType, ForeignKey("project.id", ondelete="CASCADE"))
+    project_id: Mapped[Key] = mapped_column(
+        KeyType,
+        ForeignKey(
+            "project.id", ondelete="CASCADE", info={"message": "the project does not exist"}
+        ),
+    )
     title: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(10), default="todo", server_default="todo")
     priority: Mapped[int] = mapped_column(default=0, server_default="0")
