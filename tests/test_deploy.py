@@ -1,0 +1,278 @@
+"""The rendered Kubernetes base is valid and fits the app it deploys.
+
+Fast tier: no cluster and no kustomize binary. Every manifest is validated against the
+Kubernetes schemas that kubernetes-validate ships, as written and as kustomize builds it
+(`build` applies the few kustomize features the base uses and refuses any other), for
+the oldest and newest Kubernetes the deploy README promises. The probes, ports, user and
+settings are read from the rendered source, so the manifests cannot drift from the app.
+"""
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from .conftest import Rendered
+from .variants import VARIANTS
+
+# The oldest Kubernetes the rendered deploy README names, and the newest schemas shipped.
+KUBERNETES_VERSIONS = ["1.27", "1.37"]
+SERVER_VARIANTS = sorted(n for n, a in VARIANTS.items() if a.get("database") != "sqlite")
+KUSTOMIZE_FIELDS = {"apiVersion", "kind", "resources", "images", "replicas"}
+KUSTOMIZE_FIELDS |= {"configMapGenerator", "replacements"}
+# Settings uvicorn or the deploy itself reads; the service's Settings do not (yet) know them.
+NOT_SERVICE_SETTINGS = {"WEB_CONCURRENCY", "DB_PODS"}
+DEFAULT_MAX_CONNECTIONS = {"postgresql": 100, "mysql": 151}
+
+
+@pytest.fixture(params=SERVER_VARIANTS)
+def deployed(
+    request: pytest.FixtureRequest, render: Callable[[str], Rendered]
+) -> Iterator[Rendered]:
+    yield render(request.param)
+
+
+def k8s(rendered: Rendered) -> Path:
+    return rendered.path / "deploy" / "k8s"
+
+
+def load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(path.read_text())
+    return data
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """A kustomize env file: KEY=value lines; blank lines and `#` comments skipped."""
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} objects"
+    return matches[0]
+
+
+def at(node: Any, field_path: str) -> Any:
+    for part in field_path.split("."):
+        node = node[part]
+    return node
+
+
+def containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = obj["spec"]["template"]["spec"]["containers"]
+    return found
+
+
+def build(directory: Path) -> list[dict[str, Any]]:
+    """What `kubectl kustomize` makes of the base, less the ConfigMap's hash suffix."""
+    kustomization = load(directory / "kustomization.yaml")
+    assert set(kustomization) <= KUSTOMIZE_FIELDS, "teach build() the new kustomize field"
+    objects = [load(directory / name) for name in kustomization["resources"]]
+    for generator in kustomization["configMapGenerator"]:
+        data: dict[str, str] = {}
+        for name in generator["envs"]:
+            data |= env_file(directory / name)
+        metadata = {"name": generator["name"]}
+        objects.append(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
+        )
+    for entry in kustomization["replicas"]:
+        find(objects, "Deployment", entry["name"])["spec"]["replicas"] = entry["count"]
+    for image in kustomization["images"]:
+        for container in [
+            c for o in objects if o["kind"] in {"Deployment", "Job"} for c in containers(o)
+        ]:
+            if container["image"].split(":")[0] == image["name"]:
+                container["image"] = f"{image.get('newName', image['name'])}:{image['newTag']}"
+    for replacement in kustomization["replacements"]:
+        source = replacement["source"]
+        value = at(find(objects, source["kind"], source["name"]), source["fieldPath"])
+        for target in replacement["targets"]:
+            obj = find(objects, target["select"]["kind"], target["select"]["name"])
+            for field_path in target["fieldPaths"]:
+                parent, _, last = field_path.rpartition(".")
+                node = at(obj, parent)
+                # Without options.create kustomize fails on a missing field, and it keeps a
+                # string field a string (a ConfigMap holds only strings).
+                assert last in node, f"{field_path} missing in {obj['kind']}"
+                node[last] = str(value) if isinstance(node[last], str) else value
+    return objects
+
+
+def built(rendered: Rendered, kind: str) -> dict[str, Any]:
+    return next(o for o in build(k8s(rendered)) if o["kind"] == kind)
+
+
+def test_deploy_is_rendered_for_server_databases_only(variant: Rendered) -> None:
+    server = variant.answers["database"] != "sqlite"
+    assert (variant.path / "deploy").exists() == server
+    assert ("deploy/k8s" in (variant.path / "README.md").read_text()) == server
+    if server:
+        names = {p.name for p in k8s(variant).iterdir()}
+        kustomization = load(k8s(variant) / "kustomization.yaml")
+        listed = {*kustomization["resources"], "kustomization.yaml", "README.md"}
+        listed |= {e for g in kustomization["configMapGenerator"] for e in g["envs"]}
+        assert names == listed
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_manifest_validates_against_the_kubernetes_schemas(
+    deployed: Rendered, version: str
+) -> None:
+    written = [load(p) for p in sorted(k8s(deployed).glob("*.yaml")) if p.stem != "kustomization"]
+    for obj in [*written, *build(k8s(deployed))]:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            where = ".".join(str(p) for p in error.path)
+            pytest.fail(f"{obj['kind']} on Kubernetes {version}: {where}: {error.message}")
+
+
+def test_the_replica_count_feeds_the_connection_budget(deployed: Rendered) -> None:
+    kustomization = load(k8s(deployed) / "kustomization.yaml")
+    objects = build(k8s(deployed))
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    config = next(o for o in objects if o["kind"] == "ConfigMap")
+    assert "replicas" not in load(k8s(deployed) / "deployment.yaml")["spec"]  # one place only
+    assert [r["count"] for r in kustomization["replicas"]] == [deployment["spec"]["replicas"]]
+    assert config["data"]["DB_PODS"] == str(deployment["spec"]["replicas"])
+    assert {"WEB_CONCURRENCY", "DB_POOL_SIZE", "DB_MAX_OVERFLOW"} <= set(config["data"])
+    (api,) = containers(deployment)
+    assert api["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
+    # Never more pods than replicas, so DB_PODS bounds the pods during a rollout too.
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
+
+
+def test_the_shipped_budget_fits_a_default_server(deployed: Rendered) -> None:
+    data = built(deployed, "ConfigMap")["data"]
+    per_pod = int(data["WEB_CONCURRENCY"]) * (
+        int(data["DB_POOL_SIZE"]) + int(data["DB_MAX_OVERFLOW"])
+    )
+    # Reserve: one pod still draining in a rollout, the migration Job, the server's own.
+    needed = int(data["DB_PODS"]) * per_pod + per_pod + 1 + 3
+    assert needed <= DEFAULT_MAX_CONNECTIONS[deployed.answers["database"]]
+
+
+def test_config_names_only_settings_the_service_reads(deployed: Rendered) -> None:
+    source = (deployed.path / "src" / deployed.package / "core" / "config.py").read_text()
+    fields = {name.upper() for name in re.findall(r"^    (\w+): ", source, flags=re.MULTILINE)}
+    assert set(env_file(k8s(deployed) / "config.env")) - NOT_SERVICE_SETTINGS <= fields
+
+
+def test_probes_ask_for_routes_the_app_serves(deployed: Rendered) -> None:
+    package = deployed.path / "src" / deployed.package
+    health = (package / "api" / "health.py").read_text()
+    match = re.search(r'APIRouter\(prefix="([^"]*)"', health)
+    assert match is not None
+    served = {match[1] + path for path in re.findall(r'@router\.get\(\s*"([^"]*)"', health)}
+    assert "app.include_router(health.router)\n" in (package / "main.py").read_text()
+    (api,) = containers(built(deployed, "Deployment"))
+    probes = {
+        kind: api[f"{kind}Probe"]["httpGet"]["path"]
+        for kind in ("startup", "liveness", "readiness")
+    }
+    assert probes == {
+        "startup": "/health/live",
+        "liveness": "/health/live",
+        "readiness": "/health/ready",
+    }
+    assert set(probes.values()) <= served
+
+
+def test_the_startup_probe_outlasts_the_connect_retries(deployed: Rendered) -> None:
+    """A worker serves only after its start-up reached the database; with the database
+    down it retries and then exits. Killing it earlier would hide the real error."""
+    data = built(deployed, "ConfigMap")["data"]
+    attempts = int(data["DB_CONNECT_ATTEMPTS"])
+    backoff = float(data["DB_CONNECT_BACKOFF"])
+    worst = attempts * float(data["DB_CONNECT_TIMEOUT"]) + sum(
+        backoff * 2**n for n in range(attempts - 1)
+    )
+    (api,) = containers(built(deployed, "Deployment"))
+    startup = api["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] > worst + 10
+    # The app answers 503 itself before the kubelet gives up waiting.
+    assert api["readinessProbe"]["timeoutSeconds"] > float(data["HEALTH_TIMEOUT"])
+
+
+def test_ports_match_the_image(deployed: Rendered) -> None:
+    dockerfile = (deployed.path / "Dockerfile").read_text()
+    exposed = re.search(r"^EXPOSE (\d+)$", dockerfile, flags=re.MULTILINE)
+    cmd = re.search(r"^CMD (\[.*\])$", dockerfile, flags=re.MULTILINE)
+    assert exposed is not None and cmd is not None
+    command = json.loads(cmd[1])
+    port = int(command[command.index("--port") + 1])
+    assert port == int(exposed[1])
+    (api,) = containers(built(deployed, "Deployment"))
+    named = {p["name"]: p["containerPort"] for p in api["ports"]}
+    assert named == {"http": port}
+    for kind in ("startup", "liveness", "readiness"):
+        assert api[f"{kind}Probe"]["httpGet"]["port"] == "http"
+    assert [p["targetPort"] for p in built(deployed, "Service")["spec"]["ports"]] == ["http"]
+
+
+def test_pods_run_as_the_images_user_on_a_read_only_filesystem(deployed: Rendered) -> None:
+    dockerfile = (deployed.path / "Dockerfile").read_text()
+    uid = re.search(r"useradd .*--uid (\d+) (\w+)", dockerfile)
+    assert uid is not None and f"\nUSER {uid[2]}\n" in dockerfile
+    for kind in ("Deployment", "Job"):
+        pod = built(deployed, kind)["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsUser"] == int(uid[1]), kind
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in pod["containers"]:
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_secrets_come_from_one_secret(deployed: Rendered) -> None:
+    secrets = set()
+    for kind in ("Deployment", "Job"):
+        (container,) = containers(built(deployed, kind))
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+        assert {name: ref["key"] for name, ref in refs.items()} == {
+            "DATABASE_URL": "DATABASE_URL",
+            "CURSOR_SECRET": "CURSOR_SECRET",
+        }
+        secrets |= {ref["name"] for ref in refs.values()}
+    (secret,) = secrets
+    readme = (k8s(deployed) / "README.md").read_text()
+    assert f"kubectl create secret generic {secret} \\" in readme
+    assert "--from-literal=DATABASE_URL=" in readme and "--from-literal=CURSOR_SECRET=" in readme
+
+
+def test_the_service_and_disruption_budget_select_api_pods_only(deployed: Rendered) -> None:
+    deployment = built(deployed, "Deployment")
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert deployment["spec"]["template"]["metadata"]["labels"] == selector
+    assert built(deployed, "Service")["spec"]["selector"] == selector
+    assert built(deployed, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == selector
+    migration = built(deployed, "Job")["spec"]["template"]["metadata"]["labels"]
+    assert not selector.items() <= migration.items()
+
+
+def test_the_migration_job_runs_before_the_rollout(deployed: Rendered) -> None:
+    job = built(deployed, "Job")
+    (migrate,) = containers(job)
+    (api,) = containers(built(deployed, "Deployment"))
+    assert migrate["command"] == ["alembic", "upgrade", "head"]
+    assert migrate["image"] == api["image"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    name = job["metadata"]["name"]
+    component = job["metadata"]["labels"]["app.kubernetes.io/component"]
+    steps = [
+        f"kubectl delete job {name} --ignore-not-found",
+        f"kubectl apply -k deploy/k8s -l app.kubernetes.io/component={component}",
+        f"job/{name}",
+        f"kubectl apply -k deploy/k8s -l 'app.kubernetes.io/component!={component}'",
+        f"kubectl rollout status deployment/{deployed.answers['project_slug']}",
+    ]
+    for readme in (deployed.path / "README.md", k8s(deployed) / "README.md"):
+        text = readme.read_text()
+        assert all(step in text for step in steps), readme
+        assert [text.index(step) for step in steps] == sorted(text.index(s) for s in steps)
