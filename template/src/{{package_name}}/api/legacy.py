@@ -14,6 +14,7 @@ from fastapi import Request
 from fastapi import Response
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from ..db.engine import DatabaseManager
 from ..db.legacy import finished_session
@@ -39,6 +40,11 @@ async def get_session(
 async def get_database(request: Request) -> DatabaseManager:
     db: DatabaseManager = request.app.state.db
     return db
+
+
+async def get_sessionmaker(request: Request) -> async_sessionmaker[WriteSession]:
+    db: DatabaseManager = request.app.state.db
+    return async_sessionmaker(db.engine, class_=WriteSession, expire_on_commit=False)
 
 
 class SessionRoute(APIRoute):

@@ -221,6 +221,7 @@ _MOVED = {
     "request_session": "take ReadSessionDep or WriteSessionDep in the route",
     "get_session": "use api.dependencies.read_session or write_session",
     "get_database": "use request.app.state.db",
+    "get_sessionmaker": "override api.dependencies.read_session or write_session in tests",
 }
 
 
