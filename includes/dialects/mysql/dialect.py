@@ -20,6 +20,7 @@ from typing import TypeVar
 from sqlalchemy import event
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -42,6 +43,11 @@ _VIOLATIONS = {
     1364: "not_null",
 }
 _DEADLOCK = 1213
+# The server shut down (1053), or this connection was killed (1927, MariaDB).
+_SERVER_ENDED = frozenset({1053, 1927})
+
+# Connect arguments for a short-lived engine (migrations, test set-up): none needed here.
+ONE_OFF_CONNECT_ARGS: dict[str, Any] = {}
 
 
 def engine_options(settings: Settings, *, read_only: bool = False) -> dict[str, Any]:
@@ -63,6 +69,13 @@ def prepare(engine: Engine, settings: Settings, *, read_only: bool = False) -> N
     when the connection opens. Reads keep their transaction: switching a connection to
     autocommit and back costs a round trip each way here, more than the COMMIT saved.
     """
+
+    @event.listens_for(engine, "handle_error")
+    def _server_ended_the_connection(context: ExceptionContext) -> None:
+        # A shutdown or KILL of this connection is a lost connection: the pool discards
+        # it, and a read or a unit of work runs again on a new one.
+        if _errno_of(context.original_exception) in _SERVER_ENDED:
+            context.is_disconnect = True
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -89,8 +102,21 @@ def prepare(engine: Engine, settings: Settings, *, read_only: bool = False) -> N
 
 
 def _errno(error: DBAPIError) -> int | None:
-    args = getattr(error.orig, "args", ())
+    return _errno_of(error.orig)
+
+
+def _errno_of(error: BaseException | None) -> int | None:
+    args = getattr(error, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
+
+
+async def configure_server(connection: AsyncConnection, settings: Settings) -> None:
+    """Nothing to set on the server: every connection sets its own session (`prepare`)."""
+
+
+async def max_connections(connection: AsyncConnection, settings: Settings) -> int | None:
+    """How many connections the server takes in all."""
+    return int((await connection.execute(text("SELECT @@max_connections"))).scalar_one())
 
 
 def violation(error: DBAPIError) -> str | None:
@@ -111,13 +137,26 @@ def is_retryable(error: DBAPIError) -> bool:
 
 
 @asynccontextmanager
-async def migration_lock(connection: AsyncConnection, name: str) -> AsyncIterator[None]:
-    """A named server lock: replicas starting together migrate one at a time."""
+async def migration_lock(
+    connection: AsyncConnection, name: str, settings: Settings
+) -> AsyncIterator[None]:
+    """A named server lock: replicas starting together migrate one at a time.
+
+    The connection waits up to ten minutes for the lock with no statement time limit,
+    then gives each statement `DB_MIGRATION_LOCK_TIMEOUT_MS` (rounded up to seconds) to
+    get its table locks. A lock not granted is an error, never a migration run unlocked.
+    """
     key = "migrate:" + name[-50:]
-    await connection.execute(text("SELECT GET_LOCK(:key, 600)"), {"key": key})
+    await connection.execute(text("SET SESSION max_statement_time = 0"))
+    got = (await connection.execute(text("SELECT GET_LOCK(:key, 600)"), {"key": key})).scalar()
+    if got != 1:
+        raise RuntimeError(f"could not take the migration lock {key!r} (GET_LOCK gave {got})")
+    wait = max(1, math.ceil(settings.db_migration_lock_timeout_ms / 1000))
+    await connection.execute(text(f"SET SESSION lock_wait_timeout = {wait}"))
     try:
         yield
     finally:
+        await connection.rollback()
         await connection.execute(text("SELECT RELEASE_LOCK(:key)"), {"key": key})
 
 

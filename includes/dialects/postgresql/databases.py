@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from {{ package_name }}.core.config import Settings
+from {{ package_name }}.db.dialect import ONE_OFF_CONNECT_ARGS
 
 HOW_TO_GET_ONE = (
     "The tests need a PostgreSQL server where this user may CREATE DATABASE.\n"
@@ -33,7 +34,9 @@ def server_url() -> URL:
 
 async def admin(statement: str) -> None:
     url = server_url().set(database="postgres")
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT", connect_args={"timeout": 5})
+    engine = create_async_engine(
+        url, isolation_level="AUTOCOMMIT", connect_args={"timeout": 5, **ONE_OFF_CONNECT_ARGS}
+    )
     try:
         async with engine.connect() as conn:
             await conn.execute(text(statement))

@@ -11,9 +11,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 from typing import TypeVar
 
+from sqlalchemy import event
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +33,13 @@ _VIOLATIONS = {
 }
 _RETRYABLE = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 
+# Connect arguments for a short-lived engine (migrations, test set-up): nothing is
+# prepared for reuse, so it works through PgBouncer in transaction mode too.
+ONE_OFF_CONNECT_ARGS: dict[str, Any] = {
+    "statement_cache_size": 0,
+    "prepared_statement_cache_size": 0,
+}
+
 
 def engine_options(settings: Settings, *, read_only: bool = False) -> dict[str, Any]:
     """Server settings travel in asyncpg's start-up packet: no extra round trip per connection.
@@ -39,28 +48,64 @@ def engine_options(settings: Settings, *, read_only: bool = False) -> dict[str, 
     in autocommit: no BEGIN and COMMIT around a request's reads (two round trips saved).
     Under READ COMMITTED a transaction gives each statement its own snapshot anyway, so
     a read request sees exactly what it would inside one.
+
+    Behind PgBouncer in transaction mode each transaction (each statement, in autocommit)
+    may run on another server connection, and start-up parameters other than a few are
+    refused: nothing is prepared for reuse, the timeouts come from `configure_server`, and
+    reads run in READ ONLY transactions instead.
     """
     server_settings = {"application_name": settings.db_application_name}
-    if read_only:
-        server_settings["default_transaction_read_only"] = "on"
-    if settings.db_statement_timeout_ms:
-        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
-    if settings.db_idle_in_transaction_timeout_ms:
-        server_settings["idle_in_transaction_session_timeout"] = str(
-            settings.db_idle_in_transaction_timeout_ms
-        )
-    connect_args = {"timeout": settings.db_connect_timeout, "server_settings": server_settings}
-    options: dict[str, Any] = {
-        "pool_recycle": settings.db_pool_recycle,
-        "connect_args": connect_args,
-    }
-    if read_only:
-        options["isolation_level"] = "AUTOCOMMIT"
+    connect_args: dict[str, Any] = {"timeout": settings.db_connect_timeout}
+    options: dict[str, Any] = {"pool_recycle": settings.db_pool_recycle}
+    if settings.db_behind_pgbouncer:
+        connect_args |= {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+        if read_only:
+            options["execution_options"] = {"postgresql_readonly": True}
+    else:
+        server_settings |= _timeouts(settings)
+        if read_only:
+            server_settings["default_transaction_read_only"] = "on"
+            options["isolation_level"] = "AUTOCOMMIT"
+    options["connect_args"] = connect_args | {"server_settings": server_settings}
     return options
 
 
+def _timeouts(settings: Settings) -> dict[str, str]:
+    """The server-side timeouts that are set, in milliseconds (0 leaves the server's own)."""
+    timeouts = {
+        "statement_timeout": settings.db_statement_timeout_ms,
+        "idle_in_transaction_session_timeout": settings.db_idle_in_transaction_timeout_ms,
+    }
+    return {name: str(value) for name, value in timeouts.items() if value}
+
+
 def prepare(engine: Engine, settings: Settings, *, read_only: bool = False) -> None:
-    """Nothing to run per connection: `engine_options` already carries the settings."""
+    """A connection the server ended on purpose (SQLSTATE class 57P: an administrator's
+    or a shutdown's termination, a crash, "cannot connect now") is a lost connection:
+    the pool discards it, and a read or a unit of work runs again on a new one."""
+
+    @event.listens_for(engine, "handle_error")
+    def _server_ended_the_connection(context: ExceptionContext) -> None:
+        if str(getattr(context.original_exception, "sqlstate", "")).startswith("57P"):
+            context.is_disconnect = True
+
+
+async def configure_server(connection: AsyncConnection, settings: Settings) -> None:
+    """Behind PgBouncer: the timeouts become this role's settings in this database, which
+    every server connection PgBouncer opens from now on starts with."""
+    if not settings.db_behind_pgbouncer:
+        return
+    database = str(settings.database_url.database).replace('"', '""')
+    role = f'ALTER ROLE CURRENT_USER IN DATABASE "{database}"'
+    timeouts = _timeouts(settings)
+    for name in ("statement_timeout", "idle_in_transaction_session_timeout"):
+        change = f"SET {name} = {timeouts[name]}" if name in timeouts else f"RESET {name}"
+        await connection.execute(text(f"{role} {change}"))
+
+
+async def max_connections(connection: AsyncConnection, settings: Settings) -> int | None:
+    """How many connections the server takes in all."""
+    return int((await connection.execute(text("SHOW max_connections"))).scalar_one())
 
 
 def _sqlstate(error: DBAPIError) -> str | None:
@@ -83,14 +128,28 @@ def is_retryable(error: DBAPIError) -> bool:
 
 
 @asynccontextmanager
-async def migration_lock(connection: AsyncConnection, name: str) -> AsyncIterator[None]:
-    """A session-level advisory lock: replicas starting together migrate one at a time."""
+async def migration_lock(
+    connection: AsyncConnection, name: str, settings: Settings
+) -> AsyncIterator[None]:
+    """A session-level advisory lock: replicas starting together migrate one at a time.
+
+    The connection waits for the lock as long as the migrating replica needs (no
+    statement timeout), then gives each statement `DB_MIGRATION_LOCK_TIMEOUT_MS` to get
+    its table locks. The lock is released after a rollback, so a failed migration's own
+    error is what the caller sees.
+    """
     key = zlib.crc32(name.encode())
+    await connection.execute(text("SET statement_timeout = 0"))
+    await connection.execute(text("SET lock_timeout = 0"))
     await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+    await connection.execute(text(f"SET lock_timeout = {settings.db_migration_lock_timeout_ms}"))
+    await connection.commit()
     try:
         yield
     finally:
+        await connection.rollback()
         await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        await connection.commit()
 
 
 async def insert_or_none(

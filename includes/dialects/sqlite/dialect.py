@@ -13,6 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..core.config import Settings
@@ -20,6 +21,9 @@ from ..core.config import Settings
 T = TypeVar("T")
 _NAMED = re.compile(r"\b((?:uq|ck|fk|pk)_\w+)")
 _UNIQUE_COLUMNS = re.compile(r"UNIQUE constraint failed: (.+)$")
+
+# Connect arguments for a short-lived engine (migrations, test set-up): none needed here.
+ONE_OFF_CONNECT_ARGS: dict[str, Any] = {}
 
 
 def engine_options(settings: Settings, *, read_only: bool = False) -> dict[str, Any]:
@@ -50,6 +54,15 @@ def prepare(engine: Engine, settings: Settings, *, read_only: bool = False) -> N
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN")
+
+
+async def configure_server(connection: AsyncConnection, settings: Settings) -> None:
+    """Nothing to set: SQLite has no server."""
+
+
+async def max_connections(connection: AsyncConnection, settings: Settings) -> int | None:
+    """No server, no connection limit."""
+    return None
 
 
 def _message(error: DBAPIError) -> str:

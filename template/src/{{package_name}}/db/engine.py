@@ -16,14 +16,19 @@ from sqlalchemy import event
 from sqlalchemy import text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from ..core.config import Settings
+from ..core.config import SettingsError
 from ..core.errors import DatabaseUnavailable
+from .dialect import configure_server
 from .dialect import engine_options
+from .dialect import max_connections
 from .dialect import prepare
 from .metrics import PoolCounters
 from .metrics import log_slow_queries
@@ -43,12 +48,16 @@ def _deprecated(name: str, replacement: str) -> None:
     )
 
 
-def build_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine:
+def build_engine(
+    settings: Settings, *, read_only: bool = False, pool_size: int | None = None
+) -> AsyncEngine:
     """An engine as the service runs it; `read_only` gives `ReadSession`s' connections."""
+    if pool_size is None:
+        pool_size = settings.db_pool_size if read_only else settings.db_write_pool_size
     engine = create_async_engine(
         settings.database_url,
-        pool_size=settings.db_pool_size if read_only else settings.db_write_pool_size,
-        max_overflow=settings.db_max_overflow,
+        pool_size=pool_size,
+        max_overflow=settings.db_max_overflow if pool_size > 1 else 0,
         pool_timeout=settings.db_pool_timeout,
         pool_pre_ping=settings.db_pool_pre_ping,
         echo=settings.db_echo,
@@ -80,6 +89,7 @@ class DatabaseManager:
         self.counters = PoolCounters()
         self._engine: AsyncEngine | None = None
         self._read_engine: AsyncEngine | None = None
+        self._probe_engine: AsyncEngine | None = None
         self._writes: async_sessionmaker[WriteSession] | None = None
         self._reads: async_sessionmaker[ReadSession] | None = None
 
@@ -95,6 +105,13 @@ class DatabaseManager:
         if self._read_engine is None:
             raise RuntimeError("DatabaseManager.connect() has not been awaited")
         return self._read_engine
+
+    @property
+    def probe_engine(self) -> AsyncEngine:
+        """One connection of its own for the readiness probe, outside the request pools."""
+        if self._probe_engine is None:
+            raise RuntimeError("DatabaseManager.connect() has not been awaited")
+        return self._probe_engine
 
     def read_session(self) -> ReadSession:
         """A new `ReadSession`; `async with` it, and it is closed at the end of the block."""
@@ -112,7 +129,8 @@ class DatabaseManager:
         """Build the engines and wait, with exponential backoff, until the database answers."""
         engine = build_engine(self.settings)
         read_engine = build_engine(self.settings, read_only=True)
-        for each in (engine, read_engine):
+        self._probe_engine = build_engine(self.settings, pool_size=1)
+        for each in (engine, read_engine, self._probe_engine):
             watch_pool(each.sync_engine, self.counters)
             if self.settings.db_slow_query_ms:
                 log_slow_queries(each.sync_engine, self.settings.db_slow_query_ms)
@@ -133,6 +151,7 @@ class DatabaseManager:
         attempts = self.settings.db_connect_attempts
         for attempt in range(1, attempts + 1):
             try:
+                await self._first_contact()
                 async with engine.connect() as conn:
                     await conn.execute(text("SELECT 1"))
                 break
@@ -147,23 +166,67 @@ class DatabaseManager:
                     delay,
                 )
                 await asyncio.sleep(delay)
+
+    async def _first_contact(self) -> None:
+        """On the server itself (past any pooler) and before any pooled connection opens:
+        settle what the server must know, and check the connection budget."""
+        options = engine_options(self.settings)
+        direct = create_async_engine(self.settings.migration_url, poolclass=NullPool, **options)
+        event.listen(direct.sync_engine, "do_connect", _connect_or_unavailable)
+        try:
+            async with direct.connect() as conn:
+                await configure_server(conn, self.settings)
+                await conn.commit()
+                await self._check_budget(conn)
+        finally:
+            await direct.dispose()
+
+    async def _check_budget(self, conn: AsyncConnection) -> None:
+        """Log this worker's connections against the server's, and refuse a budget that
+        cannot fit in production: pools x workers per pod x pods, plus a reserve."""
+        s = self.settings
+        per_worker = s.db_pool_size + s.db_write_pool_size + 2 * s.db_max_overflow + 1
         log.info(
             "database %s connected; at most %d connections per worker "
-            "(reads %d + writes %d, overflow %d each)",
-            self.settings.database_url,
-            self.settings.db_pool_size
-            + self.settings.db_write_pool_size
-            + 2 * self.settings.db_max_overflow,
-            self.settings.db_pool_size,
-            self.settings.db_write_pool_size,
-            self.settings.db_max_overflow,
+            "(reads %d + writes %d, overflow %d each, 1 for readiness)",
+            s.database_url,
+            per_worker,
+            s.db_pool_size,
+            s.db_write_pool_size,
+            s.db_max_overflow,
         )
+        server = await max_connections(conn, s)
+        if server is None:
+            return
+        budget = per_worker * s.web_concurrency * s.db_pods
+        room = server - s.db_connection_reserve
+        log.info(
+            "connection budget: %d per worker x %d workers (WEB_CONCURRENCY) x %d pods "
+            "(DB_PODS) = %d of the server's %d (%d kept in reserve)",
+            per_worker,
+            s.web_concurrency,
+            s.db_pods,
+            budget,
+            server,
+            s.db_connection_reserve,
+        )
+        if budget <= room:
+            return
+        message = (
+            f"the connection budget ({budget}) exceeds the server's max_connections "
+            f"({server}) less DB_CONNECTION_RESERVE ({s.db_connection_reserve}): lower "
+            "DB_POOL_SIZE, DB_WRITE_POOL_SIZE, DB_MAX_OVERFLOW, WEB_CONCURRENCY or DB_PODS, "
+            "or raise the server's max_connections"
+        )
+        if s.environment == "production":
+            raise SettingsError(message)
+        log.warning(message)
 
     async def disconnect(self) -> None:
-        for engine in (self._engine, self._read_engine):
+        for engine in (self._engine, self._read_engine, self._probe_engine):
             if engine is not None:
                 await engine.dispose()
-        self._engine = self._read_engine = None
+        self._engine = self._read_engine = self._probe_engine = None
         self._writes = self._reads = None
 
     # v0.2 names, until the next release.

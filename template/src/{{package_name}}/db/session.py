@@ -151,6 +151,8 @@ def unit_of_work(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]
                 await session.rollback()
                 if violation(error) is not None:
                     raise constraint_error(error) from error
+                if error.connection_invalidated and committing:
+                    log.warning("connection lost during COMMIT: its outcome is unknown")
                 lost = error.connection_invalidated and not committing
                 if not (is_retryable(error) or lost) or attempt == attempts:
                     raise
