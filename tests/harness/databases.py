@@ -73,7 +73,8 @@ def admin_url(database: str, workdir: Path) -> str:
 @contextmanager
 def scratch_database(database: str, label: str) -> Iterator[str]:
     """Yield the async URL of a new, empty database; drop it afterwards, whatever happened."""
-    name = f"cfs_{label.replace('-', '_')}_{uuid.uuid4().hex[:10]}"[:60]
+    # The unique suffix survives every truncation: of the name, and of the MariaDB user.
+    name = f"cfs_{label.replace('-', '_')}"[:49] + f"_{uuid.uuid4().hex[:10]}"
     if database == "sqlite":
         with tempfile.TemporaryDirectory(prefix="cfs-") as directory:
             yield f"sqlite+aiosqlite:///{directory}/{name}.db"
@@ -86,7 +87,7 @@ def scratch_database(database: str, label: str) -> Iterator[str]:
             postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         return
     # MariaDB: a user of its own, so an outage can be staged for this database alone.
-    user, password = name[:32], secrets.token_hex(12)
+    user, password = _user(name), secrets.token_hex(12)
     mariadb(f"CREATE DATABASE `{name}`")
     mariadb(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")
     mariadb(f"GRANT ALL ON `{name}`.* TO '{user}'@'%'")
@@ -101,6 +102,11 @@ def _name(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
 
+def _user(name: str) -> str:
+    """MariaDB user names hold 32 characters: the label's start and the unique suffix."""
+    return name[:21] + name[-11:]
+
+
 def cut_off(database: str, url: str) -> None:
     """A real outage for one database: sessions end and new connections are refused."""
     name = _name(url)
@@ -108,7 +114,7 @@ def cut_off(database: str, url: str) -> None:
         postgres(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         postgres(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
         return
-    user = name[:32]
+    user = _user(name)
     mariadb(f"ALTER USER '{user}'@'%' ACCOUNT LOCK")
     for (session_id,) in mariadb(
         f"SELECT id FROM information_schema.processlist WHERE user = '{user}'"
@@ -122,4 +128,4 @@ def reconnect(database: str, url: str) -> None:
     if database == "postgresql":
         postgres(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     else:
-        mariadb(f"ALTER USER '{name[:32]}'@'%' ACCOUNT UNLOCK")
+        mariadb(f"ALTER USER '{_user(name)}'@'%' ACCOUNT UNLOCK")
