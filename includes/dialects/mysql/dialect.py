@@ -119,6 +119,12 @@ async def max_connections(connection: AsyncConnection, settings: Settings) -> in
     return int((await connection.execute(text("SELECT @@max_connections"))).scalar_one())
 
 
+async def without_statement_timeout(connection: AsyncConnection) -> None:
+    """For migrations: they take as long as they take."""
+    await connection.execute(text("SET SESSION max_statement_time = 0"))
+    await connection.commit()
+
+
 def violation(error: DBAPIError) -> str | None:
     """Which kind of integrity rule `error` broke: unique, foreign_key, check, not_null."""
     return _VIOLATIONS.get(_errno(error) or 0)
@@ -147,12 +153,15 @@ async def migration_lock(
     get its table locks. A lock not granted is an error, never a migration run unlocked.
     """
     key = "migrate:" + name[-50:]
-    await connection.execute(text("SET SESSION max_statement_time = 0"))
+    await without_statement_timeout(connection)
     got = (await connection.execute(text("SELECT GET_LOCK(:key, 600)"), {"key": key})).scalar()
     if got != 1:
         raise RuntimeError(f"could not take the migration lock {key!r} (GET_LOCK gave {got})")
     wait = max(1, math.ceil(settings.db_migration_lock_timeout_ms / 1000))
     await connection.execute(text(f"SET SESSION lock_wait_timeout = {wait}"))
+    # No transaction left open: Alembic then records each migration as it lands (DDL
+    # commits as it runs here), so a failed upgrade leaves the version where it stopped.
+    await connection.commit()
     try:
         yield
     finally:

@@ -108,6 +108,12 @@ async def max_connections(connection: AsyncConnection, settings: Settings) -> in
     return int((await connection.execute(text("SHOW max_connections"))).scalar_one())
 
 
+async def without_statement_timeout(connection: AsyncConnection) -> None:
+    """For migrations: they take as long as they take (the role may set a timeout)."""
+    await connection.execute(text("SET statement_timeout = 0"))
+    await connection.commit()
+
+
 def _sqlstate(error: DBAPIError) -> str | None:
     return getattr(error.orig, "sqlstate", None)
 
@@ -139,7 +145,7 @@ async def migration_lock(
     error is what the caller sees.
     """
     key = zlib.crc32(name.encode())
-    await connection.execute(text("SET statement_timeout = 0"))
+    await without_statement_timeout(connection)
     await connection.execute(text("SET lock_timeout = 0"))
     await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
     await connection.execute(text(f"SET lock_timeout = {settings.db_migration_lock_timeout_ms}"))

@@ -65,6 +65,10 @@ async def max_connections(connection: AsyncConnection, settings: Settings) -> in
     return None
 
 
+async def without_statement_timeout(connection: AsyncConnection) -> None:
+    """SQLite has no statement timeout."""
+
+
 def _message(error: DBAPIError) -> str:
     return str(error.orig)
 
