@@ -34,8 +34,7 @@ CASES = [
     for database in release.databases
 ]
 
-# How each release's README and example domain spelled what a new resource needs, and
-# the names of that release the resource uses that the next one renames: (old, new).
+# How each release's README and example domain spelled what a new resource needs.
 SPELLING: dict[str, dict[str, str]] = {
     "v0.1.0": {
         "uuid_import": "import uuid\n",
@@ -58,6 +57,7 @@ SPELLING: dict[str, dict[str, str]] = {
         "def": "async def",
     },
 }
+# The names of each release the resource uses that the working tree renames: (old, new).
 RENAMED: dict[str, list[tuple[str, str]]] = {
     "v0.1.0": [
         ("UUIDPrimaryKeyMixin", "PrimaryKeyMixin"),
