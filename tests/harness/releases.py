@@ -1,7 +1,7 @@
-"""A throwaway template repository holding an old release and the checkout as the new one.
+"""A throwaway template repository holding every release so far and the checkout as the next.
 
 The update tests must not depend on tags in the clone they run in (CI clones may carry
-none), so they rebuild both ends from history: the recorded commit of an old release is
+none), so they rebuild every end from history: the recorded commit of each release is
 tagged in a temporary clone, and the working tree (uncommitted changes included) is
 committed on top and tagged as the next release.
 """
@@ -15,10 +15,28 @@ import pytest
 
 from .paths import TEMPLATE_ROOT
 
-# The oldest release whose services must update cleanly to the working tree: the test
-# crosses every change since. Move it forward only when dropping support for it.
-OLD_TAG = "v0.1.0"
-OLD_COMMIT = "506dc212309b137f36b2e6d1642cb9c2e6fd4f1b"
+
+@dataclass(frozen=True)
+class Release:
+    tag: str
+    commit: str
+    databases: tuple[str, ...]  # the backends it offered
+    asks_database: bool = True  # False: it had no `database` question (PostgreSQL only)
+
+    def answers(self, database: str) -> dict[str, str]:
+        """The answers that choose `database` when rendering this release."""
+        return {"database": database} if self.asks_database else {}
+
+
+# Every release whose services must update cleanly to the working tree, oldest first:
+# the update test crosses every change since each. Drop one only with its support.
+RELEASES = (
+    Release("v0.1.0", "506dc212309b137f36b2e6d1642cb9c2e6fd4f1b", ("postgresql",), False),
+    Release(
+        "v0.2.0", "a4954be5a5902cee4ba2be9e147399f6d98476bd", ("postgresql", "mysql", "sqlite")
+    ),
+)
+BY_TAG = {release.tag: release for release in RELEASES}
 
 _GIT_IDENTITY = [
     "-c",
@@ -44,7 +62,6 @@ def git(cwd: Path, *args: str) -> str:
 @dataclass(frozen=True)
 class Releases:
     repo: Path
-    old: str
     new: str
 
 
@@ -56,19 +73,21 @@ def next_minor(tag: str) -> str:
 def build(workdir: Path) -> Releases:
     repo = workdir / "template-repo"
     git(workdir, "clone", "--quiet", "--no-hardlinks", str(TEMPLATE_ROOT), str(repo))
-    known = subprocess.run(
-        ["git", "cat-file", "-e", f"{OLD_COMMIT}^{{commit}}"], cwd=repo, check=False
-    )
-    if known.returncode != 0:
-        pytest.fail(
-            f"The history of release {OLD_TAG} ({OLD_COMMIT}) is missing from this clone, "
-            "so the update test cannot rebuild it. Fetch the full history: "
-            "`git fetch --unshallow` (or clone without --depth).",
-            pytrace=False,
+    for release in RELEASES:
+        known = subprocess.run(
+            ["git", "cat-file", "-e", f"{release.commit}^{{commit}}"], cwd=repo, check=False
         )
+        if known.returncode != 0:
+            pytest.fail(
+                f"The history of release {release.tag} ({release.commit}) is missing from "
+                "this clone, so the update test cannot rebuild it. Fetch the full history: "
+                "`git fetch --unshallow` (or clone without --depth).",
+                pytrace=False,
+            )
     for tag in git(repo, "tag", "--list").split():
         git(repo, "tag", "-d", tag)
-    git(repo, "tag", OLD_TAG, OLD_COMMIT)
+    for release in RELEASES:
+        git(repo, "tag", release.tag, release.commit)
     # The new release is exactly the working tree being tested.
     git(repo, "rm", "-rq", "--cached", ".")
     for path in repo.iterdir():
@@ -80,8 +99,8 @@ def build(workdir: Path) -> Releases:
         if source.is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, repo / name)
-    new = next_minor(OLD_TAG)
+    new = next_minor(RELEASES[-1].tag)
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "--allow-empty", "-m", f"release {new} (the working tree)")
     git(repo, "tag", new)
-    return Releases(repo=repo, old=OLD_TAG, new=new)
+    return Releases(repo=repo, new=new)
