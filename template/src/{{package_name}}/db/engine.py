@@ -274,4 +274,4 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from .legacy import serve  # v0.2 names, deprecated; legacy.py imports session.py
 
-    return serve(__name__, _MOVED, f"{__package__}.legacy")(name)
+    return serve(__name__, _MOVED, f"{__package__}.legacy")(name, stacklevel=3)

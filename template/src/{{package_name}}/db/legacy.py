@@ -22,6 +22,7 @@ from ..core.errors import Conflict
 from ..core.errors import InvalidData
 from ..core.errors import StaleVersion
 from .dialect import violated_constraint
+from .keys import PrimaryKeyMixin
 from .pagination import KeysetPage
 from .session import LEGACY
 from .session import ReadSession
@@ -34,19 +35,20 @@ log = logging.getLogger(__name__)
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 CursorPage = KeysetPage
+UUIDPrimaryKeyMixin = PrimaryKeyMixin  # v0.1's name, served by mixins.py in UUID renders
 
 
-def serve(module: str, replacements: dict[str, str], home: str) -> Callable[[str], Any]:
+def serve(module: str, replacements: dict[str, str], home: str) -> Callable[..., Any]:
     """A module `__getattr__` that hands out the old names listed, from `home`, with a warning."""
 
-    def attribute(name: str) -> Any:
+    def attribute(name: str, *, stacklevel: int = 2) -> Any:
         if name not in replacements:
             raise AttributeError(f"module {module!r} has no attribute {name!r}")
         warnings.warn(
             f"{module}.{name} is deprecated and will be removed in the next release; "
             f"{replacements[name]}",
             DeprecationWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
         return getattr(importlib.import_module(home), name)
 

@@ -129,4 +129,4 @@ def __getattr__(name: str) -> Any:
     from .legacy import serve  # v0.2 name, deprecated; legacy.py imports this module
 
     replacements = {"CursorPage": "use db.pagination.KeysetPage"}
-    return serve(__name__, replacements, f"{__package__}.legacy")(name)
+    return serve(__name__, replacements, f"{__package__}.legacy")(name, stacklevel=3)

@@ -233,4 +233,4 @@ def __getattr__(name: str) -> Any:
     from .legacy import serve  # imported here: legacy.py imports this module
 
     api_legacy = f"{__package__.rpartition('.')[0]}.api.legacy"
-    return serve(__name__, _MOVED, api_legacy)(name)
+    return serve(__name__, _MOVED, api_legacy)(name, stacklevel=3)
