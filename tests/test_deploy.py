@@ -25,8 +25,6 @@ KUBERNETES_VERSIONS = ["1.27", "1.37"]
 SERVER_VARIANTS = sorted(n for n, a in VARIANTS.items() if a.get("database") != "sqlite")
 KUSTOMIZE_FIELDS = {"apiVersion", "kind", "resources", "images", "replicas"}
 KUSTOMIZE_FIELDS |= {"configMapGenerator", "replacements"}
-# Settings uvicorn or the deploy itself reads; the service's Settings do not (yet) know them.
-NOT_SERVICE_SETTINGS = {"WEB_CONCURRENCY", "DB_PODS"}
 DEFAULT_MAX_CONNECTIONS = {"postgresql": 100, "mysql": 151}
 
 
@@ -142,7 +140,8 @@ def test_the_replica_count_feeds_the_connection_budget(deployed: Rendered) -> No
     assert "replicas" not in load(k8s(deployed) / "deployment.yaml")["spec"]  # one place only
     assert [r["count"] for r in kustomization["replicas"]] == [deployment["spec"]["replicas"]]
     assert config["data"]["DB_PODS"] == str(deployment["spec"]["replicas"])
-    assert {"WEB_CONCURRENCY", "DB_POOL_SIZE", "DB_MAX_OVERFLOW"} <= set(config["data"])
+    budget = {"WEB_CONCURRENCY", "DB_POOL_SIZE", "DB_WRITE_POOL_SIZE", "DB_MAX_OVERFLOW"}
+    assert budget <= set(config["data"])
     (api,) = containers(deployment)
     assert api["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
     # Never more pods than replicas, so DB_PODS bounds the pods during a rollout too.
@@ -151,18 +150,23 @@ def test_the_replica_count_feeds_the_connection_budget(deployed: Rendered) -> No
 
 def test_the_shipped_budget_fits_a_default_server(deployed: Rendered) -> None:
     data = built(deployed, "ConfigMap")["data"]
-    per_pod = int(data["WEB_CONCURRENCY"]) * (
-        int(data["DB_POOL_SIZE"]) + int(data["DB_MAX_OVERFLOW"])
+    per_worker = int(data["DB_POOL_SIZE"]) + int(data["DB_WRITE_POOL_SIZE"]) + 1
+    per_worker += 2 * int(data["DB_MAX_OVERFLOW"])
+    per_pod = int(data["WEB_CONCURRENCY"]) * per_worker
+    # The service's own check at start-up: the budget within max_connections less the
+    # reserve, and the reserve holds a pod still draining in a rollout and the Job.
+    reserve = int(data["DB_CONNECTION_RESERVE"])
+    assert (
+        int(data["DB_PODS"]) * per_pod
+        <= DEFAULT_MAX_CONNECTIONS[deployed.answers["database"]] - reserve
     )
-    # Reserve: one pod still draining in a rollout, the migration Job, the server's own.
-    needed = int(data["DB_PODS"]) * per_pod + per_pod + 1 + 3
-    assert needed <= DEFAULT_MAX_CONNECTIONS[deployed.answers["database"]]
+    assert reserve >= per_pod + 1 + 3
 
 
 def test_config_names_only_settings_the_service_reads(deployed: Rendered) -> None:
     source = (deployed.path / "src" / deployed.package / "core" / "config.py").read_text()
     fields = {name.upper() for name in re.findall(r"^    (\w+): ", source, flags=re.MULTILINE)}
-    assert set(env_file(k8s(deployed) / "config.env")) - NOT_SERVICE_SETTINGS <= fields
+    assert set(env_file(k8s(deployed) / "config.env")) <= fields
 
 
 def test_probes_ask_for_routes_the_app_serves(deployed: Rendered) -> None:
