@@ -141,7 +141,6 @@ def _declared_length(scope: Scope) -> int:
 
 def _too_large(limit: int) -> HTTPException:
     # Raised from `receive`, it reaches the problem handlers as any HTTP error does. The
-    # rest of the body is never read, so the connection is closed after the answer.
-    return HTTPException(
-        413, f"the request body is larger than {limit} bytes", headers={"Connection": "close"}
-    )
+    # server discards the rest of the body as it arrives, holding none of it, so a client
+    # that sends its whole body before reading still gets the 413.
+    return HTTPException(413, f"the request body is larger than {limit} bytes")
