@@ -13,6 +13,7 @@ from pydantic import ConfigDict
 from ..core.errors import InvalidQuery
 from ..db.pagination import CursorCodec
 from .dependencies import app_settings
+from .openapi import maximum_from
 
 T = TypeVar("T")
 
@@ -36,7 +37,14 @@ class CursorPage(BaseModel, Generic[T]):
 
 async def page_size(
     request: Request,
-    size: Annotated[int, Query(ge=1, description="Items per page, at most MAX_PAGE_SIZE")] = 20,
+    size: Annotated[
+        int,
+        Query(
+            ge=1,
+            description="Items per page, at most MAX_PAGE_SIZE",
+            json_schema_extra=maximum_from("max_page_size"),
+        ),
+    ] = 20,
 ) -> int:
     settings = await app_settings(request)  # not a nested dependency: those cost per request
     if size > settings.max_page_size:

@@ -14,12 +14,14 @@ from fastapi import FastAPI
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import InterfaceError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..core.errors import Conflict
 from ..core.errors import DatabaseUnavailable
@@ -35,6 +37,7 @@ from ..db.session import constraint_error
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 _TYPES = "https://problems.example.com/"  # documentation URIs for each problem type
 
 
@@ -104,18 +107,33 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     error = cast(RequestValidationError, exc)
     errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+    if any(e["type"] == "json_invalid" for e in errors):  # nothing to validate: no JSON
+        return problem(request, 400, "malformed-body", "the body is not valid JSON", errors=errors)
     return problem(request, 422, "validation", "the request is not valid", errors=errors)
 
 
-async def _http(request: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> Response:
     error = cast(StarletteHTTPException, exc)
-    return problem(
-        request,
-        error.status_code,
-        "about:blank",
-        str(error.detail),
-        headers=dict(error.headers) if error.headers else None,
-    )
+    headers = dict(error.headers) if error.headers else {}
+    if error.status_code == 405:
+        # Starlette names the methods of the first route that matched the path; the
+        # path may have more, in other routes.
+        headers["Allow"] = allowed_methods(request)
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=headers)
+    return problem(request, error.status_code, "about:blank", str(error.detail), headers=headers)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path, OPTIONS included: the
+    router is asked, as for a request, whether it has a route for each method."""
+    routes = request.app.router.routes
+    allowed = {"OPTIONS"}
+    for method in _METHODS:
+        probe = {**request.scope, "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in routes):
+            allowed.add(method)
+    return ", ".join(sorted(allowed))
 
 
 async def _unavailable(request: Request, error: Exception) -> JSONResponse:
@@ -140,10 +158,11 @@ async def _database(request: Request, exc: Exception) -> JSONResponse:
         return await _domain(request, constraint_error(error))
     if _is_unavailable(error):
         return await _unavailable(request, error)
-    return await _unexpected(request, error)
+    return await unexpected(request, error)
 
 
-async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+async def unexpected(request: Request, error: Exception) -> JSONResponse:
+    """The answer to an exception nothing else handled (`RequestIdMiddleware` calls it)."""
     log.exception("unhandled error", exc_info=error)
     return problem(request, 500, "internal", "an internal error occurred; it has been logged")
 
@@ -157,7 +176,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeoutError, _unavailable)
     app.add_exception_handler(OSError, _unavailable)
     app.add_exception_handler(TimeoutError, _unavailable)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(Exception, unexpected)
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -20,6 +20,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..core.errors import InvalidQuery
 from ..core.errors import join_names
+from .limits import INT64_MAX
+from .limits import INT64_MIN
+from .limits import storable_datetime
 
 
 def column_names(model: type[Any]) -> frozenset[str]:
@@ -39,15 +42,25 @@ def column(
 
 
 def coerce(attr: InstrumentedAttribute[Any], value: object) -> object:
-    """Convert `value` to the column's Python type or refuse it with a clear message."""
+    """Convert `value` to the column's Python type or refuse it with a clear message,
+    as well as a value of that type the database cannot store (`limits.py`)."""
     name = attr.key
     try:
         python_type = attr.type.python_type
     except NotImplementedError:  # pragma: no cover - every column type here has one
         return value
-    if value is None or (isinstance(value, python_type) and not isinstance(value, bool)):
+    if value is None:
         return value
     if python_type is bool and isinstance(value, bool):
+        return value
+    converted = _convert(python_type, value)
+    if converted is None or not _storable(converted):
+        raise InvalidQuery(f"{name}: {value!r} is not a valid {python_type.__name__}", field=name)
+    return converted
+
+
+def _convert(python_type: type[object], value: object) -> object | None:
+    if isinstance(value, python_type) and not isinstance(value, bool):
         return value
     text = str(value).strip()
     try:
@@ -59,14 +72,22 @@ def coerce(attr: InstrumentedAttribute[Any], value: object) -> object:
             return int(text)
         if python_type is datetime:
             parsed = datetime.fromisoformat(text)
-            if parsed.tzinfo is None:
-                raise ValueError("a time zone is required")
-            return parsed
-        if python_type is str and isinstance(value, str):
-            return value
+            return parsed if parsed.tzinfo is not None else None  # a time zone is required
     except (ValueError, KeyError):
         pass
-    raise InvalidQuery(f"{name}: {value!r} is not a valid {python_type.__name__}", field=name)
+    return None
+
+
+def _storable(value: object) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return INT64_MIN <= value <= INT64_MAX
+    if isinstance(value, datetime):
+        return value.tzinfo is not None and storable_datetime(value)
+    if isinstance(value, str):
+        return "\x00" not in value
+    return True
 
 
 def where(

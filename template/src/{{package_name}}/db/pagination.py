@@ -46,6 +46,10 @@ class KeysetPage(Generic[T]):
     size: int
 
 
+# What `encode` writes for a position; anything else in a decoded cursor is refused.
+_SCALARS = (str, int, float)
+
+
 def _plain(value: object) -> object:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
@@ -66,21 +70,36 @@ class CursorCodec:
         return f"{body}.{self._sign(payload)}"
 
     def decode(self, cursor: str, sort: str) -> tuple[object, object]:
+        """The position `cursor` holds, or `InvalidQuery` for anything this codec did not
+        issue: any text, any bytes once decoded, any JSON inside a valid signature."""
         bad = InvalidQuery("cursor is malformed or was not issued by this service", field="cursor")
         body, _, signature = cursor.partition(".")
+        if not (body.isascii() and signature.isascii()):
+            raise bad
         try:
             payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         except ValueError:
             raise bad from None
         if not signature or not hmac.compare_digest(signature, self._sign(payload)):
             raise bad
-        data = json.loads(payload)
-        if data.get("s") != sort:
+        try:
+            data = json.loads(payload)
+        except ValueError:  # not UTF-8, or not JSON
+            raise bad from None
+        values = data.get("v") if isinstance(data, dict) else None
+        if not (
+            isinstance(values, list)
+            and len(values) == 2
+            and all(isinstance(v, _SCALARS) for v in values)
+            and isinstance(data.get("s"), str)
+        ):
+            raise bad
+        if data["s"] != sort:
             raise InvalidQuery(
-                f"cursor belongs to sort {data.get('s')!r}, not {sort!r}; start again without it",
+                f"cursor belongs to sort {data['s']!r}, not {sort!r}; start again without it",
                 field="cursor",
             )
-        first, second = data["v"]
+        first, second = values
         return first, second
 
 
@@ -106,11 +125,12 @@ async def paginate_cursor(
     sort = ("-" if descending else "") + sort_attr.key
     if cursor is not None:
         raw_value, raw_id = codec.decode(cursor, sort)
+        try:
+            value, key = coerce(sort_attr, raw_value), coerce(id_attr, raw_id)
+        except InvalidQuery:  # a signed cursor whose values its columns cannot hold
+            raise InvalidQuery("cursor is malformed", field="cursor") from None
         # Typed literals: each value is bound the way its column stores it.
-        after = tuple_(
-            literal(coerce(sort_attr, raw_value), sort_attr.type),
-            literal(coerce(id_attr, raw_id), id_attr.type),
-        )
+        after = tuple_(literal(value, sort_attr.type), literal(key, id_attr.type))
         key = tuple_(sort_attr, id_attr)
         stmt = stmt.where(key < after if descending else key > after)
     order = (sort_attr.desc(), id_attr.desc()) if descending else (sort_attr.asc(), id_attr.asc())

@@ -6,13 +6,15 @@ from pydantic import ConfigDict
 from pydantic import Field
 
 from ..api.schemas import EntityRead
+from ..api.schemas import Omittable
+from ..api.schemas import StorableStr
 from ..tasks.schemas import TaskRead
 
-ProjectName = Annotated[str, Field(min_length=1, max_length=200)]
+ProjectName = Annotated[StorableStr, Field(min_length=1, max_length=200)]
 ProjectSlug = Annotated[
-    str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+    StorableStr, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 ]
-ProjectDescription = Annotated[str, Field(max_length=10_000)]
+ProjectDescription = Annotated[StorableStr, Field(max_length=10_000)]
 ProjectSort = Literal["created_at", "-created_at", "updated_at", "-updated_at", "name", "-name"]
 
 
@@ -30,9 +32,9 @@ class ProjectUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     version: int = Field(ge=1)
-    name: ProjectName | None = None
-    slug: ProjectSlug | None = None
-    description: ProjectDescription | None = None
+    name: Omittable[ProjectName] = None
+    slug: Omittable[ProjectSlug] = None
+    description: Omittable[ProjectDescription] = None
 
 
 class ProjectRead(EntityRead):

@@ -2,16 +2,18 @@ from datetime import datetime
 from typing import Annotated
 from typing import Literal
 
-from pydantic import AwareDatetime
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
 
 from ..api.schemas import EntityRead
+from ..api.schemas import Omittable
+from ..api.schemas import StorableDatetime
+from ..api.schemas import StorableStr
 from ..db.keys import Key
 from .models import TaskStatus
 
-TaskTitle = Annotated[str, Field(min_length=1, max_length=200)]
+TaskTitle = Annotated[StorableStr, Field(min_length=1, max_length=200)]
 TaskPriority = Annotated[int, Field(ge=0, le=5)]
 TaskSort = Literal[
     "created_at", "-created_at", "updated_at", "-updated_at", "priority", "-priority"
@@ -24,7 +26,7 @@ class TaskCreate(BaseModel):
     title: TaskTitle
     status: TaskStatus = "todo"
     priority: TaskPriority = 0
-    due_at: AwareDatetime | None = None
+    due_at: StorableDatetime | None = None
 
 
 class TaskUpdate(BaseModel):
@@ -33,10 +35,10 @@ class TaskUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     version: int = Field(ge=1)
-    title: TaskTitle | None = None
-    status: TaskStatus | None = None
-    priority: TaskPriority | None = None
-    due_at: AwareDatetime | None = None
+    title: Omittable[TaskTitle] = None
+    status: Omittable[TaskStatus] = None
+    priority: Omittable[TaskPriority] = None
+    due_at: StorableDatetime | None = None  # null clears it
 
 
 class TaskRead(EntityRead):
