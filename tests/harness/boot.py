@@ -21,11 +21,20 @@ def free_port() -> int:
 
 @contextmanager
 def uvicorn(
-    bin_dir: Path, project: Path, package: str, env: dict[str, str], timeout: float = 30
+    bin_dir: Path,
+    project: Path,
+    package: str,
+    env: dict[str, str],
+    timeout: float = 30,
+    *,
+    workers: int = 1,
+    log: Path | None = None,
 ) -> Iterator[str]:
-    """Yield the base URL once `/health/live` answers; stop the process afterwards."""
+    """Yield the base URL once `/health/live` answers; stop the process afterwards.
+
+    The server's output goes to `log` (a temporary file unless given)."""
     port = free_port()
-    log = Path(tempfile.gettempdir()) / f"uvicorn-{project.name}-{port}.log"
+    log = log or Path(tempfile.gettempdir()) / f"uvicorn-{project.name}-{port}.log"
     command = [
         str(bin_dir / "uvicorn"),
         f"{package}.main:app",
@@ -36,6 +45,7 @@ def uvicorn(
         "--port",
         str(port),
         "--no-access-log",
+        *(["--workers", str(workers)] if workers > 1 else []),
     ]
     full_env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

@@ -1,0 +1,164 @@
+"""Full tier: the default service as production runs it, against real servers.
+
+Through a real PgBouncer in transaction mode (Debian's binary, its defaults): the
+service's own suite, a uvicorn boot and a short mixed load with no error. With two
+uvicorn workers: each its own pools, request ids unique across them, and the server's
+connection count never above the budget the settings give.
+"""
+
+import asyncio
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from .conftest import Rendered
+from .harness.boot import uvicorn
+from .harness.databases import POSTGRES_DSN, check_server, scratch_database
+from .harness.pgbouncer import pgbouncer
+from .harness.run import parse_pytest_summary, run
+
+pytestmark = pytest.mark.full
+
+SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432"  # the server itself, no database
+
+
+async def mixed_load(base: str, clients: int, seconds: float) -> Counter[int]:
+    """Each client creates a project, reads it, lists a page and renames it, until time's up."""
+    statuses: Counter[int] = Counter()
+    deadline = time.monotonic() + seconds
+
+    async def client(n: int) -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            for i in range(10_000):
+                if time.monotonic() > deadline:
+                    return
+                body = {"name": f"load {n}", "slug": f"load-{n}-{i}"}
+                created = await http.post("/api/v1/projects", json=body)
+                statuses[created.status_code] += 1
+                if created.status_code != 201:
+                    continue
+                location = created.headers["location"]
+                for response in (
+                    await http.get(location),
+                    await http.get("/api/v1/projects", params={"size": 10}),
+                    await http.patch(location, json={"version": 1, "name": "renamed"}),
+                ):
+                    statuses[response.status_code] += 1
+
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    return statuses
+
+
+def test_the_default_service_behind_pgbouncer(
+    render: Callable[[str], Rendered], venv_for: Callable[[Rendered], Path], tmp_path: Path
+) -> None:
+    rendered = render("default")
+    bin_dir = venv_for(rendered)
+    with pgbouncer() as bouncer:
+        # Its own suite, every database it creates reached through PgBouncer.
+        suite = run(
+            bin_dir,
+            rendered.path,
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            env={
+                "DATABASE_URL": bouncer.url("postgres"),
+                "DB_BEHIND_PGBOUNCER": "true",
+                "DATABASE_DIRECT_URL": SERVER,
+            },
+        )
+        counts = parse_pytest_summary(suite.output)
+        assert suite.ok, suite.output[-5000:]
+        assert counts.passed > 0 and counts.failed == counts.errors == counts.skipped == 0
+
+        with scratch_database("postgresql", "pgbouncer") as url:
+            name = url.rsplit("/", 1)[1]
+            env = {
+                "DATABASE_URL": bouncer.url(name),
+                "DB_BEHIND_PGBOUNCER": "true",
+                "DATABASE_DIRECT_URL": SERVER,
+            }
+            migrated = run(bin_dir, rendered.path, "alembic", "upgrade", "head", env=env)
+            assert migrated.ok, migrated.output
+            with uvicorn(bin_dir, rendered.path, rendered.package, env) as base:
+                assert httpx.get(f"{base}/health/ready").json()["status"] == "ok"
+                statuses = asyncio.run(mixed_load(base, clients=16, seconds=4))
+            pools = [row for row in bouncer.show("POOLS") if row["database"] == name]
+        assert statuses[201] > 0 and statuses[200] > 0, statuses
+        assert set(statuses) <= {200, 201}, statuses
+        # Transaction pooling: the service's connections shared a few server connections.
+        assert pools and all(int(p["sv_active"]) + int(p["sv_idle"]) <= 20 for p in pools)
+
+
+def test_two_workers_stay_within_the_connection_budget(
+    render: Callable[[str], Rendered], venv_for: Callable[[Rendered], Path], tmp_path: Path
+) -> None:
+    rendered = render("default")
+    bin_dir = venv_for(rendered)
+    check_server("postgresql")
+    with scratch_database("postgresql", "workers") as url:
+        name = url.rsplit("/", 1)[1]
+        # Per worker: 3 reads + 2 writes + 1 readiness = 6; two workers: 12.
+        env = {
+            "DATABASE_URL": url,
+            "WEB_CONCURRENCY": "2",
+            "DB_POOL_SIZE": "3",
+            "DB_WRITE_POOL_SIZE": "2",
+            "DB_MAX_OVERFLOW": "0",
+        }
+        migrated = run(bin_dir, rendered.path, "alembic", "upgrade", "head", env=env)
+        assert migrated.ok, migrated.output
+        log = tmp_path / "uvicorn.log"
+        peak = [0]
+        watching = threading.Event()
+
+        def watch() -> None:
+            with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+                while not watching.is_set():
+                    row = conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+                    ).fetchone()
+                    peak[0] = max(peak[0], int(row[0]) if row else 0)
+                    time.sleep(0.02)
+
+        with uvicorn(bin_dir, rendered.path, rendered.package, env, workers=2, log=log) as base:
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            try:
+                ids = asyncio.run(request_ids(base, clients=24, requests=20))
+                statuses = asyncio.run(mixed_load(base, clients=24, seconds=3))
+            finally:
+                watching.set()
+                watcher.join()
+        output = log.read_text()
+    assert set(statuses) <= {200, 201}, statuses
+    assert len(ids) == len(set(ids)), "request ids repeat across workers"
+    prefixes = {request_id.rsplit("-", 1)[0] for request_id in ids}
+    assert len(prefixes) == 2, f"both workers answered: {prefixes}"
+    # Each worker built its own pools, and said what they hold.
+    assert len(re.findall(r"at most 6 connections per worker", output)) == 2, output
+    assert "x 2 workers (WEB_CONCURRENCY)" in output
+    assert 0 < peak[0] <= 12, f"{peak[0]} connections for a budget of 12"
+
+
+async def request_ids(base: str, clients: int, requests: int) -> list[str]:
+    ids: list[str] = []
+
+    async def client() -> None:
+        # A connection per request, so the kernel spreads them over both workers.
+        for _ in range(requests):
+            async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+                response = await http.get("/api/v1/projects", params={"size": 1})
+                assert response.status_code == 200, response.text
+                ids.append(response.headers["x-request-id"])
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return ids
