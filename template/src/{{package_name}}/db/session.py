@@ -2,7 +2,7 @@
 
 Two session types, which mypy tells apart:
 
-- `ReadSession`, what GET and HEAD requests get. Its connections are read-only in the
+- `ReadSession`, what GET routes take. Its connections are read-only in the
   database itself, so no statement can write through it, however it is spelled. A
   statement that meets a connection the server dropped (a restart, a failover, an idle
   cut-off) runs once more on a new one: a read changed nothing, so that is safe.
@@ -70,7 +70,7 @@ class _ReadWrite(Session):
 
 
 class ReadSession(AsyncSession):
-    """A session for reading; GET and HEAD requests get one (see the module docstring)."""
+    """A session for reading; GET routes take one (see the module docstring)."""
 
     sync_session_class: type[Session] = _ReadOnly
 
@@ -84,8 +84,8 @@ class WriteSession(ReadSession):
 @event.listens_for(_ReadOnly, "before_flush")
 def _refuse_flush(_session: Session, _context: Any, _instances: Any) -> None:
     raise RuntimeError(
-        "a flush on a read session: GET and HEAD requests read; make the route a POST, "
-        "PUT, PATCH or DELETE and write in a @unit_of_work"
+        "a flush on a read session: GET routes read; make the route a POST, PUT, "
+        "PATCH or DELETE and write in a @unit_of_work"
     )
 
 
@@ -181,7 +181,7 @@ def _write_session_among(
     name = getattr(method, "__qualname__", "a unit of work")
     if sessions:
         raise RuntimeError(
-            f"{name} needs a WriteSession and got a ReadSession: GET and HEAD requests read"
+            f"{name} needs a WriteSession and got a ReadSession: GET routes only read"
         )
     raise TypeError(f"{name} is a @unit_of_work and was given no WriteSession")
 
