@@ -92,3 +92,46 @@ def survive_an_outage(http: httpx.Client, database: str, url: str, *, api: bool)
     assert http.get("/health/ready").status_code == 200
     if api:
         assert http.get("/api/v1/projects").status_code == 200
+
+
+MISSING_DATABASE = {
+    "postgresql": "postgresql+asyncpg://postgres@127.0.0.1:5432/cfs_no_such_database",
+    "mysql": "mysql+asyncmy://root@127.0.0.1:3306/cfs_no_such_database",
+    "sqlite": "sqlite+aiosqlite:////cfs/no/such/directory/service.db",
+}
+
+
+@pytest.mark.parametrize("name", ["default", "mysql-int-soft-delete", "sqlite-int-hard-delete"])
+def test_a_missing_database_stops_start_up_and_alembic_in_one_line(
+    name: str, render: Callable[[Rendered], Rendered], venv_for: Callable[[Rendered], Path]
+) -> None:
+    """A new user who has not created the database yet: no retries, no traceback, one
+    line that names the database and says how to create it."""
+    rendered = render(name)  # type: ignore[arg-type]
+    bin_dir = venv_for(rendered)
+    env = {"DATABASE_URL": MISSING_DATABASE[rendered.answers["database"]]}
+    server = run(
+        bin_dir,
+        rendered.path,
+        "uvicorn",
+        f"{rendered.package}.main:app",
+        "--app-dir",
+        "src",
+        "--port",
+        "0",
+        env=env,
+        timeout=60,
+    )
+    assert not server.ok
+    assert "retrying" not in server.output, "a permanent error is not retried"
+    assert "Traceback" not in server.output, server.output
+    (line,) = [line for line in server.output.splitlines() if "cannot start:" in line]
+    assert (
+        ("does not exist" in line or "cannot open" in line)
+        and "cfs_no_such" in line
+        or ("directory" in line)
+    ), line
+    migrate = run(bin_dir, rendered.path, "alembic", "upgrade", "head", env=env)
+    assert not migrate.ok
+    assert "Traceback" not in migrate.output, migrate.output
+    assert migrate.output.strip().splitlines()[-1].startswith("alembic: "), migrate.output

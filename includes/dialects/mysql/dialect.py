@@ -12,6 +12,7 @@ for a platform without asyncmy wheels (`mysql+aiomysql://`, and swap the depende
 
 import math
 import re
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +20,7 @@ from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy import text
+from sqlalchemy.engine import URL
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError
@@ -117,6 +119,28 @@ async def configure_server(connection: AsyncConnection, settings: Settings) -> N
 async def max_connections(connection: AsyncConnection, settings: Settings) -> int | None:
     """How many connections the server takes in all."""
     return int((await connection.execute(text("SELECT @@max_connections"))).scalar_one())
+
+
+def misconfigured(error: BaseException, url: URL) -> str | None:
+    """What to fix, when connecting failed for a reason that retrying will not cure; None
+    when it may be transient (refused, timed out, the server starting or full)."""
+    where = f"{url.host}:{url.port or 3306}"
+    code = _errno_of(error)
+    if code == 1049:
+        return (
+            f"database {url.database!r} does not exist on {where}: create it "
+            f"(CREATE DATABASE `{url.database}`), or fix DATABASE_URL"
+        )
+    if code == 1044:
+        return (
+            f"database {url.database!r} does not exist on {where}, or user {url.username!r} "
+            "may not use it: create it and grant it, or fix DATABASE_URL"
+        )
+    if code in {1045, 1698}:
+        return f"{where} refused user {url.username!r}: fix DATABASE_URL's credentials"
+    if isinstance(error.__cause__, socket.gaierror):
+        return f"unknown host {url.host!r}: fix DATABASE_URL's host"
+    return None
 
 
 async def without_statement_timeout(connection: AsyncConnection) -> None:

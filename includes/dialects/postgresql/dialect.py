@@ -5,6 +5,7 @@ the database it was asked for): connection arguments, how errors are recognised,
 how an INSERT yields to a concurrent one.
 """
 
+import socket
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from typing import TypeVar
 from sqlalchemy import event
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import URL
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError
@@ -106,6 +108,23 @@ async def configure_server(connection: AsyncConnection, settings: Settings) -> N
 async def max_connections(connection: AsyncConnection, settings: Settings) -> int | None:
     """How many connections the server takes in all."""
     return int((await connection.execute(text("SHOW max_connections"))).scalar_one())
+
+
+def misconfigured(error: BaseException, url: URL) -> str | None:
+    """What to fix, when connecting failed for a reason that retrying will not cure; None
+    when it may be transient (refused, timed out, the server starting or full)."""
+    where = f"{url.host}:{url.port or 5432}"
+    sqlstate = getattr(error, "sqlstate", None)
+    if sqlstate == "3D000":
+        return (
+            f'database "{url.database}" does not exist on {where}: create it '
+            f"(createdb -h {url.host} -U {url.username} {url.database}), or fix DATABASE_URL"
+        )
+    if sqlstate in {"28000", "28P01"}:
+        return f"{where} refused user {url.username!r} ({error}): fix DATABASE_URL's credentials"
+    if isinstance(error, socket.gaierror):
+        return f"unknown host {url.host!r} ({error.strerror}): fix DATABASE_URL's host"
+    return None
 
 
 async def without_statement_timeout(connection: AsyncConnection) -> None:

@@ -21,7 +21,6 @@ SLOW_QUERY = (
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) "
     "SELECT count(*), :marker FROM c"
 )
-UNREACHABLE_URL = URL.create("sqlite+aiosqlite", database="/nonexistent/directory/x.db")
 PLAIN_URL = "sqlite:///./app.db"
 FOREIGN_URL = "postgresql://app:s3cr3t@db/app"
 NO_DATABASE_URL = "sqlite://"

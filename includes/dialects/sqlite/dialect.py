@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.engine import URL
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -62,6 +63,13 @@ async def configure_server(connection: AsyncConnection, settings: Settings) -> N
 
 async def max_connections(connection: AsyncConnection, settings: Settings) -> int | None:
     """No server, no connection limit."""
+    return None
+
+
+def misconfigured(error: BaseException, url: URL) -> str | None:
+    """What to fix, when the file cannot be opened: a file has nothing transient."""
+    if "unable to open database file" in str(error):
+        return f"cannot open {url.database!r}: does its directory exist and may we write there?"
     return None
 
 

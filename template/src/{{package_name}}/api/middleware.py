@@ -4,6 +4,7 @@ import itertools
 import os
 import re
 import secrets
+import sys
 from collections.abc import Callable
 from typing import Any
 from typing import TypeVar
@@ -17,6 +18,7 @@ from starlette.types import Receive
 from starlette.types import Scope
 from starlette.types import Send
 
+from ..core.errors import DatabaseMisconfigured
 from ..core.logging import request_id_var
 from .problems import unexpected
 
@@ -144,3 +146,26 @@ def _too_large(limit: int) -> HTTPException:
     # server discards the rest of the body as it arrives, holding none of it, so a client
     # that sends its whole body before reading still gets the 413.
     return HTTPException(413, f"the request body is larger than {limit} bytes")
+
+
+class QuietStartupFailure:
+    """A start-up that fails for a reason already logged in one line (a database that
+    cannot be used as configured) ends without a traceback: uvicorn prints whatever text
+    the app sends with `lifespan.startup.failed`, and for those this sends none."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_quietly(message: Message) -> None:
+            # Sent from inside the `except` that caught the failure: it is the current one.
+            failed = message["type"] == "lifespan.startup.failed"
+            if failed and isinstance(sys.exc_info()[1], DatabaseMisconfigured):
+                message = {**message, "message": ""}
+            await send(message)
+
+        await self.app(scope, receive, send_quietly)

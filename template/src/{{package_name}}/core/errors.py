@@ -52,5 +52,11 @@ class DatabaseUnavailable(Exception):
         self.retry_after = retry_after
 
 
+class DatabaseMisconfigured(Exception):
+    """The database cannot be used as configured (no such database, refused credentials,
+    an unknown host) or did not answer any start-up attempt: start-up stops with one
+    line on what to fix."""
+
+
 def join_names(names: Sequence[str]) -> str:
     return ", ".join(sorted(names))

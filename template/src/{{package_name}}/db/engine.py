@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy import text
+from sqlalchemy.engine import URL
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,10 +26,12 @@ from sqlalchemy.pool import NullPool
 
 from ..core.config import Settings
 from ..core.config import SettingsError
+from ..core.errors import DatabaseMisconfigured
 from ..core.errors import DatabaseUnavailable
 from .dialect import configure_server
 from .dialect import engine_options
 from .dialect import max_connections
+from .dialect import misconfigured
 from .dialect import prepare
 from .metrics import PoolCounters
 from .metrics import log_slow_queries
@@ -67,6 +70,25 @@ def build_engine(
     event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
     prepare(engine.sync_engine, settings, read_only=read_only)
     return engine
+
+
+def cannot_connect(error: BaseException, url: URL) -> str:
+    """One line on why the database cannot be reached, and what to do about it."""
+    cause = _cause(error)
+    reason = misconfigured(cause, url)
+    if reason is not None:
+        return reason
+    return (
+        f"cannot reach the database at {url.host}:{url.port} ({type(cause).__name__}): "
+        "is it running, and does DATABASE_URL point at it?"
+    )
+
+
+def _cause(error: BaseException) -> BaseException:
+    """The driver's own error under the wrappers: ours, then SQLAlchemy's."""
+    if isinstance(error, DatabaseUnavailable) and error.__cause__ is not None:
+        error = error.__cause__
+    return getattr(error, "orig", None) or error
 
 
 def _connect_or_unavailable(
@@ -156,9 +178,13 @@ class DatabaseManager:
                     await conn.execute(text("SELECT 1"))
                 break
             except (DatabaseUnavailable, DBAPIError, OSError, TimeoutError) as error:
+                url = self.settings.migration_url
+                reason = misconfigured(_cause(error), url)
+                if reason is not None:
+                    raise DatabaseMisconfigured(reason) from None
                 if attempt == attempts:
-                    log.error("database unreachable after %d attempts: %s", attempts, error)
-                    raise
+                    reason = f"{cannot_connect(error, url)} ({attempts} attempts)"
+                    raise DatabaseMisconfigured(reason) from None
                 delay = self.settings.db_connect_backoff * 2 ** (attempt - 1)
                 log.warning(
                     "database not ready (%s); retrying in %.1fs",
