@@ -113,7 +113,8 @@ def driver(bin_dir: Path, rendered: Rendered, env: dict[str, str]) -> Iterator[C
         line = process.stdout.readline()
         if not line:
             process.wait(timeout=30)
-            raise AssertionError(f"the driver died:\n{process.stderr.read()[-5000:]}")
+            errors = process.stderr.read() if process.stderr else ""
+            raise AssertionError(f"the driver died:\n{errors[-5000:]}")
         answer: dict[str, Any] = json.loads(line)
         return answer
 
