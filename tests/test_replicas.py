@@ -152,11 +152,14 @@ def served_by_primary(answer: dict[str, Any]) -> bool:
     return counts["primary_reads"] > 0 and counts["replica_reads"] == 0
 
 
-def test_reads_go_to_the_replica_and_see_their_own_writes(
+@contextmanager
+def service(
     render: Callable[[str], Rendered],
     venv_for: Callable[[Rendered], Path],
     replica: Replica,
-) -> None:
+    **settings: str,
+) -> Iterator[Call]:
+    """The default service on a new, migrated database, with `replica` as its replica."""
     rendered = render("default")
     bin_dir = venv_for(rendered)
     with scratch_database("postgresql", "replicas") as url:
@@ -166,68 +169,112 @@ def test_reads_go_to_the_replica_and_see_their_own_writes(
         )
         assert migrated.ok, migrated.output[-3000:]
         until(lambda: bool(replica.fetch("SELECT 1 FROM alembic_version", database)), "the schema")
-        env = {
-            "DATABASE_URL": url,
-            "DB_REPLICA_URLS": replica.url(database),
-            # Generous: a loaded machine must not take the replica out while replay is paused.
-            "DB_REPLICA_MAX_LAG": "120",
-            "DB_REPLICA_RETRY_SECONDS": "120",
-        }
-        projects = "/api/v1/projects"
+        env = {"DATABASE_URL": url, "DB_REPLICA_URLS": replica.url(database), **settings}
         with driver(bin_dir, rendered, env) as call:
-            ready = call("GET", "/health/ready")
-            assert ready["status"] == 200 and ready["body"]["checks"]["replicas"] == "1 in rotation"
+            yield call
 
-            # A write: on the primary, and one more statement for its token.
-            first = call("POST", projects, {"name": "First", "slug": "first"})
-            assert first["status"] == 201, first
-            token = first["headers"]["x-consistency-token"]
-            assert first["statements"]["tokens"] == 1
-            assert first["statements"]["replica_reads"] == 0
-            location = first["headers"]["location"]
-            until(lambda: replica.replay_lsn() >= lsn(token), "replay of the first write")
 
-            # Reads, with or without its token, on the replica once it has replayed it.
-            plain = call("GET", location)
-            assert plain["status"] == 200 and served_by_replica(plain), plain
-            time.sleep(0.05)  # past DB_REPLICA_POSITION_MS: the position is asked again
-            with_token = call("GET", location, token=token)
-            assert with_token["status"] == 200 and served_by_replica(with_token), with_token
-            assert "x-consistency-token" not in with_token["headers"]
+PROJECTS = "/api/v1/projects"
 
-            # Replay paused: the token's read goes to the primary and sees the write...
-            replica.pause_replay()
-            second = call("POST", projects, {"name": "Second", "slug": "second"})
-            assert second["status"] == 201, second
-            second_token = second["headers"]["x-consistency-token"]
-            assert lsn(second_token) > lsn(token)
-            seen = call("GET", second["headers"]["location"], token=second_token)
-            assert seen["status"] == 200 and served_by_primary(seen), seen
-            assert seen["body"]["slug"] == "second"
-            # ... and one without it, on the replica, does not (yet).
-            unseen = call("GET", second["headers"]["location"])
-            assert unseen["status"] == 404 and served_by_replica(unseen), unseen
 
-            # Replay resumed: token reads return to the replica.
-            replica.resume_replay()
-            until(lambda: replica.replay_lsn() >= lsn(second_token), "replay to resume")
-            time.sleep(0.05)
-            back = call("GET", second["headers"]["location"], token=second_token)
-            assert back["status"] == 200 and served_by_replica(back), back
+def test_reads_go_to_the_replica_and_see_their_own_writes(
+    render: Callable[[str], Rendered],
+    venv_for: Callable[[Rendered], Path],
+    replica: Replica,
+) -> None:
+    # Generous bounds: a loaded machine must not take the replica out while replay is paused.
+    settings = {"DB_REPLICA_MAX_LAG": "120", "DB_REPLICA_RETRY_SECONDS": "120"}
+    with service(render, venv_for, replica, **settings) as call:
+        ready = call("GET", "/health/ready")
+        assert ready["status"] == 200 and ready["body"]["checks"]["replicas"] == "1 in rotation"
 
-            malformed = call("GET", location, token="not-a-position")
-            assert malformed["status"] == 422, malformed
+        # A write: on the primary, and one more statement for its token.
+        first = call("POST", PROJECTS, {"name": "First", "slug": "first"})
+        assert first["status"] == 201, first
+        token = first["headers"]["x-consistency-token"]
+        assert first["statements"]["tokens"] == 1
+        assert first["statements"]["replica_reads"] == 0
+        location = first["headers"]["location"]
+        until(lambda: replica.replay_lsn() >= lsn(token), "replay of the first write")
 
-            # The replica stops mid-run: no request fails, the primary serves the reads.
-            replica.stop()
-            answers = [call("GET", location) for _ in range(5)]
-            answers.append(call("GET", second["headers"]["location"], token=second_token))
-            answers.append(call("POST", projects, {"name": "Third", "slug": "third"}))
-            assert [a["status"] for a in answers] == [200] * 6 + [201], answers
-            assert all(a["statements"]["primary_reads"] > 0 for a in answers[:6]), answers
-            # The first met the replica's closed connection and ran again on the primary.
-            assert answers[0]["statements"]["replica_reads"] == 1, answers[0]
-            ready = call("GET", "/health/ready")
-            assert ready["status"] == 200, ready
-            replicas = ready["body"]["checks"]["replicas"]
-            assert replicas.startswith(f"1 of 1 out: 127.0.0.1:{replica.port} "), replicas
+        # Reads, with or without its token, on the replica once it has replayed it.
+        plain = call("GET", location)
+        assert plain["status"] == 200 and served_by_replica(plain), plain
+        time.sleep(0.05)  # past DB_REPLICA_POSITION_MS: the position is asked again
+        with_token = call("GET", location, token=token)
+        assert with_token["status"] == 200 and served_by_replica(with_token), with_token
+        assert "x-consistency-token" not in with_token["headers"]
+
+        # Replay paused: the token's read goes to the primary and sees the write...
+        replica.pause_replay()
+        second = call("POST", PROJECTS, {"name": "Second", "slug": "second"})
+        assert second["status"] == 201, second
+        second_token = second["headers"]["x-consistency-token"]
+        assert lsn(second_token) > lsn(token)
+        seen = call("GET", second["headers"]["location"], token=second_token)
+        assert seen["status"] == 200 and served_by_primary(seen), seen
+        assert seen["body"]["slug"] == "second"
+        # ... and one without it, on the replica, does not (yet).
+        unseen = call("GET", second["headers"]["location"])
+        assert unseen["status"] == 404 and served_by_replica(unseen), unseen
+
+        # Replay resumed: token reads return to the replica.
+        replica.resume_replay()
+        until(lambda: replica.replay_lsn() >= lsn(second_token), "replay to resume")
+        time.sleep(0.05)
+        back = call("GET", second["headers"]["location"], token=second_token)
+        assert back["status"] == 200 and served_by_replica(back), back
+
+        malformed = call("GET", location, token="not-a-position")
+        assert malformed["status"] == 422, malformed
+
+        # The replica stops mid-run: no request fails, the primary serves the reads.
+        replica.stop()
+        answers = [call("GET", location) for _ in range(5)]
+        answers.append(call("GET", second["headers"]["location"], token=second_token))
+        answers.append(call("POST", PROJECTS, {"name": "Third", "slug": "third"}))
+        assert [a["status"] for a in answers] == [200] * 6 + [201], answers
+        assert all(a["statements"]["primary_reads"] > 0 for a in answers[:6]), answers
+        # The first met the replica's closed connection and ran again on the primary.
+        assert answers[0]["statements"]["replica_reads"] == 1, answers[0]
+        ready = call("GET", "/health/ready")
+        assert ready["status"] == 200, ready
+        replicas = ready["body"]["checks"]["replicas"]
+        assert replicas.startswith(f"1 of 1 out: 127.0.0.1:{replica.port} "), replicas
+
+
+def test_a_replica_too_far_behind_leaves_the_rotation_until_it_catches_up(
+    render: Callable[[str], Rendered],
+    venv_for: Callable[[Rendered], Path],
+    replica: Replica,
+) -> None:
+    settings = {"DB_REPLICA_MAX_LAG": "1", "DB_REPLICA_RETRY_SECONDS": "1"}
+    with service(render, venv_for, replica, **settings) as call:
+        first = call("POST", PROJECTS, {"name": "First", "slug": "first"})
+        until(
+            lambda: replica.replay_lsn() >= lsn(first["headers"]["x-consistency-token"]), "replay"
+        )
+        location = first["headers"]["location"]
+        time.sleep(0.05)
+        assert served_by_replica(call("GET", location))
+
+        # Replay paused with a write received: the lag grows past DB_REPLICA_MAX_LAG.
+        replica.pause_replay()
+        call("POST", PROJECTS, {"name": "Second", "slug": "second"})
+        time.sleep(1.5)
+        call("GET", location)  # finds the position stale and has it checked
+        ready = call("GET", "/health/ready")
+        assert ready["status"] == 200, ready
+        replicas = ready["body"]["checks"]["replicas"]
+        assert replicas.startswith(f"1 of 1 out: 127.0.0.1:{replica.port} ("), replicas
+        assert replicas.endswith("s behind)"), replicas
+        aside = call("GET", location)
+        assert aside["status"] == 200 and served_by_primary(aside), aside
+
+        # Caught up: back in rotation at the next check.
+        replica.resume_replay()
+        time.sleep(1.1)  # DB_REPLICA_RETRY_SECONDS
+        ready = call("GET", "/health/ready")
+        assert ready["body"]["checks"]["replicas"] == "1 in rotation", ready
+        back = call("GET", location)
+        assert back["status"] == 200 and served_by_replica(back), back
