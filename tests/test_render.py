@@ -79,6 +79,8 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
         variant.path / "tests" / "db": answers["example_domain"],
         package / "db" / "soft_delete.py": answers["soft_delete"],
         package / "db" / "uuid7.py": answers["primary_key"] == "uuid",
+        package / "db" / "replicas.py": answers["database"] == "postgresql",
+        package / "api" / "consistency.py": answers["database"] == "postgresql",
     }
     assert {str(p): p.exists() for p in expected} == {str(p): v for p, v in expected.items()}
     versions = list((variant.path / "migrations" / "versions").glob("*.py"))
@@ -92,7 +94,7 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
 
 
 OTHER_BACKENDS = {
-    "postgresql": ("asyncpg", "postgresql_where", "pg_advisory_lock"),
+    "postgresql": ("asyncpg", "postgresql_where", "pg_advisory_lock", "replica_urls"),
     "mysql": ("asyncmy", "GET_LOCK", "max_statement_time"),
     "sqlite": ("aiosqlite", "PRAGMA", "sqlite_where"),
 }
