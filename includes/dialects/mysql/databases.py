@@ -60,6 +60,17 @@ async def admin(*statements: str) -> list[object]:
         await engine.dispose()
 
 
+async def open_transactions(url: URL) -> int:
+    """Sessions of one database that sit inside a transaction doing nothing."""
+    (rows,) = await admin(
+        "SELECT count(*) FROM information_schema.innodb_trx t "
+        "JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id "
+        f"WHERE p.db = '{url.database}' AND p.command = 'Sleep'"
+    )
+    assert isinstance(rows, list)
+    return int(rows[0][0])
+
+
 async def drop_connections(url: URL) -> None:
     """What a restart or failover does to a pool: every session of one database's user ends."""
     user = url.username

@@ -50,6 +50,27 @@ async def admin(statement: str) -> None:
         await engine.dispose()
 
 
+async def open_transactions(url: URL) -> int:
+    """Sessions of one database that sit inside a transaction doing nothing."""
+    engine = create_async_engine(
+        server_url().set(database="postgres"),
+        isolation_level="AUTOCOMMIT",
+        connect_args=ONE_OFF_CONNECT_ARGS,
+    )
+    try:
+        async with engine.connect() as conn:
+            count = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = :name "
+                    "AND state LIKE 'idle in transaction%'"
+                ),
+                {"name": url.database},
+            )
+    finally:
+        await engine.dispose()
+    return int(count or 0)
+
+
 async def drop_connections(url: URL) -> None:
     """What a restart or failover does to a pool: every session of one database ends."""
     await admin(
