@@ -5,7 +5,8 @@ much of that distance the stack itself sets before the service adds a line. Ever
 below answers the same two requests (GET one project by id, POST one project) from the
 same seeded database, called as ASGI apps directly (no HTTP server, no sockets to the
 client, no other process on the CPU clock), so the only difference between two rows
-is the layers in between:
+is the layers in between. The floor, the service and the previous render also answer
+the list pages (offset with total, cursor) and the parents with their children:
 
     floor              Starlette + raw asyncpg pool + orjson (bench/floor_app.py)
     starlette_core     Starlette + SQLAlchemy Core on an autocommit AsyncConnection
@@ -16,6 +17,10 @@ is the layers in between:
                        built once, creates as a unit of work (BEGIN, INSERT, COMMIT); no
                        dependency, no middleware: the leanest ORM service there is
     service            the rendered service, every layer (its production settings)
+    previous           with --previous-package: the service as an earlier template
+                       revision rendered it (run.py --previous-ref), on the same database,
+                       libraries and settings; `against_previous` in the output is
+                       service / previous per endpoint, overall and round by round
 
 Apps are measured in turn, round after round (the order rotates), after a warm-up;
 the figure is the median over rounds of process CPU time per request. Run by run.py
@@ -23,7 +28,8 @@ the figure is the median over rounds of process CPU time per request. Run by run
 database; by hand:
 
     DATABASE_URL=postgresql+asyncpg://... FLOOR_DATABASE_URL=postgresql://... \\
-    CURSOR_SECRET=... python bench/layers.py --ids ids.txt --out layers.json
+    CURSOR_SECRET=... python bench/layers.py --ids ids.txt --out layers.json \\
+        [--previous-package previous_service] [--apps floor,service,previous]
 """
 
 import argparse
@@ -63,10 +69,21 @@ LAYERS = {
     "fastapi_core": "FastAPI + SQLAlchemy Core (autocommit)",
     "fastapi_orm": "FastAPI + AsyncSession ORM (reads in autocommit)",
     "service": "the rendered service",
+    "previous": "the previous render",
 }
+# What every app answers; the apps in FULL also answer the list pages and the parents
+# with their children, as the HTTP benchmark sends them.
+ENDPOINTS = ("get", "list_offset", "list_cursor", "with_tasks", "create")
+FULL = frozenset({"floor", "service", "previous"})
+BASIC = ("get", "create")
+# Requests per round, as a share of --n: a page of 20 costs several gets.
+SHARE = {"get": 1.0, "list_offset": 0.5, "list_cursor": 0.5, "with_tasks": 0.25, "create": 1.0}
+PAGES, PAGE_SIZE = 50, 20
 
 
-def build_apps(package: str, url: str, floor_url: str) -> dict[str, Any]:
+def build_apps(
+    package: str, url: str, floor_url: str, previous: str | None = None
+) -> dict[str, Any]:
     """The apps, each with its own pool; the service's models and schemas are shared."""
     importlib.import_module(f"{package}.models")  # every mapper, so relationships resolve
     project_model = importlib.import_module(f"{package}.projects.models").Project
@@ -208,7 +225,7 @@ def build_apps(package: str, url: str, floor_url: str) -> dict[str, Any]:
 
     floor = importlib.import_module("floor_app").app
     service = importlib.import_module(f"{package}.main").app
-    return {
+    apps = {
         "floor": floor,
         "starlette_core": starlette_core,
         "fastapi_constant": fastapi_constant,
@@ -217,18 +234,32 @@ def build_apps(package: str, url: str, floor_url: str) -> dict[str, Any]:
         "fastapi_orm": fastapi_orm,
         "service": service,
     }
+    if previous is not None:
+        # Its own package: models, settings and session layer as that revision had them,
+        # reading the same environment (DATABASE_URL, CURSOR_SECRET) as the service.
+        apps["previous"] = importlib.import_module(f"{previous}.main").app
+    return apps
 
 
-async def call(app: ASGI, method: str, path: str, body: bytes, statuses: dict[int, int]) -> None:
+async def call(
+    app: ASGI,
+    method: str,
+    path: str,
+    body: bytes,
+    statuses: dict[int, int],
+    answer: bytearray | None = None,
+) -> None:
+    """One request to `app`; its status is counted, its body kept in `answer` if given."""
+    route, _, query = path.partition("?")
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
         "method": method,
         "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
+        "path": route,
+        "raw_path": route.encode(),
+        "query_string": query.encode(),
         "root_path": "",
         "headers": [(b"host", b"bench"), (b"content-type", b"application/json")],
         "client": ("127.0.0.1", 1),
@@ -248,8 +279,27 @@ async def call(app: ASGI, method: str, path: str, body: bytes, statuses: dict[in
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             statuses[message["status"]] = statuses.get(message["status"], 0) + 1
+        elif answer is not None and message["type"] == "http.response.body":
+            answer.extend(message.get("body", b""))
 
     await app(scope, receive, send)
+
+
+async def cursor_paths(app: ASGI) -> list[str]:
+    """Walk `app`'s cursor chain from the first page: one URL per page (each app signs its
+    own cursors, so each gets its own list, as in the HTTP benchmark)."""
+    paths = [f"/api/v1/projects/cursor?size={PAGE_SIZE}"]
+    while len(paths) < PAGES:
+        statuses: dict[int, int] = {}
+        answer = bytearray()
+        await call(app, "GET", paths[-1], b"", statuses, answer)
+        if set(statuses) != {200}:
+            raise SystemExit(f"layers: cursor walk got {statuses}: {bytes(answer[:300])!r}")
+        cursor = orjson.loads(answer)["next_cursor"]
+        if cursor is None:
+            break
+        paths.append(f"/api/v1/projects/cursor?size={PAGE_SIZE}&cursor={cursor}")
+    return paths
 
 
 async def measure(
@@ -271,32 +321,70 @@ async def measure(
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     ids = args.ids.read_text().split()
     run = uuid.uuid4().hex[:8]
-    apps = build_apps(args.package, os.environ["DATABASE_URL"], os.environ["FLOOR_DATABASE_URL"])
-    requests: dict[str, Callable[[int], tuple[str, str, bytes]]] = {
-        "get": lambda i: ("GET", f"/api/v1/projects/{random.choice(ids)}", b""),
-        "create": lambda i: (
+    apps = build_apps(
+        args.package,
+        os.environ["DATABASE_URL"],
+        os.environ["FLOOR_DATABASE_URL"],
+        args.previous_package,
+    )
+    if args.apps:
+        chosen = args.apps.split(",")
+        if unknown := set(chosen) - set(apps):
+            raise SystemExit(f"layers: --apps: no app {sorted(unknown)}; there are {list(apps)}")
+        apps = {name: apps[name] for name in chosen}
+    pages = range(1, PAGES + 1)
+    cursors: dict[str, list[str]] = {}
+    requests: dict[str, Callable[[str, int], tuple[str, str, bytes]]] = {
+        "get": lambda app, i: ("GET", f"/api/v1/projects/{random.choice(ids)}", b""),
+        "list_offset": lambda app, i: (
+            "GET",
+            f"/api/v1/projects?size={PAGE_SIZE}&page={random.choice(pages)}",
+            b"",
+        ),
+        "list_cursor": lambda app, i: ("GET", random.choice(cursors[app]), b""),
+        "with_tasks": lambda app, i: (
+            "GET",
+            f"/api/v1/projects/with-tasks?size={PAGE_SIZE}&page={random.choice(pages)}",
+            b"",
+        ),
+        "create": lambda app, i: (
             "POST",
             "/api/v1/projects",
             orjson.dumps(
-                {"name": "Layer", "slug": f"{args.slug_prefix}{run}-{i}-{time.time_ns()}"}
+                {
+                    "name": "Layer",
+                    "slug": f"{args.slug_prefix}{run}-{app.replace('_', '-')}-{i}-{time.time_ns()}",
+                }
             ),
         ),
     }
+    keys = [key for key in ENDPOINTS if key in args.endpoints.split(",")]
+    serves = {name: ENDPOINTS if name in FULL else BASIC for name in apps}
     contexts = [(name, app.router.lifespan_context(app)) for name, app in apps.items()]
     for _, context in contexts:
         await context.__aenter__()
     samples: dict[str, dict[str, list[float]]] = {
-        key: {name: [] for name in apps} for key in requests
+        key: {name: [] for name in apps if key in serves[name]} for key in keys
     }
     bad: dict[str, dict[str, dict[int, int]]] = {}
     try:
-        order = list(apps)
-        for key, request in requests.items():
+        if "list_cursor" in keys:
+            for name in samples["list_cursor"]:
+                cursors[name] = await cursor_paths(apps[name])
+        # Creates last: the rows they add would otherwise lengthen the pages' counts.
+        for key in keys:
+            order = list(samples[key])
+            n = max(args.concurrency, int(args.n * SHARE[key]))
+            warmup = max(args.concurrency, int(args.warmup * SHARE[key]))
             for name in order:  # warm-up: pools filled, statements prepared, caches hot
-                await measure(apps[name], request, args.warmup, args.concurrency)
+                await measure(
+                    apps[name], partial_request(requests[key], name), warmup, args.concurrency
+                )
             for round_ in range(args.rounds):
                 for name in order[round_ % len(order) :] + order[: round_ % len(order)]:
-                    cpu_ms, statuses = await measure(apps[name], request, args.n, args.concurrency)
+                    cpu_ms, statuses = await measure(
+                        apps[name], partial_request(requests[key], name), n, args.concurrency
+                    )
                     samples[key][name].append(cpu_ms)
                     if set(statuses) - {200, 201}:
                         bad.setdefault(key, {})[name] = statuses
@@ -310,13 +398,45 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         for key, by_app in samples.items()
     }
     return {
-        "labels": LAYERS,
+        "labels": {name: LAYERS[name] for name in apps},
         "requests": args.n,
+        "requests_by_endpoint": {
+            key: max(args.concurrency, int(args.n * SHARE[key])) for key in keys
+        },
         "rounds": args.rounds,
         "concurrency": args.concurrency,
         "cpu_ms": figures,
         "samples": samples,
+        "against_previous": against_previous(samples),
     }
+
+
+def partial_request(
+    request: Callable[[str, int], tuple[str, str, bytes]], app: str
+) -> Callable[[int], tuple[str, str, bytes]]:
+    return lambda i: request(app, i)
+
+
+def against_previous(samples: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, Any]]:
+    """service / previous per endpoint: of the medians, and round by round (both were
+    measured in every round, so a round's ratio is free of the drift between rounds)."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, by_app in samples.items():
+        mine, theirs = by_app.get("service"), by_app.get("previous")
+        if not mine or not theirs:
+            continue
+        by_round = [round(a / b, 4) for a, b in zip(mine, theirs, strict=True)]
+        out[key] = {
+            "cpu": round(statistics.median(mine) / statistics.median(theirs), 4),
+            "by_round": by_round,
+            "median_of_rounds": round(statistics.median(by_round), 4),
+            "cpu_ms": {"previous": statistics.median(theirs), "service": statistics.median(mine)},
+            "spread_ms": {
+                "previous": [min(theirs), max(theirs)],
+                "service": [min(mine), max(mine)],
+            },
+        }
+    return out
 
 
 if __name__ == "__main__":
@@ -329,10 +449,20 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=int, default=800)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--slug-prefix", default="bench-", help="what the cleanup removes")
+    parser.add_argument(
+        "--previous-package", help="also measure this package's app (an earlier render)"
+    )
+    parser.add_argument("--apps", help="comma-separated subset of the apps (default: all)")
+    parser.add_argument(
+        "--endpoints", default=",".join(ENDPOINTS), help="comma-separated subset of the requests"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # floor_app
     result = uvloop.run(main(args))
     args.out.write_text(json.dumps(result, indent=2))
     for key, by_app in result["cpu_ms"].items():
         for name, value in by_app.items():
-            print(f"{key:7s} {LAYERS[name]:48s} {value:.3f} ms")
+            print(f"{key:11s} {LAYERS[name]:48s} {value:.3f} ms")
+    for key, ratio in result["against_previous"].items():
+        rounds = " ".join(f"{r:.3f}" for r in ratio["by_round"])
+        print(f"{key:11s} service / previous {ratio['cpu']:.3f} (rounds {rounds})")

@@ -10,8 +10,11 @@ service's own repositories. Then, in one run, it starts the service as productio
 runs it (uvicorn, one worker, ENVIRONMENT=production, no access log), the same
 service with the pool's pre-ping on, and the floor (bench/floor_app.py: Starlette,
 raw asyncpg, orjson), counts each one's round trips and statements per request on
-the wire, and loads them in turn with wrk, interleaved round by round, reading each
-server's CPU time from /proc. What it measures and why: bench/README.md.
+the wire, and loads them in turn with wrk, one server at a time, interleaved round
+by round, reading each server's CPU time from /proc. With --previous-ref, the default service as another
+template revision rendered it runs beside them, in the same run, on the same database
+and the same libraries: every figure of the current render next to the previous one's.
+What it measures and why: bench/README.md.
 """
 
 import argparse
@@ -22,6 +25,8 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +34,7 @@ from urllib.parse import urlsplit
 
 from harness import counting, endpoints, figures, load, prepare, profiler, report
 from harness.endpoints import ENDPOINTS
-from harness.figures import FLOOR, PING, SERVICE, Window
+from harness.figures import FLOOR, PING, PREVIOUS, SERVICE, Window
 from harness.procs import App, BackendSampler, cpu_seconds
 from harness.wire import WireCounter
 
@@ -49,7 +54,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="1 short round, no profile")
     parser.add_argument("--rounds", type=int, help="rounds per app and endpoint (full: 3)")
     parser.add_argument("--seconds", type=float, help="seconds per measured window (full: 8)")
-    parser.add_argument("--warmup", type=float, help="seconds of warm-up per app and endpoint")
+    parser.add_argument(
+        "--warmup", type=float, help="unmeasured seconds before each window (full: 3)"
+    )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--timeout", type=float, default=10.0, help="request timeout, seconds")
@@ -71,6 +78,16 @@ def parse_args() -> argparse.Namespace:
         "--vcs-ref",
         default="HEAD",
         help="template revision to render (HEAD includes uncommitted changes)",
+    )
+    parser.add_argument(
+        "--previous-ref",
+        metavar="REF",
+        help="also render the template at REF (e.g. the last release) and measure it beside",
+    )
+    parser.add_argument(
+        "--layers-rounds",
+        type=int,
+        help="rounds of the in-process measurement (bench/layers.py; full: 3, quick: 1)",
     )
     parser.add_argument(
         "--service-env",
@@ -145,8 +162,11 @@ def make_apps(
     db_port: int | None = None,
     db_host: str | None = None,
     extra_env: dict[str, str] | None = None,
+    previous: prepare.Service | None = None,
 ) -> dict[str, App]:
-    """The three processes: the service as production runs it, pre-ping on, the floor."""
+    """The processes: the service as production runs it, the floor, and either the same
+    service with pre-ping on or, when there is one, the previous render as production runs
+    it (not both: four pools of up to 40 would pass PostgreSQL's 100 connections)."""
     base = {
         key: value
         for key, value in os.environ.items()
@@ -161,17 +181,21 @@ def make_apps(
         **(extra_env or {}),
     }
     apps: dict[str, App] = {}
-    for name, label, extra in (
-        (SERVICE, "service (defaults: pre-ping off, pool 40 + 0)", {}),
-        (PING, "service, DB_POOL_PRE_PING=true", {"DB_POOL_PRE_PING": "true"}),
-    ):
+    renders = [(SERVICE, "service (its default settings)", {}, service)]
+    if previous is None:
+        renders.append(
+            (PING, "service, DB_POOL_PRE_PING=true", {"DB_POOL_PRE_PING": "true"}, service)
+        )
+    else:
+        renders.append((PREVIOUS, "previous render (its default settings)", {}, previous))
+    for name, label, extra, render in renders:
         port = free_port()
         apps[name] = App(
             name=name,
             label=label,
             argv=[
                 uvicorn,
-                f"{service.package}.main:app",
+                f"{render.package}.main:app",
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -180,7 +204,7 @@ def make_apps(
                 "--proxy-headers",
             ],
             env={**service_env, **extra},
-            cwd=service.directory,
+            cwd=render.directory,
             port=port,
             ready_path="/health/ready",
             log_path=logs / f"{phase}-{name}.log",
@@ -226,6 +250,17 @@ def stop_all(apps: dict[str, App]) -> None:
         app.stop()
 
 
+@contextmanager
+def running(app: App) -> Iterator[App]:
+    """`app` started and ready inside the block, stopped after it."""
+    app.start()
+    try:
+        app.wait_ready()
+        yield app
+    finally:
+        app.stop()
+
+
 def count_phase(
     service: prepare.Service,
     venv: Path,
@@ -234,12 +269,15 @@ def count_phase(
     ids: list[str],
     secret: str,
     extra_env: dict[str, str],
+    previous: prepare.Service | None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, object]]]:
     """Round trips and statements per request through the wire counter; the shapes check."""
     counter = WireCounter(urls.host, urls.port)
     relay_port = counter.start()
     logs = work / "logs"
-    apps = make_apps(service, venv, urls, logs, "count", secret, relay_port, "127.0.0.1", extra_env)
+    apps = make_apps(
+        service, venv, urls, logs, "count", secret, relay_port, "127.0.0.1", extra_env, previous
+    )
     results: dict[str, dict[str, Any]] = {}
     shapes: dict[str, dict[str, object]] = {}
     try:
@@ -276,6 +314,7 @@ def load_phase(
     work: Path,
     ids: list[str],
     secret: str,
+    previous: prepare.Service | None,
 ) -> tuple[list[Window], dict[str, Any]]:
     python = venv / "bin" / "python"
     settings = load.Settings(
@@ -286,7 +325,16 @@ def load_phase(
         slow_ms=args.slow_ms,
         python=str(python),
     )
-    apps = make_apps(service, venv, urls, work / "logs", "load", secret, extra_env=args.service_env)
+    apps = make_apps(
+        service,
+        venv,
+        urls,
+        work / "logs",
+        "load",
+        secret,
+        extra_env=args.service_env,
+        previous=previous,
+    )
     paths_dir = work / "paths"
     paths_dir.mkdir(exist_ok=True)
     windows: list[Window] = []
@@ -295,48 +343,46 @@ def load_phase(
     def cleanup() -> None:
         prepare.dbtool(python, "cleanup", "--url", urls.plain(), "--slug-prefix", "load-")
 
+    shared = {
+        key: endpoints.write_paths(paths_dir, key, endpoints.read_paths(key, ids))
+        for key in ("get", "list_offset", "with_tasks")
+    }
+    cursor_files: dict[str, Path] = {}
+
+    def workload(endpoint: str, app: str, tag: str) -> load.Workload:
+        if endpoint == "create":
+            return load.Workload("create", f"load-{tag}-{app.replace('_', '-')}")
+        if endpoint == "list_cursor":
+            return load.Workload("paths", str(cursor_files[app]))
+        return load.Workload("paths", str(shared[endpoint]))
+
     try:
-        start_all(apps)
-        shared = {
-            key: endpoints.write_paths(paths_dir, key, endpoints.read_paths(key, ids))
-            for key in ("get", "list_offset", "with_tasks")
-        }
-        cursor_files = {
-            name: endpoints.write_paths(
-                paths_dir, f"list_cursor_{name}", endpoints.cursor_paths(app.port)
-            )
-            for name, app in apps.items()
-        }
+        # One server at a time: each holds its pools' connections for as long as it runs,
+        # and two services of up to 40 each next to the floor would pass PostgreSQL's 100.
+        for name, app in apps.items():
+            with running(app):
+                paths = endpoints.cursor_paths(app.port)
+                cursor_files[name] = endpoints.write_paths(paths_dir, f"list_cursor_{name}", paths)
 
-        def workload(endpoint: str, app: str, tag: str) -> load.Workload:
-            if endpoint == "create":
-                return load.Workload("create", f"load-{tag}-{app.replace('_', '-')}")
-            if endpoint == "list_cursor":
-                return load.Workload("paths", str(cursor_files[app]))
-            return load.Workload("paths", str(shared[endpoint]))
-
-        say(f"warm-up: {args.warmup:g} s per app and endpoint")
-        for endpoint in args.selected:
-            for name, app in apps.items():
-                load.run(app.port, workload(endpoint.key, name, "warm"), args.warmup, settings)
-        cleanup()
-
+        say(f"each window: a fresh server, {args.warmup:g} s of the same load unmeasured first")
         order = list(apps)
         for number in range(1, args.rounds + 1):
             for endpoint in args.selected:
                 for name in order:
                     app = apps[name]
-                    # An unmeasured second first: the app's pool and caches are back to
-                    # what its own load needs after another app's window.
-                    load.run(app.port, workload(endpoint.key, name, f"p{number}"), 1, settings)
-                    sampler = BackendSampler(urls.database)
-                    before = cpu_seconds(app.pid)
-                    sampler.start()
-                    result = load.run(
-                        app.port, workload(endpoint.key, name, f"r{number}"), args.seconds, settings
-                    )
-                    spent = cpu_seconds(app.pid) - before
-                    pg_cpu, new_backends = sampler.stop()
+                    with running(app):
+                        # Unmeasured first: the pool filled, statements prepared, caches hot.
+                        tag = f"p{number}"
+                        load.run(app.port, workload(endpoint.key, name, tag), args.warmup, settings)
+                        sampler = BackendSampler(urls.database)
+                        before = cpu_seconds(app.pid)
+                        sampler.start()
+                        tag = f"r{number}"
+                        result = load.run(
+                            app.port, workload(endpoint.key, name, tag), args.seconds, settings
+                        )
+                        spent = cpu_seconds(app.pid) - before
+                        pg_cpu, new_backends = sampler.stop()
                     windows.append(
                         Window(endpoint.key, name, number, result, spent, pg_cpu, new_backends)
                     )
@@ -356,12 +402,18 @@ def load_phase(
             for key in (e.key for e in args.selected if e.key in profiled):
                 raw = work / f"profile-{key}.txt"
                 seconds = max(4, int(args.seconds))
-                spy = profiler.start(py_spy, service_app.pid, seconds, raw)
-                time.sleep(0.5)
-                load.run(service_app.port, workload(key, SERVICE, "prof"), seconds + 1, settings)
-                if spy.wait(timeout=60) != 0 or not raw.exists():
-                    say(f"py-spy could not sample {key} (it needs ptrace rights); skipped")
-                    continue
+                with running(service_app):
+                    load.run(
+                        service_app.port, workload(key, SERVICE, "prof"), args.warmup, settings
+                    )
+                    spy = profiler.start(py_spy, service_app.pid, seconds, raw)
+                    time.sleep(0.5)
+                    load.run(
+                        service_app.port, workload(key, SERVICE, "prof"), seconds + 1, settings
+                    )
+                    if spy.wait(timeout=60) != 0 or not raw.exists():
+                        say(f"py-spy could not sample {key} (it needs ptrace rights); skipped")
+                        continue
                 profiles[key] = profiler.summarise(raw, service.package).as_dict()
                 say(f"profiled {key}: {profiles[key]['samples']} samples")
             cleanup()
@@ -378,6 +430,7 @@ def layers_phase(
     ids_file: Path,
     work: Path,
     secret: str,
+    previous: prepare.Service | None,
 ) -> dict[str, Any]:
     """What each layer of the stack costs, in one process (bench/layers.py)."""
     out = work / "layers.json"
@@ -390,8 +443,12 @@ def layers_phase(
         "LOG_LEVEL": "WARNING",
     }
     size = ["--n", "1000", "--rounds", "1", "--warmup", "300"] if args.quick else []
+    if args.layers_rounds:
+        size += ["--rounds", str(args.layers_rounds)]
     argv = [str(python), str(BENCH_DIR / "layers.py"), "--package", service.package]
     argv += ["--ids", str(ids_file), "--out", str(out), "--slug-prefix", "load-", *size]
+    if previous is not None:
+        argv += ["--previous-package", previous.package]
     prepare.run(argv, cwd=service.directory, env=env)
     layers: dict[str, Any] = json.loads(out.read_text())
     get = layers["cpu_ms"]["get"]
@@ -399,6 +456,8 @@ def layers_phase(
         "layers (get, ms/req in process): "
         + ", ".join(f"{name} {value:.3f}" for name, value in get.items())
     )
+    for key, ratio in layers.get("against_previous", {}).items():
+        say(f"layers {key}: service / previous {ratio['cpu']:.3f} (by round {ratio['by_round']})")
     return layers
 
 
@@ -416,9 +475,13 @@ def main() -> None:
     else:
         service = prepare.render(work / "service", args.vcs_ref)
         say(f"rendered the default service into {service.directory}")
+    previous = None
+    if args.previous_ref:
+        previous = prepare.render_previous(work / "previous", args.previous_ref)
+        say(f"rendered the template at {args.previous_ref} into {previous.directory}")
     venv = BENCH_DIR / ".venv"
-    python = prepare.ensure_venv(venv, service)
-    say(f"installed it into {venv}")
+    python = prepare.ensure_venv(venv, service, *([previous] if previous else []))
+    say(f"installed {'them' if previous else 'it'} into {venv}")
 
     database = f"bench_{started_at:%Y%m%d%H%M%S}_{os.getpid()}"
     urls = Urls(args.admin_url, database)
@@ -426,6 +489,9 @@ def main() -> None:
     prepare.dbtool(python, "create", "--admin-url", args.admin_url, "--name", database)
     try:
         prepare.migrate(venv, service, urls.sqlalchemy())
+        if previous is not None:
+            prepare.check_schema(venv, previous, urls.sqlalchemy())
+            say(f"the previous render maps the same schema ({previous.package}: alembic check)")
         ids_file = work / "ids.txt"
         seeded = prepare.seed(
             python, service, urls.sqlalchemy(), args.projects, args.tasks_per_project, ids_file
@@ -435,13 +501,15 @@ def main() -> None:
         say(f"database {database}: migrated, seeded {seeded}")
         versions = prepare.dbtool(python, "versions", "--url", urls.plain())
 
-        counts, shapes = count_phase(service, venv, urls, work, ids, secret, args.service_env)
+        counts, shapes = count_phase(
+            service, venv, urls, work, ids, secret, args.service_env, previous
+        )
         prepare.dbtool(python, "cleanup", "--url", urls.plain(), "--slug-prefix", "load-")
         differ = [key for key, value in shapes.items() if not value["identical"]]
         say("same JSON from both apps" if not differ else f"JSON DIFFERS for {differ}")
 
-        windows, profiles = load_phase(args, service, venv, urls, work, ids, secret)
-        layers = layers_phase(args, python, service, urls, ids_file, work, secret)
+        windows, profiles = load_phase(args, service, venv, urls, work, ids, secret, previous)
+        layers = layers_phase(args, python, service, urls, ids_file, work, secret, previous)
         prepare.dbtool(python, "cleanup", "--url", urls.plain(), "--slug-prefix", "load-")
     finally:
         prepare.dbtool(python, "drop", "--admin-url", args.admin_url, "--name", database)
@@ -451,7 +519,7 @@ def main() -> None:
     # not; PostgreSQL's own log does, e.g. "too many clients already").
     unavailable = {
         name: log.read_text(errors="replace").count("database unavailable")
-        for name in (SERVICE, PING)
+        for name in (SERVICE, PING, PREVIOUS)
         if (log := work / "logs" / f"load-{name}.log").exists()
     }
     summary = figures.summarise(windows)
@@ -479,14 +547,17 @@ def main() -> None:
                 "duration_s": time.monotonic() - _started,
                 "service_dir": str(args.service_dir) if args.service_dir else None,
                 "service_env": args.service_env,
+                "previous_ref": args.previous_ref,
             },
         },
         "summary": summary,
         "ratios": {
             SERVICE: service_ratios,
             PING: figures.ratios(summary, counts, PING),
+            PREVIOUS: figures.ratios(summary, counts, PREVIOUS),
         },
-        "targets": figures.targets(summary, service_ratios, counts, args.slow_ms),
+        "against_previous": figures.against_previous(summary, counts, layers),
+        "targets": figures.targets(summary, service_ratios, counts, args.slow_ms, layers),
         "counts": counts,
         "shapes": shapes,
         "profile": profiles,

@@ -1,10 +1,11 @@
 """Seed the benchmark database through the rendered service's own code.
 
 Runs in the benchmark's service venv, with the rendered package importable. Parents
-and children go in through the service's unit of work (`CrudService.transaction`) and
-its repositories' `create_many` (one multi-row INSERT per batch), after validation by
-its own `ProjectCreate`/`TaskCreate` schemas: the data is what the service itself would
-have stored, and loading it takes seconds, not the minutes that one request per row would.
+and children go in through the service's own session layer (a `WriteSession` from its
+`DatabaseManager`, one `@unit_of_work` per batch) and its repositories' `create_many`
+(one multi-row INSERT per batch), after validation by its own `ProjectCreate`/`TaskCreate`
+schemas: the data is what the service itself would have stored, and loading it takes
+seconds, not the minutes that one request per row would.
 
     python bench/seed.py --package my_service --projects 10000 --tasks-per-project 5 \
         --ids-out ids.txt    # DATABASE_URL names the database
@@ -26,10 +27,30 @@ async def seed(
 ) -> tuple[list[str], dict[str, Any]]:
     config = importlib.import_module(f"{package}.core.config")
     engine_mod = importlib.import_module(f"{package}.db.engine")
-    service_mod = importlib.import_module(f"{package}.projects.service")
+    session_mod = importlib.import_module(f"{package}.db.session")
+    project_repo_mod = importlib.import_module(f"{package}.projects.repository")
     task_repo_mod = importlib.import_module(f"{package}.tasks.repository")
     project_schemas = importlib.import_module(f"{package}.projects.schemas")
     task_schemas = importlib.import_module(f"{package}.tasks.schemas")
+    statuses = ("todo", "doing", "done")
+
+    @session_mod.unit_of_work
+    async def store(session: Any, rows: list[dict[str, Any]]) -> list[Any]:
+        """One batch of parents and their children: all stored, or none."""
+        parents = await project_repo_mod.ProjectRepository(session).create_many(rows)
+        children = [
+            {
+                **task_schemas.TaskCreate(
+                    title=f"Task {k}", status=statuses[k % 3], priority=k % 6
+                ).model_dump(),
+                "project_id": parent.id,
+                "created_at": parent.created_at + timedelta(milliseconds=k),
+            }
+            for parent in parents
+            for k in range(tasks_per_project)
+        ]
+        await task_repo_mod.TaskRepository(session).create_many(children)
+        return list(parents)
 
     settings = config.Settings(database_url=os.environ["DATABASE_URL"])
     db = engine_mod.DatabaseManager(settings)
@@ -37,7 +58,6 @@ async def seed(
     # Spread creation times over the past days, one second apart, so that ordering by
     # created_at (what every list endpoint does) meets distinct, realistic values.
     start = datetime.now(UTC) - timedelta(seconds=projects + 60)
-    statuses = ("todo", "doing", "done")
     ids: list[str] = []
     began = time.perf_counter()
     try:
@@ -52,30 +72,8 @@ async def seed(
                 }
                 for n in numbers
             ]
-            async with db.sessionmaker() as session:
-                service = service_mod.ProjectService(session, settings)
-
-                async def work(
-                    service: Any = service,
-                    rows: list[dict[str, Any]] = rows,
-                    session: Any = session,
-                ) -> list[Any]:
-                    parents = await service.repository.create_many(rows)
-                    children = [
-                        {
-                            **task_schemas.TaskCreate(
-                                title=f"Task {k}", status=statuses[k % 3], priority=k % 6
-                            ).model_dump(),
-                            "project_id": parent.id,
-                            "created_at": parent.created_at + timedelta(milliseconds=k),
-                        }
-                        for parent in parents
-                        for k in range(tasks_per_project)
-                    ]
-                    await task_repo_mod.TaskRepository(session).create_many(children)
-                    return list(parents)
-
-                parents = await service.transaction(work)
+            async with db.write_session() as session:
+                parents = await store(session, rows)
             ids.extend(str(parent.id) for parent in parents)
     finally:
         await db.disconnect()

@@ -13,7 +13,10 @@ from typing import Any
 from .endpoints import ENDPOINTS
 from .load import LoadResult
 
-SERVICE, FLOOR, PING = "service", "floor", "service_ping"
+SERVICE, FLOOR, PING, PREVIOUS = "service", "floor", "service_ping", "previous"
+# The endpoints whose server CPU per request may not rise by more than this factor
+# against the previous render's, measured in the same run (in process, bench/layers.py).
+AGAINST_PREVIOUS = {"get": 1.05, "list_offset": 1.05, "list_cursor": 1.05, "create": 1.05}
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ def _per_request_ms(seconds: float, requests: int) -> float | None:
 def summarise(windows: list[Window]) -> dict[str, dict[str, dict[str, Any]]]:
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for endpoint in ENDPOINTS:
-        for app in (SERVICE, FLOOR, PING):
+        for app in (SERVICE, FLOOR, PING, PREVIOUS):
             own = [w for w in windows if w.endpoint == endpoint.key and w.app == app]
             if not own:
                 continue
@@ -99,11 +102,47 @@ def ratios(
     return out
 
 
+def against_previous(
+    summary: dict[str, dict[str, dict[str, Any]]],
+    counts: dict[str, dict[str, Any]],
+    layers: dict[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """The current render next to the previous one, per endpoint: CPU per request in
+    process (layers) and under HTTP load, round trips and statements on the wire."""
+    out: dict[str, dict[str, Any]] = {}
+    in_process = layers.get("against_previous", {})
+    for endpoint in ENDPOINTS:
+        key = endpoint.key
+        http = summary.get(key, {})
+        wire = counts.get(key, {})
+        if PREVIOUS not in http and key not in in_process and PREVIOUS not in wire:
+            continue
+        mine, theirs = http.get(SERVICE, {}), http.get(PREVIOUS, {})
+        by_round = [
+            _ratio(a, b)
+            for a, b in zip(
+                mine.get("cpu_ms_by_round", []), theirs.get("cpu_ms_by_round", []), strict=False
+            )
+        ]
+        out[key] = {
+            "layers": in_process.get(key),
+            "http_cpu_ms": {PREVIOUS: theirs.get("cpu_ms"), SERVICE: mine.get("cpu_ms")},
+            "http_cpu": _ratio(mine.get("cpu_ms"), theirs.get("cpu_ms")),
+            "http_cpu_by_round": by_round,
+            "round_trips": {
+                app: wire.get(app, {}).get("round_trips") for app in (PREVIOUS, SERVICE)
+            },
+            "statements": {app: wire.get(app, {}).get("statements") for app in (PREVIOUS, SERVICE)},
+        }
+    return out
+
+
 def targets(
     summary: dict[str, dict[str, dict[str, Any]]],
     service_ratios: dict[str, dict[str, Any]],
     counts: dict[str, dict[str, Any]],
     slow_ms: int,
+    layers: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Every pass/fail the issue asks for, each with the figure it was judged on."""
     checks: list[dict[str, Any]] = []
@@ -117,7 +156,7 @@ def targets(
                     "passed": ratio <= endpoint.cpu_target,
                 }
             )
-    for app in (SERVICE, PING):
+    for app in (SERVICE, PING, PREVIOUS):
         for endpoint in ENDPOINTS:
             figures = summary.get(endpoint.key, {}).get(app)
             if figures is None:
@@ -142,4 +181,29 @@ def targets(
                 "passed": small == large,
             }
         )
+    in_process = (layers or {}).get("against_previous", {})
+    for endpoint in ENDPOINTS:
+        limit = AGAINST_PREVIOUS.get(endpoint.key)
+        measured = in_process.get(endpoint.key)
+        if limit is not None and measured is not None:
+            checks.append(
+                {
+                    "check": f"{endpoint.title}: server CPU/request <= {limit:g}x the previous "
+                    "render's (in process)",
+                    "value": f"{measured['cpu']:.3f}x (rounds "
+                    f"{min(measured['by_round']):.3f}-{max(measured['by_round']):.3f})",
+                    "passed": measured["cpu"] <= limit,
+                }
+            )
+    for endpoint in ENDPOINTS:
+        wire = counts.get(endpoint.key, {})
+        if PREVIOUS in wire and SERVICE in wire:
+            before, after = wire[PREVIOUS]["round_trips"], wire[SERVICE]["round_trips"]
+            checks.append(
+                {
+                    "check": f"{endpoint.title}: round trips/request as the previous render's",
+                    "value": f"{after:g} (previous {before:g})",
+                    "passed": after <= before,
+                }
+            )
     return checks

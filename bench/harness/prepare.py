@@ -48,9 +48,11 @@ def tool(name: str) -> str:
     return found
 
 
-def render(destination: Path, vcs_ref: str = "HEAD") -> Service:
+def render(destination: Path, vcs_ref: str = "HEAD", data: dict[str, str] | None = None) -> Service:
+    """The default service at `vcs_ref`; `data` overrides answers (e.g. its names)."""
     if destination.exists():
         shutil.rmtree(destination)
+    answers = [arg for name, value in (data or {}).items() for arg in ("-d", f"{name}={value}")]
     run(
         [
             tool("copier"),
@@ -59,11 +61,26 @@ def render(destination: Path, vcs_ref: str = "HEAD") -> Service:
             "--vcs-ref",
             vcs_ref,
             "--quiet",
+            *answers,
             str(REPO_DIR),
             str(destination),
         ]
     )
     return describe(destination)
+
+
+# The previous render's names: its own distribution and package, so that it installs
+# beside the current render in the same venv and both can be imported in one process.
+PREVIOUS_NAMES = {
+    "project_name": "Previous Service",
+    "project_slug": "previous-service",
+    "package_name": "previous_service",
+}
+
+
+def render_previous(destination: Path, vcs_ref: str) -> Service:
+    """The default service as the template rendered it at `vcs_ref`, under other names."""
+    return render(destination, vcs_ref, PREVIOUS_NAMES)
 
 
 def describe(directory: Path) -> Service:
@@ -75,11 +92,16 @@ def describe(directory: Path) -> Service:
     return Service(directory, packages[0], meta["project"]["name"])
 
 
-def ensure_venv(venv: Path, service: Service) -> Path:
-    """Create (once) and update the service venv; returns its python."""
+def ensure_venv(venv: Path, service: Service, *beside: Service) -> Path:
+    """Create (once) and update the service venv; returns its python.
+
+    `beside`: other renders (the previous one) installed in the same venv, on the same
+    dependencies, so that every app runs on the very same libraries.
+    """
     python = venv / "bin" / "python"
     if not python.exists():
         run([tool("uv"), "venv", "--quiet", "--python", sys.executable, str(venv)])
+    reinstall = [arg for s in (service, *beside) for arg in ("--reinstall-package", s.distribution)]
     run(
         [
             tool("uv"),
@@ -88,9 +110,8 @@ def ensure_venv(venv: Path, service: Service) -> Path:
             "--quiet",
             "--python",
             str(python),
-            "--reinstall-package",
-            service.distribution,
-            str(service.directory),
+            *reinstall,
+            *(str(s.directory) for s in (service, *beside)),
             "-r",
             str(BENCH_DIR / "requirements-server.txt"),
         ]
@@ -106,6 +127,16 @@ def dbtool(python: Path, *args: str) -> dict[str, object]:
 def migrate(venv: Path, service: Service, sqlalchemy_url: str) -> None:
     env = {**os.environ, "DATABASE_URL": sqlalchemy_url}
     run([str(venv / "bin" / "alembic"), "upgrade", "head"], cwd=service.directory, env=env)
+
+
+def check_schema(venv: Path, service: Service, sqlalchemy_url: str) -> None:
+    """Fail unless `service`'s models match the database exactly (`alembic check`).
+
+    The previous render reads and writes the database the current one migrated: this
+    proves that every table, column, index and constraint it maps is there as it expects.
+    """
+    env = {**os.environ, "DATABASE_URL": sqlalchemy_url}
+    run([str(venv / "bin" / "alembic"), "check"], cwd=service.directory, env=env)
 
 
 def seed(
