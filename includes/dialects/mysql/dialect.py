@@ -48,6 +48,10 @@ _DEADLOCK = 1213
 # The server shut down (1053), or this connection was killed (1927, MariaDB).
 _SERVER_ENDED = frozenset({1053, 1927})
 
+# The driver's own errors for a connection that is gone, where SQLAlchemy does not wrap
+# them: none here (asyncmy's reach SQLAlchemy as DBAPI errors).
+LOST_CONNECTION: tuple[type[Exception], ...] = ()
+
 # Connect arguments for a short-lived engine (migrations, test set-up): none needed here.
 ONE_OFF_CONNECT_ARGS: dict[str, Any] = {}
 

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from typing import TypeVar
 
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 from sqlalchemy import event
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
@@ -34,6 +35,10 @@ _VIOLATIONS = {
     "23502": "not_null",
 }
 _RETRYABLE = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+
+# The driver's own errors for a connection that is gone, raised where SQLAlchemy does not
+# wrap them (setting up a new connection that the server ends at that moment).
+LOST_CONNECTION: tuple[type[Exception], ...] = (asyncpg.InterfaceError,)
 
 # Connect arguments for a short-lived engine (migrations, test set-up): nothing is
 # prepared for reuse, so it works through PgBouncer in transaction mode too.

@@ -23,6 +23,9 @@ T = TypeVar("T")
 _NAMED = re.compile(r"\b((?:uq|ck|fk|pk)_\w+)")
 _UNIQUE_COLUMNS = re.compile(r"UNIQUE constraint failed: (.+)$")
 
+# The driver's own errors for a connection that is gone: a file has none.
+LOST_CONNECTION: tuple[type[Exception], ...] = ()
+
 # Connect arguments for a short-lived engine (migrations, test set-up): none needed here.
 ONE_OFF_CONNECT_ARGS: dict[str, Any] = {}
 

@@ -31,6 +31,7 @@ from ..core.errors import InvalidQuery
 from ..core.errors import NotFound
 from ..core.errors import StaleVersion
 from ..core.logging import request_id_var
+from ..db.dialect import LOST_CONNECTION
 from ..db.dialect import violation
 from ..db.session import constraint_error
 
@@ -176,6 +177,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeoutError, _unavailable)
     app.add_exception_handler(OSError, _unavailable)
     app.add_exception_handler(TimeoutError, _unavailable)
+    for lost in LOST_CONNECTION:  # the driver's own, where SQLAlchemy does not wrap them
+        app.add_exception_handler(lost, _unavailable)
     app.add_exception_handler(Exception, unexpected)
 
 

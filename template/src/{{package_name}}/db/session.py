@@ -46,6 +46,7 @@ from ..core.errors import DomainError
 from ..core.errors import InvalidData
 from ..core.errors import StaleVersion
 from .base import Base
+from .dialect import LOST_CONNECTION
 from .dialect import is_retryable
 from .dialect import violated_constraint
 from .dialect import violation
@@ -59,6 +60,9 @@ log = logging.getLogger(__name__)
 _DEPTH = "unit_of_work_depth"
 RETRY_ATTEMPTS = "retry_attempts"
 LEGACY = "legacy"
+# A read runs at most this many times when its connection turns out gone: a restart or a
+# failover can end the new connection too while it is being set up.
+_READS = 3
 
 
 class _ReadOnly(Session):
@@ -96,15 +100,23 @@ def _read_once_more_if_dropped(state: ORMExecuteState) -> Result[Any]:
             "an INSERT, UPDATE or DELETE on a read session: make the route a POST, PUT, "
             "PATCH or DELETE and write in a @unit_of_work"
         )
-    try:
-        return state.invoke_statement()
-    except DBAPIError as error:
-        if not error.connection_invalidated:
-            raise
-        log.warning("database connection lost (%s); reading again", type(error.orig).__name__)
-    # The pool has discarded the dead connection and every one opened before it.
-    state.session.rollback()
-    return state.invoke_statement()
+    for attempt in range(1, _READS + 1):
+        try:
+            return state.invoke_statement()
+        except Exception as error:
+            if not lost_connection(error) or attempt == _READS:
+                raise
+            log.warning("database connection lost (%s); reading again", type(error).__name__)
+            # The pool has discarded the dead connection and every one opened before it.
+            state.session.rollback()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def lost_connection(error: BaseException) -> bool:
+    """Whether `error` says the connection is gone (dropped, ended by the server)."""
+    if isinstance(error, DBAPIError):
+        return bool(error.connection_invalidated)
+    return isinstance(error, LOST_CONNECTION)
 
 
 _OUTSIDE = "a write outside a unit of work: decorate the method that writes with @unit_of_work"
@@ -147,14 +159,15 @@ def unit_of_work(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]
             except StaleDataError as error:
                 await session.rollback()
                 raise StaleVersion(getattr(args[0], "resource", "record")) from error
-            except DBAPIError as error:
+            except Exception as error:
                 await session.rollback()
-                if violation(error) is not None:
+                if isinstance(error, DBAPIError) and violation(error) is not None:
                     raise constraint_error(error) from error
-                if error.connection_invalidated and committing:
+                if lost_connection(error) and committing:
                     log.warning("connection lost during COMMIT: its outcome is unknown")
-                lost = error.connection_invalidated and not committing
-                if not (is_retryable(error) or lost) or attempt == attempts:
+                lost = lost_connection(error) and not committing
+                raced = isinstance(error, DBAPIError) and is_retryable(error)
+                if not (raced or lost) or attempt == attempts:
                     raise
                 why = "its connection was lost" if lost else "it lost a race"
                 log.warning("retrying a unit of work: %s (attempt %d)", why, attempt)

@@ -8,6 +8,7 @@ from pydantic import Field
 from ..api.schemas import EntityRead
 from ..api.schemas import Omittable
 from ..api.schemas import StorableStr
+from ..api.schemas import Version
 from ..tasks.schemas import TaskRead
 
 ProjectName = Annotated[StorableStr, Field(min_length=1, max_length=200)]
@@ -19,7 +20,7 @@ ProjectSort = Literal["created_at", "-created_at", "updated_at", "-updated_at", 
 
 
 class ProjectCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
     name: ProjectName
     slug: ProjectSlug
@@ -29,9 +30,9 @@ class ProjectCreate(BaseModel):
 class ProjectUpdate(BaseModel):
     """Only the fields sent are changed; `version` is the one the client last read."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1)
+    version: Version
     name: Omittable[ProjectName] = None
     slug: Omittable[ProjectSlug] = None
     description: Omittable[ProjectDescription] = None

@@ -3,6 +3,7 @@ from typing import Annotated
 from typing import Literal
 
 from pydantic import BaseModel
+from pydantic import BeforeValidator
 from pydantic import ConfigDict
 from pydantic import Field
 
@@ -10,18 +11,20 @@ from ..api.schemas import EntityRead
 from ..api.schemas import Omittable
 from ..api.schemas import StorableDatetime
 from ..api.schemas import StorableStr
+from ..api.schemas import Version
+from ..api.schemas import json_integer
 from ..db.keys import Key
 from .models import TaskStatus
 
 TaskTitle = Annotated[StorableStr, Field(min_length=1, max_length=200)]
-TaskPriority = Annotated[int, Field(ge=0, le=5)]
+TaskPriority = Annotated[int, Field(ge=0, le=5), BeforeValidator(json_integer)]
 TaskSort = Literal[
     "created_at", "-created_at", "updated_at", "-updated_at", "priority", "-priority"
 ]
 
 
 class TaskCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
     title: TaskTitle
     status: TaskStatus = "todo"
@@ -32,9 +35,9 @@ class TaskCreate(BaseModel):
 class TaskUpdate(BaseModel):
     """Only the fields sent are changed; `version` is the one the client last read."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1)
+    version: Version
     title: Omittable[TaskTitle] = None
     status: Omittable[TaskStatus] = None
     priority: Omittable[TaskPriority] = None
