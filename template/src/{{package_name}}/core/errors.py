@@ -1,4 +1,4 @@
-"""Domain errors: raised by services, mapped to HTTP in one place (`api/errors.py`)."""
+"""Domain errors: raised by services, mapped to HTTP in one place (`api/problems.py`)."""
 
 from collections.abc import Sequence
 
