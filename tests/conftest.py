@@ -13,20 +13,6 @@ from .harness.venv import service_venv
 from .variants import VARIANTS
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--fuzz", action="store_true", help="also run the fuzz tier (Schemathesis)")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The fuzz tier runs only when asked for (`--fuzz`), and says so when it does not."""
-    if config.getoption("--fuzz"):
-        return
-    fuzz = [item for item in items if item.get_closest_marker("fuzz")]
-    if fuzz:
-        items[:] = [item for item in items if not item.get_closest_marker("fuzz")]
-        config.hook.pytest_deselected(items=fuzz)
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     # pytest-copie renders the template named by --template (default "."): make it this

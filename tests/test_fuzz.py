@@ -23,8 +23,7 @@ from .harness.boot import uvicorn
 from .harness.databases import scratch_database
 from .harness.run import run
 
-# Opt-in (`pytest --fuzz`) until the findings in issue 14's note are fixed: it fails there.
-pytestmark = [pytest.mark.full, pytest.mark.fuzz]
+pytestmark = pytest.mark.full
 
 SEED = 20261129
 CONFIG = Path(__file__).with_name("schemathesis.toml")
