@@ -72,12 +72,20 @@ async def open_transactions(url: URL) -> int:
 
 
 async def drop_connections(url: URL) -> None:
-    """What a restart or failover does to a pool: every session of one database's user ends."""
-    user = url.username
-    (rows,) = await admin(f"SELECT id FROM information_schema.processlist WHERE user = '{user}'")
-    for (session_id,) in rows:  # type: ignore[attr-defined]
-        with contextlib.suppress(DBAPIError):  # it may have ended by itself meanwhile
-            await admin(f"KILL {int(session_id)}")
+    """What a restart or failover does to a pool: every session of one database's user
+    ends, all at once (one admin connection issues the KILLs back to back)."""
+    engine = create_async_engine(server_url().set(database="mysql"), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            sessions = await conn.execute(
+                text("SELECT id FROM information_schema.processlist WHERE user = :user"),
+                {"user": url.username},
+            )
+            for session_id in sessions.scalars().all():
+                with contextlib.suppress(DBAPIError):  # it may have ended by itself meanwhile
+                    await conn.execute(text(f"KILL {int(session_id)}"))
+    finally:
+        await engine.dispose()
 
 
 async def cut_off(url: URL) -> None:
