@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 _DEPTH = "unit_of_work_depth"
 RETRY_ATTEMPTS = "retry_attempts"
 LEGACY = "legacy"
+# Awaited with the session once an outermost unit of work has sent its COMMIT, whatever
+# came of it, before the unit of work returns: what the commit made stale outside the
+# database is dropped there (the cache's entries, `cache/entries.py`).
+AFTER_COMMIT: list[Callable[["WriteSession"], Awaitable[None]]] = []
 # A read runs at most this many times when its connection turns out gone: a restart or a
 # failover can end the new connection too while it is being set up.
 _READS = 3
@@ -179,6 +183,9 @@ def unit_of_work(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]
                 return result
             finally:
                 session.info[_DEPTH] = 0
+                if committing:
+                    for hook in AFTER_COMMIT:
+                        await hook(session)
         raise AssertionError("unreachable")  # pragma: no cover
 
     return run
