@@ -99,7 +99,7 @@ class Cache:
             socket_timeout=settings.cache_timeout,
             socket_connect_timeout=settings.cache_timeout,
             retry=Retry(NoBackoff(), 0),
-            client_name=f"{self.prefix}-cache",
+            client_name=f"{settings.cache_key_prefix}-cache",  # in CLIENT LIST
         )
         self._lease = self.redis.register_script(_LEASE)
         self._fill = self.redis.register_script(_FILL)
