@@ -23,6 +23,7 @@ QUESTIONS = [
     "primary_key",
     "soft_delete",
     "example_domain",
+    "cache",
 ]
 
 
@@ -81,6 +82,9 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
         package / "db" / "uuid7.py": answers["primary_key"] == "uuid",
         package / "db" / "replicas.py": answers["database"] == "postgresql",
         package / "api" / "consistency.py": answers["database"] == "postgresql",
+        package / "cache": answers["cache"],
+        variant.path / "tests" / "api" / "test_cache.py": answers["cache"]
+        and answers["example_domain"],
     }
     assert {str(p): p.exists() for p in expected} == {str(p): v for p, v in expected.items()}
     versions = list((variant.path / "migrations" / "versions").glob("*.py"))
@@ -88,6 +92,8 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
     source = "\n".join(p.read_text() for p in package.rglob("*.py"))
     if not answers["soft_delete"]:
         assert "deleted_at" not in source and "restore" not in source
+    if not answers["cache"]:
+        assert "redis" not in (source + (variant.path / "pyproject.toml").read_text()).lower()
     if answers["primary_key"] == "int":
         assert "uuid" not in (package / "db" / "keys.py").read_text().lower()
         assert "uuid7" not in source

@@ -66,8 +66,15 @@ def variant(
     return name, answers | EXTRAS.get(name, {})
 
 
+# The Redis cache once per backend, on the backend's defaults otherwise. The cache reads
+# and drops rows through the same code whatever the key type or delete mode, so each of
+# these is a variant of its own, independent of the others (a later option's variants can
+# be combined with them by name).
+CACHED = {f"{database}-cache": {"database": database, "cache": True} for database in DATABASES}
+
 VARIANTS: dict[str, dict[str, Any]] = dict(
     [variant(*options) for options in product(DATABASES, PRIMARY_KEYS, SOFT_DELETE)]
     + [variant(*options, example_domain=False) for options in SKELETONS]
+    + list(CACHED.items())
 )
 assert set(EXTRAS) <= set(VARIANTS), f"extras for no variant: {set(EXTRAS) - set(VARIANTS)}"
