@@ -18,6 +18,7 @@ matches. Once the unit of work has sent its COMMIT (`db/session.py`), those entr
 are dropped, before the response is sent.
 """
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable
@@ -155,11 +156,12 @@ def record_statement(state: ORMExecuteState) -> None:
 
 
 async def drop_stale(session: WriteSession) -> None:
-    """After a COMMIT: drop what the unit of work recorded."""
+    """After a COMMIT: drop what the unit of work recorded. Shielded: a request cancelled
+    now (its client hung up) has committed, and its drops must still happen."""
     stale: set[str] | None = session.info.pop(_STALE, None)
     cache: Cache | None = session.info.get(CACHE)
     if stale and cache is not None:
-        await cache.invalidate(stale)
+        await asyncio.shield(cache.invalidate(stale))
 
 
 # Registered on first import (db/resource.py imports this module).
