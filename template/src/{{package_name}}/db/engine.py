@@ -110,7 +110,7 @@ class DatabaseManager:
         self.settings = settings
         self.counters = PoolCounters()
         # What every session this manager makes finds in `session.info`, read as each is
-        # made: an entry added after connect() (the cache, in the lifespan) reaches them.
+        # made: an entry added after connect() (a cache, in the lifespan) reaches them.
         self.session_info: dict[str, Any] = {}
         self._engine: AsyncEngine | None = None
         self._read_engine: AsyncEngine | None = None

@@ -62,7 +62,7 @@ RETRY_ATTEMPTS = "retry_attempts"
 LEGACY = "legacy"
 # Awaited with the session once an outermost unit of work has sent its COMMIT, whatever
 # came of it, before the unit of work returns: what the commit made stale outside the
-# database is dropped there (the cache's entries, `cache/entries.py`).
+# database (a cache's entries) is dropped there. Empty unless something registers.
 AFTER_COMMIT: list[Callable[["WriteSession"], Awaitable[None]]] = []
 # A read runs at most this many times when its connection turns out gone: a restart or a
 # failover can end the new connection too while it is being set up.
