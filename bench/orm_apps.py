@@ -20,10 +20,10 @@ that, request by request, before it measures them.
   pool). Target 2 says the template must cost at most 0.6x of it on a get and 0.5x on
   a create.
 
-Both get their own engine with the same pool size as every other app in the layers
-table (40, no overflow), so that pool churn is not what the comparison measures: the
-templates keep SQLAlchemy's default of 5 + 10 overflow, which under 8 concurrent
-callers would open and close connections all the time.
+Both get their own engine with the same pool as every other app in the layers table
+(40, no overflow), so that the pool's size is not what the comparison measures: the
+templates keep SQLAlchemy's default of 5 + 10 overflow, whose overflow connections are
+closed when they come back to a pool that already holds 5 idle ones, and opened again.
 """
 
 import uuid
