@@ -46,6 +46,9 @@ class MeteredPool(AsyncAdaptedQueuePool):
     long. SQLAlchemy has no event before a checkout, so the pool's public `connect()`
     is timed; the wait includes opening a new connection when the pool makes one."""
 
+    # SQLAlchemy's own logger name, so its pool messages stay where its settings put them.
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.name("unnamed")
