@@ -70,6 +70,7 @@ BAD_ANSWERS = [
     ("soft_delete", "maybe", "soft_delete"),
     ("soft_delete", "2", "soft_delete"),
     ("example_domain", "sometimes", "example_domain"),
+    ("tracing", "perhaps", "tracing"),
 ]
 
 

@@ -66,8 +66,13 @@ def variant(
     return name, answers | EXTRAS.get(name, {})
 
 
+# Traces on (the `tracing` question), once per backend over the defaults of the other
+# questions: the OpenTelemetry dependencies, spans and their tests render and pass.
+TRACES = {f"{database}-traces": {"database": database, "tracing": True} for database in DATABASES}
+
 VARIANTS: dict[str, dict[str, Any]] = dict(
     [variant(*options) for options in product(DATABASES, PRIMARY_KEYS, SOFT_DELETE)]
     + [variant(*options, example_domain=False) for options in SKELETONS]
+    + list(TRACES.items())
 )
 assert set(EXTRAS) <= set(VARIANTS), f"extras for no variant: {set(EXTRAS) - set(VARIANTS)}"
