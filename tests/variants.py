@@ -3,10 +3,10 @@
 The options that shape the domain's code (database, primary_key, soft_delete) interact
 three ways: a key type that works on one backend fails on another only with the
 example domain's tables, a soft-delete index only with one key type. So the table holds
-every combination of them with the example domain (3 x 2 x 2 = 12), and the skeleton
+every combination of them with the example domain (3 x 2 x 2 = 12), the skeleton
 (example_domain=false) once per backend (3), and traces on (`tracing`) once per backend
-(3). The full tier (install, the service's own
-tests on a real database, Alembic's command line, a uvicorn boot) runs for every one.
+(3). The full tier (install, the service's own tests on a real database, Alembic's
+command line, a uvicorn boot) runs for every one.
 
 Answers that do not shape the domain (names, description, author, Python version) are
 spread over the variants as extras, so each backend meets a package name at the
