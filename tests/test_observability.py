@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from .conftest import Rendered
-from .harness.boot import uvicorn
+from .harness.boot import free_port, uvicorn
 from .harness.databases import scratch_database
 from .harness.run import run
 
@@ -76,14 +76,7 @@ def test_two_workers_one_set_of_figures_and_json_lines(
         ) as base:
             before = scrape_each_worker(base)
             assert len(set(before.values())) == 1, before  # both see every worker's count
-            served: dict[str, int] = {}
-            for _ in range(400):
-                response = httpx.get(f"{base}/health/live", timeout=5)
-                assert response.status_code == 200
-                served[worker_of(response)] = served.get(worker_of(response), 0) + 1
-                if len(served) == 2 and sum(served.values()) >= 20:
-                    break
-            assert len(served) == 2, f"one worker served all {sum(served.values())} requests"
+            served = spread_requests(base)
             after = scrape_each_worker(base)
     total = sum(served.values())
     assert after == {worker: next(iter(before.values())) + total for worker in after}, (
@@ -98,3 +91,44 @@ def test_two_workers_one_set_of_figures_and_json_lines(
     started = [r for r in records if r["message"].startswith("Started server process")]
     assert len(started) == 2 and {r["logger"] for r in started} == {"uvicorn.error"}
     assert {"time", "level", "logger", "message", "request_id"} <= set(records[0])
+
+
+def spread_requests(base: str) -> dict[str, int]:
+    """GET /health/live until both workers have served some; requests by worker."""
+    served: dict[str, int] = {}
+    for _ in range(400):  # a new connection each time: the kernel picks the worker
+        response = httpx.get(f"{base}/health/live", timeout=5)
+        assert response.status_code == 200
+        served[worker_of(response)] = served.get(worker_of(response), 0) + 1
+        if len(served) == 2 and sum(served.values()) >= 20:
+            return served
+    raise AssertionError(f"one worker served all {sum(served.values())} requests")
+
+
+def test_a_metrics_port_of_its_own_serves_both_workers(
+    render: Callable[[str], Rendered], venv_for: Callable[[Rendered], Path], tmp_path: Path
+) -> None:
+    """METRICS_PORT under two workers: the first to bind it serves everyone's figures."""
+    rendered = render("default")
+    bin_dir = venv_for(rendered)
+    figures = tmp_path / "prometheus"
+    figures.mkdir()
+    port = free_port()
+    log = tmp_path / "uvicorn.log"
+    with scratch_database("postgresql", "metrics_port") as url:
+        env = {
+            "DATABASE_URL": url,
+            "PROMETHEUS_MULTIPROC_DIR": str(figures),
+            "METRICS_PORT": str(port),
+            "DB_POOL_SIZE": "2",
+            "DB_WRITE_POOL_SIZE": "1",
+        }
+        with uvicorn(
+            bin_dir, rendered.path, rendered.package, env, timeout=120, workers=2, log=log
+        ) as base:
+            assert httpx.get(f"{base}/metrics", timeout=5).status_code == 404
+            before = live_requests_counted(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
+            served = spread_requests(base)
+            after = live_requests_counted(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
+    assert after - before == sum(served.values()), (before, served, after)
+    assert log.read_text().count("is served by another worker") == 1
