@@ -135,10 +135,5 @@ def time_statements(engine: Engine, *, pool: str, slow_ms: int) -> None:
         if elapsed >= threshold:
             log.warning("slow query (%.0f ms): %s", elapsed * 1000, " ".join(statement.split()))
 
-    def failed(context: Any) -> None:
-        if context.connection is not None and context.connection.info.get("query_start"):
-            context.connection.info["query_start"].pop()
-
     event.listen(engine, "before_cursor_execute", before)
     event.listen(engine, "after_cursor_execute", after)
-    event.listen(engine, "handle_error", failed)
