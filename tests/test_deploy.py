@@ -239,15 +239,16 @@ def test_secrets_come_from_one_secret(deployed: Rendered) -> None:
     for kind in ("Deployment", "Job"):
         (container,) = containers(built(deployed, kind))
         refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
-        assert {name: ref["key"] for name, ref in refs.items()} == {
-            "DATABASE_URL": "DATABASE_URL",
-            "CURSOR_SECRET": "CURSOR_SECRET",
-        }
+        # The API reads the cache's Redis too; the migration Job has no use for it.
+        cached = {"REDIS_URL"} if deployed.answers["cache"] and kind == "Deployment" else set()
+        expected = {"DATABASE_URL", "CURSOR_SECRET"} | cached
+        assert {name: ref["key"] for name, ref in refs.items()} == {n: n for n in expected}
         secrets |= {ref["name"] for ref in refs.values()}
     (secret,) = secrets
     readme = (k8s(deployed) / "README.md").read_text()
     assert f"kubectl create secret generic {secret} \\" in readme
     assert "--from-literal=DATABASE_URL=" in readme and "--from-literal=CURSOR_SECRET=" in readme
+    assert ("--from-literal=REDIS_URL=" in readme) == deployed.answers["cache"]
 
 
 def test_the_service_and_disruption_budget_select_api_pods_only(deployed: Rendered) -> None:

@@ -23,6 +23,7 @@ QUESTIONS = [
     "primary_key",
     "soft_delete",
     "example_domain",
+    "cache",
     "tracing",
 ]
 
@@ -82,6 +83,9 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
         package / "db" / "uuid7.py": answers["primary_key"] == "uuid",
         package / "db" / "replicas.py": answers["database"] == "postgresql",
         package / "api" / "consistency.py": answers["database"] == "postgresql",
+        package / "cache": answers["cache"],
+        variant.path / "tests" / "api" / "test_cache.py": answers["cache"]
+        and answers["example_domain"],
         package / "core" / "tracing.py": answers["tracing"],
         variant.path / "tests" / "api" / "test_tracing.py": answers["tracing"],
     }
@@ -91,6 +95,8 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
     source = "\n".join(p.read_text() for p in package.rglob("*.py"))
     if not answers["soft_delete"]:
         assert "deleted_at" not in source and "restore" not in source
+    if not answers["cache"]:
+        assert "redis" not in (source + (variant.path / "pyproject.toml").read_text()).lower()
     if not answers["tracing"]:
         assert "opentelemetry" not in source + (variant.path / "pyproject.toml").read_text()
     if answers["primary_key"] == "int":

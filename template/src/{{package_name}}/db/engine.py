@@ -111,6 +111,9 @@ class DatabaseManager:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.counters = PoolCounters()
+        # What every session this manager makes finds in `session.info`, read as each is
+        # made: an entry added after connect() (a cache, in the lifespan) reaches them.
+        self.session_info: dict[str, Any] = {}
         self._engine: AsyncEngine | None = None
         self._read_engine: AsyncEngine | None = None
         self._probe_engine: AsyncEngine | None = None
@@ -151,6 +154,7 @@ class DatabaseManager:
 
     async def connect(self) -> None:
         """Build the engines and wait, with exponential backoff, until the database answers."""
+        self.session_info[RETRY_ATTEMPTS] = self.settings.db_retry_attempts
         engine = build_engine(self.settings)
         read_engine = build_engine(self.settings, read_only=True)
         self._probe_engine = build_engine(self.settings, pool_size=1)
@@ -166,10 +170,14 @@ class DatabaseManager:
             class_=WriteSession,
             expire_on_commit=False,
             autoflush=False,
-            info={RETRY_ATTEMPTS: self.settings.db_retry_attempts},
+            info=self.session_info,
         )
         self._reads = async_sessionmaker(
-            read_engine, class_=ReadSession, expire_on_commit=False, autoflush=False
+            read_engine,
+            class_=ReadSession,
+            expire_on_commit=False,
+            autoflush=False,
+            info=self.session_info,
         )
         self._engine, self._read_engine = engine, read_engine
         attempts = self.settings.db_connect_attempts

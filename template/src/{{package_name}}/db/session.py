@@ -61,6 +61,10 @@ log = logging.getLogger(__name__)
 _DEPTH = "unit_of_work_depth"
 RETRY_ATTEMPTS = "retry_attempts"
 LEGACY = "legacy"
+# Awaited with the session once an outermost unit of work has sent its COMMIT, whatever
+# came of it, before the unit of work returns: what the commit made stale outside the
+# database (a cache's entries) is dropped there. Empty unless something registers.
+AFTER_COMMIT: list[Callable[["WriteSession"], Awaitable[None]]] = []
 # Retries by kind, for /metrics (core/metrics.py).
 _READ_AGAIN = RETRIES.labels("lost_connection", "read")
 _WRITE_AGAIN = {
@@ -188,6 +192,9 @@ def unit_of_work(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]
                 return result
             finally:
                 session.info[_DEPTH] = 0
+                if committing:
+                    for hook in AFTER_COMMIT:
+                        await hook(session)
         raise AssertionError("unreachable")  # pragma: no cover
 
     return run
