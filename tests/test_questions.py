@@ -73,6 +73,7 @@ BAD_ANSWERS = [
     ("example_domain", "sometimes", "example_domain"),
     ("cache", "sometimes", "cache"),
     ("cache", "redis", "cache"),
+    ("tracing", "perhaps", "tracing"),
 ]
 
 

@@ -24,6 +24,7 @@ QUESTIONS = [
     "soft_delete",
     "example_domain",
     "cache",
+    "tracing",
 ]
 
 
@@ -85,6 +86,8 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
         package / "cache": answers["cache"],
         variant.path / "tests" / "api" / "test_cache.py": answers["cache"]
         and answers["example_domain"],
+        package / "core" / "tracing.py": answers["tracing"],
+        variant.path / "tests" / "api" / "test_tracing.py": answers["tracing"],
     }
     assert {str(p): p.exists() for p in expected} == {str(p): v for p, v in expected.items()}
     versions = list((variant.path / "migrations" / "versions").glob("*.py"))
@@ -94,6 +97,8 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
         assert "deleted_at" not in source and "restore" not in source
     if not answers["cache"]:
         assert "redis" not in (source + (variant.path / "pyproject.toml").read_text()).lower()
+    if not answers["tracing"]:
+        assert "opentelemetry" not in source + (variant.path / "pyproject.toml").read_text()
     if answers["primary_key"] == "int":
         assert "uuid" not in (package / "db" / "keys.py").read_text().lower()
         assert "uuid7" not in source

@@ -3,9 +3,10 @@
 The options that shape the domain's code (database, primary_key, soft_delete) interact
 three ways: a key type that works on one backend fails on another only with the
 example domain's tables, a soft-delete index only with one key type. So the table holds
-every combination of them with the example domain (3 x 2 x 2 = 12), and the skeleton
-(example_domain=false) once per backend (3). The full tier (install, the service's own
-tests on a real database, Alembic's command line, a uvicorn boot) runs for every one.
+every combination of them with the example domain (3 x 2 x 2 = 12), the skeleton
+(example_domain=false) once per backend (3), the cache and traces (`tracing`) each once
+per backend (3 + 3). The full tier (install, the service's own tests on a real database, Alembic's
+command line, a uvicorn boot) runs for every one.
 
 Answers that do not shape the domain (names, description, author, Python version) are
 spread over the variants as extras, so each backend meets a package name at the
@@ -71,10 +72,14 @@ def variant(
 # these is a variant of its own, independent of the others (a later option's variants can
 # be combined with them by name).
 CACHED = {f"{database}-cache": {"database": database, "cache": True} for database in DATABASES}
+# Traces on (the `tracing` question), once per backend over the defaults of the other
+# questions: the OpenTelemetry dependencies, spans and their tests render and pass.
+TRACES = {f"{database}-traces": {"database": database, "tracing": True} for database in DATABASES}
 
 VARIANTS: dict[str, dict[str, Any]] = dict(
     [variant(*options) for options in product(DATABASES, PRIMARY_KEYS, SOFT_DELETE)]
     + [variant(*options, example_domain=False) for options in SKELETONS]
     + list(CACHED.items())
+    + list(TRACES.items())
 )
 assert set(EXTRAS) <= set(VARIANTS), f"extras for no variant: {set(EXTRAS) - set(VARIANTS)}"

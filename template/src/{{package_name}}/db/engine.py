@@ -33,8 +33,9 @@ from .dialect import engine_options
 from .dialect import max_connections
 from .dialect import misconfigured
 from .dialect import prepare
+from .metrics import MeteredPool
 from .metrics import PoolCounters
-from .metrics import log_slow_queries
+from .metrics import time_statements
 from .metrics import watch_pool
 from .session import RETRY_ATTEMPTS
 from .session import ReadSession
@@ -65,6 +66,7 @@ def build_engine(
         pool_pre_ping=settings.db_pool_pre_ping,
         echo=settings.db_echo,
         hide_parameters=True,
+        poolclass=MeteredPool,
         **engine_options(settings, read_only=read_only),
     )
     event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
@@ -156,10 +158,10 @@ class DatabaseManager:
         engine = build_engine(self.settings)
         read_engine = build_engine(self.settings, read_only=True)
         self._probe_engine = build_engine(self.settings, pool_size=1)
-        for each in (engine, read_engine, self._probe_engine):
-            watch_pool(each.sync_engine, self.counters)
-            if self.settings.db_slow_query_ms:
-                log_slow_queries(each.sync_engine, self.settings.db_slow_query_ms)
+        slow_ms = self.settings.db_slow_query_ms
+        for name, each in (("write", engine), ("read", read_engine), ("probe", self._probe_engine)):
+            watch_pool(each.sync_engine, self.counters, pool=name)
+            time_statements(each.sync_engine, pool=name, slow_ms=slow_ms)
         # expire_on_commit=False: objects stay readable after commit without a lazy load
         # (which async sessions cannot do implicitly). autoflush=False: flushes happen where
         # the code says so, never in the middle of building a query.
