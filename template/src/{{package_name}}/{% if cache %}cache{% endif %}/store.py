@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from typing import Literal
 
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -60,6 +61,13 @@ return 1
 """
 
 
+CACHE_EVENTS = Counter(
+    "cache_events",
+    "Cache outcomes, named as in CacheCounters (errors, bypassed: the database answered)",
+    ["event"],
+)
+
+
 @dataclass
 class CacheCounters:
     """Since start-up. `errors` and `bypassed` count requests Redis did not serve."""
@@ -79,6 +87,11 @@ class CacheCounters:
     bypassed: int = 0
     # Drops that failed; each is tried again before this process reads from Redis.
     invalidation_errors: int = 0
+
+    def count(self, event: str, n: int = 1) -> None:
+        """Add `n` to the field named `event`, and to `/metrics`' `cache_events_total`."""
+        setattr(self, event, getattr(self, event) + n)
+        CACHE_EVENTS.labels(event).inc(n)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -112,7 +125,7 @@ class Cache:
         """The body under `key`, or `load()`'s (stored for the next reader). Concurrent
         calls for one key in this process run `load` once; its error reaches them all."""
         while (flight := self._flights.get(key)) is not None:
-            self.counters.coalesced += 1
+            self.counters.count("coalesced")
             await asyncio.wait([flight])  # our own cancellation propagates, not the leader's
             if not flight.cancelled():
                 return flight.result()
@@ -136,7 +149,7 @@ class Cache:
 
     async def _through(self, key: str, load: Callable[[], Awaitable[bytes]]) -> bytes:
         if not await self._usable():
-            self.counters.bypassed += 1
+            self.counters.count("bypassed")
             return await load()
         lease = secrets.token_hex(8)
         found = await self._call(self._lease(keys=[key], args=[lease, LEASE_MS]))
@@ -144,15 +157,15 @@ class Cache:
             return await load()
         hit, value = found
         if hit:
-            self.counters.hits += 1
+            self.counters.count("hits")
             return bytes(value)
-        self.counters.misses += 1
+        self.counters.count("misses")
         body = await load()
         stored = await self._call(self._fill(keys=[key], args=[value, body, self.ttl_ms]))
         if stored == 1:
-            self.counters.fills += 1
+            self.counters.count("fills")
         elif stored == 0:
-            self.counters.fills_refused += 1
+            self.counters.count("fills_refused")
         return body
 
     async def invalidate(self, keys: Iterable[str]) -> None:
@@ -169,11 +182,11 @@ class Cache:
         # DEL is allowed even when Redis is out of memory.
         dropped = await self._call(self.redis.delete(*keys))
         if dropped is None:
-            self.counters.invalidation_errors += len(keys - self._undropped)
+            self.counters.count("invalidation_errors", len(keys - self._undropped))
             self._undropped |= keys
             log.warning("cache: %d entries could not be dropped; retrying before reads", len(keys))
             return False
-        self.counters.invalidations += len(keys)
+        self.counters.count("invalidations", len(keys))
         self._undropped -= keys
         return True
 
@@ -189,7 +202,7 @@ class Cache:
         try:
             return await command
         except (RedisError, OSError) as error:
-            self.counters.errors += 1
+            self.counters.count("errors")
             self._failed_at = time.monotonic()
             log.warning("cache unavailable (%s): reading the database", type(error).__name__)
             return None
