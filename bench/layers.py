@@ -5,31 +5,44 @@ much of that distance the stack itself sets before the service adds a line. Ever
 below answers the same two requests (GET one project by id, POST one project) from the
 same seeded database, called as ASGI apps directly (no HTTP server, no sockets to the
 client, no other process on the CPU clock), so the only difference between two rows
-is the layers in between. The floor, the service and the previous render also answer
-the list pages (offset with total, cursor) and the parents with their children:
+is the layers in between. The floor, the two hand-written ORM apps, the service and the
+previous render also answer the list pages (offset with total, cursor) and the parents
+with their children:
 
     floor              Starlette + raw asyncpg pool + orjson (bench/floor_app.py)
     starlette_core     Starlette + SQLAlchemy Core on an autocommit AsyncConnection
     fastapi_constant   FastAPI answering a constant ProjectRead: FastAPI's own cost
     fastapi_asyncpg    FastAPI + raw asyncpg pool (the issue's "FastAPI over asyncpg")
     fastapi_core       FastAPI + SQLAlchemy Core, autocommit, statement built once
-    fastapi_orm        FastAPI + AsyncSession + ORM: reads in autocommit with a statement
-                       built once, creates as a unit of work (BEGIN, INSERT, COMMIT); no
-                       dependency, no middleware: the leanest ORM service there is
+    fastapi_orm        FastAPI + AsyncSession + ORM, the leanest ORM service there is
+                       (bench/orm_apps.py): reads in autocommit with statements built
+                       once, creates as a unit of work (BEGIN, INSERT, COMMIT); no
+                       dependency, no middleware. Issue 17, target 1: the service at
+                       most 1.10x its CPU per request on every endpoint
+    usual              the same endpoints as the popular FastAPI templates write them
+                       (bench/orm_apps.py): a `yield` dependency that commits in
+                       `finally`, pool pre-ping, statements built per request, a refresh
+                       after every insert, a class dependency run in the thread pool.
+                       Target 2: the service at most 0.6x on a get, 0.5x on a create
     service            the rendered service, every layer (its production settings)
     previous           with --previous-package: the service as an earlier template
                        revision rendered it (run.py --previous-ref), on the same database,
                        libraries and settings; `against_previous` in the output is
                        service / previous per endpoint, overall and round by round
 
+Before anything is measured, every app that answers all the endpoints is sent the
+same requests as the service, and its JSON compared with the service's (`same_json` in
+the output; a ratio against an app that answers something else would mean nothing).
 Apps are measured in turn, round after round (the order rotates), after a warm-up;
-the figure is the median over rounds of process CPU time per request. Run by run.py
+the figure is the median over rounds of process CPU time per request. `against_lean`,
+`against_usual` and `against_previous` are the service's CPU per request over that
+app's, per endpoint, of the medians and round by round. Run by run.py
 (in the service's venv, with the rendered package importable) before it drops the
 database; by hand:
 
     DATABASE_URL=postgresql+asyncpg://... FLOOR_DATABASE_URL=postgresql://... \\
     CURSOR_SECRET=... python bench/layers.py --ids ids.txt --out layers.json \\
-        [--previous-package previous_service] [--apps floor,service,previous]
+        [--previous-package previous_service] [--apps floor,fastapi_orm,usual,service]
 """
 
 import argparse
@@ -50,10 +63,11 @@ from typing import Any
 
 import asyncpg
 import orjson
+import orm_apps
 import uvloop
 from fastapi import FastAPI, Request
 from sqlalchemy import bindparam, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
@@ -67,14 +81,15 @@ LAYERS = {
     "fastapi_constant": "FastAPI, constant response (no I/O)",
     "fastapi_asyncpg": "FastAPI + raw asyncpg",
     "fastapi_core": "FastAPI + SQLAlchemy Core (autocommit)",
-    "fastapi_orm": "FastAPI + AsyncSession ORM (reads in autocommit)",
+    "fastapi_orm": "FastAPI + AsyncSession ORM, the leanest (reads in autocommit)",
+    "usual": "FastAPI + AsyncSession ORM, the usual template pattern",
     "service": "the rendered service",
     "previous": "the previous render",
 }
 # What every app answers; the apps in FULL also answer the list pages and the parents
 # with their children, as the HTTP benchmark sends them.
 ENDPOINTS = ("get", "list_offset", "list_cursor", "with_tasks", "create")
-FULL = frozenset({"floor", "service", "previous"})
+FULL = frozenset({"floor", "fastapi_orm", "usual", "service", "previous"})
 BASIC = ("get", "create")
 # Requests per round, as a share of --n: a page of 20 costs several gets.
 SHARE = {"get": 1.0, "list_offset": 0.5, "list_cursor": 0.5, "with_tasks": 0.25, "create": 1.0}
@@ -82,7 +97,7 @@ PAGES, PAGE_SIZE = 50, 20
 
 
 def build_apps(
-    package: str, url: str, floor_url: str, previous: str | None = None
+    package: str, url: str, floor_url: str, secret: str, previous: str | None = None
 ) -> dict[str, Any]:
     """The apps, each with its own pool; the service's models and schemas are shared."""
     importlib.import_module(f"{package}.models")  # every mapper, so relationships resolve
@@ -91,7 +106,6 @@ def build_apps(
     create_schema = importlib.import_module(f"{package}.projects.schemas").ProjectCreate
     table = project_model.__table__
     by_id = select(*table.c).where(table.c.id == bindparam("id"))
-    orm_by_id = select(project_model).where(project_model.id == bindparam("id"))
     insert_row = insert(table).returning(*table.c)  # built once, like the lookups
     new_key = importlib.import_module(f"{package}.db.uuid7").uuid7  # the service's keys
     constant = {
@@ -194,34 +208,14 @@ def build_apps(
         async with engine("fastapi_core").connect() as conn:
             return (await conn.execute(insert_row, values)).one()
 
-    orm_state: dict[str, Any] = {}
-
-    @asynccontextmanager
-    async def with_sessions(app: Any) -> AsyncIterator[None]:
-        writes = create_async_engine(url, pool_size=40, max_overflow=0)
-        orm_state["reads"] = async_sessionmaker(
-            writes.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-        )
-        orm_state["writes"] = async_sessionmaker(writes, expire_on_commit=False)
-        try:
-            yield
-        finally:
-            await writes.dispose()
-
-    fastapi_orm = fastapi("fastapi_orm", with_sessions)
-
-    @fastapi_orm.get("/api/v1/projects/{project_id}", response_model=read_schema)
-    async def o_get(project_id: uuid.UUID) -> object:
-        async with orm_state["reads"]() as session:
-            return (await session.scalars(orm_by_id, {"id": project_id})).one()
-
-    @fastapi_orm.post("/api/v1/projects", response_model=read_schema, status_code=201)
-    async def o_create(data: create_schema) -> object:  # type: ignore[valid-type]
-        async with orm_state["writes"]() as session:
-            project = project_model(**data.model_dump())
-            session.add(project)
-            await session.commit()
-            return project
+    # The two hand-written ORM apps (bench/orm_apps.py), on the service's own models.
+    models = orm_apps.Models(
+        project=project_model,
+        task=importlib.import_module(f"{package}.tasks.models").Task,
+        read=read_schema,
+        with_tasks=importlib.import_module(f"{package}.projects.schemas").ProjectWithTasks,
+        create=create_schema,
+    )
 
     floor = importlib.import_module("floor_app").app
     service = importlib.import_module(f"{package}.main").app
@@ -231,7 +225,8 @@ def build_apps(
         "fastapi_constant": fastapi_constant,
         "fastapi_asyncpg": fastapi_asyncpg,
         "fastapi_core": fastapi_core,
-        "fastapi_orm": fastapi_orm,
+        "fastapi_orm": orm_apps.lean_app(models, url, secret),
+        "usual": orm_apps.usual_app(models, url, secret),
         "service": service,
     }
     if previous is not None:
@@ -302,6 +297,69 @@ async def cursor_paths(app: ASGI) -> list[str]:
     return paths
 
 
+# What the JSON check compares by kind, not by value: cursors are signed by each app
+# (both must have one, or neither), and a created row's key, slug and times are its own.
+CREATED_OWN = frozenset({"id", "slug", "created_at", "updated_at"})
+JSON_READS = {
+    "get": "/api/v1/projects/{id}",
+    "list_offset": "/api/v1/projects?size=5&page=3",
+    "list_cursor": "/api/v1/projects/cursor?size=5",
+    "with_tasks": "/api/v1/projects/with-tasks?size=3&page=2",
+}
+
+
+def comparable(key: str, body: Any) -> Any:
+    if not isinstance(body, dict):
+        return body
+    if key.startswith("list_cursor"):
+        return {**body, "next_cursor": body.get("next_cursor") is not None}
+    if key == "create":
+        return {k: type(v).__name__ if k in CREATED_OWN else v for k, v in body.items()}
+    return body
+
+
+async def same_json(apps: dict[str, ASGI], some_id: str, slug: str) -> dict[str, Any]:
+    """Every other app that answers all the endpoints, sent the service's requests: is
+    its JSON the service's? Reads first (each app's own cursor for a second page), then
+    one create each, since a create adds a row to the pages' totals."""
+    others = [name for name in apps if name in FULL and name != "service"]
+    if "service" not in apps or not others:
+        return {}
+
+    async def ask(app: ASGI, method: str, path: str, body: bytes = b"") -> tuple[int, Any]:
+        statuses: dict[int, int] = {}
+        answer = bytearray()
+        await call(app, method, path, body, statuses, answer)
+        return next(iter(statuses)), orjson.loads(answer) if answer else None
+
+    answers: dict[str, dict[str, tuple[int, Any]]] = {}
+    for name in ["service", *others]:
+        mine = answers[name] = {}
+        for key, path in JSON_READS.items():
+            mine[key] = await ask(apps[name], "GET", path.format(id=some_id))
+        cursor = (mine["list_cursor"][1] or {}).get("next_cursor")
+        if cursor is not None:
+            path = f"/api/v1/projects/cursor?size=5&cursor={cursor}"
+            mine["list_cursor_next"] = await ask(apps[name], "GET", path)
+    for name in ["service", *others]:
+        body = {"name": "Same JSON", "slug": f"{slug}-{name.replace('_', '-')}", "description": "x"}
+        answers[name]["create"] = await ask(
+            apps[name], "POST", "/api/v1/projects", orjson.dumps(body)
+        )
+    out: dict[str, Any] = {}
+    expected = answers["service"]
+    for name in others:
+        for key, (status, body) in answers[name].items():
+            want_status, want = expected.get(key, (None, None))
+            same = status == want_status and comparable(key, body) == comparable(key, want)
+            check: dict[str, Any] = {"identical": same, "status": [status, want_status]}
+            if not same:
+                check[name] = orjson.dumps(body)[:400].decode(errors="replace")
+                check["service"] = orjson.dumps(want)[:400].decode(errors="replace")
+            out.setdefault(name, {})[key] = check
+    return out
+
+
 async def measure(
     app: ASGI, request: Callable[[int], tuple[str, str, bytes]], n: int, concurrency: int
 ) -> tuple[float, dict[int, int]]:
@@ -325,6 +383,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         args.package,
         os.environ["DATABASE_URL"],
         os.environ["FLOOR_DATABASE_URL"],
+        os.environ["CURSOR_SECRET"],
         args.previous_package,
     )
     if args.apps:
@@ -368,6 +427,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
     bad: dict[str, dict[str, dict[int, int]]] = {}
     try:
+        checked = await same_json(apps, ids[0], f"{args.slug_prefix}{run}-json")
         if "list_cursor" in keys:
             for name in samples["list_cursor"]:
                 cursors[name] = await cursor_paths(apps[name])
@@ -407,7 +467,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "cpu_ms": figures,
         "samples": samples,
-        "against_previous": against_previous(samples),
+        "same_json": checked,
+        "against_lean": against(samples, "fastapi_orm"),
+        "against_usual": against(samples, "usual"),
+        "against_previous": against(samples, "previous"),
     }
 
 
@@ -417,12 +480,12 @@ def partial_request(
     return lambda i: request(app, i)
 
 
-def against_previous(samples: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, Any]]:
-    """service / previous per endpoint: of the medians, and round by round (both were
+def against(samples: dict[str, dict[str, list[float]]], other: str) -> dict[str, dict[str, Any]]:
+    """service / `other` per endpoint: of the medians, and round by round (both were
     measured in every round, so a round's ratio is free of the drift between rounds)."""
     out: dict[str, dict[str, Any]] = {}
     for key, by_app in samples.items():
-        mine, theirs = by_app.get("service"), by_app.get("previous")
+        mine, theirs = by_app.get("service"), by_app.get(other)
         if not mine or not theirs:
             continue
         by_round = [round(a / b, 4) for a, b in zip(mine, theirs, strict=True)]
@@ -430,11 +493,8 @@ def against_previous(samples: dict[str, dict[str, list[float]]]) -> dict[str, di
             "cpu": round(statistics.median(mine) / statistics.median(theirs), 4),
             "by_round": by_round,
             "median_of_rounds": round(statistics.median(by_round), 4),
-            "cpu_ms": {"previous": statistics.median(theirs), "service": statistics.median(mine)},
-            "spread_ms": {
-                "previous": [min(theirs), max(theirs)],
-                "service": [min(mine), max(mine)],
-            },
+            "cpu_ms": {other: statistics.median(theirs), "service": statistics.median(mine)},
+            "spread_ms": {other: [min(theirs), max(theirs)], "service": [min(mine), max(mine)]},
         }
     return out
 
@@ -463,6 +523,12 @@ if __name__ == "__main__":
     for key, by_app in result["cpu_ms"].items():
         for name, value in by_app.items():
             print(f"{key:11s} {LAYERS[name]:48s} {value:.3f} ms")
-    for key, ratio in result["against_previous"].items():
-        rounds = " ".join(f"{r:.3f}" for r in ratio["by_round"])
-        print(f"{key:11s} service / previous {ratio['cpu']:.3f} (rounds {rounds})")
+    for other in ("lean", "usual", "previous"):
+        for key, ratio in result[f"against_{other}"].items():
+            rounds = " ".join(f"{r:.3f}" for r in ratio["by_round"])
+            print(f"{key:11s} service / {other:8s} {ratio['cpu']:.3f} (rounds {rounds})")
+    for name, checks in result["same_json"].items():
+        differ = [key for key, check in checks.items() if not check["identical"]]
+        print(
+            f"same JSON as the service: {name}: " + (f"DIFFERS for {differ}" if differ else "yes")
+        )

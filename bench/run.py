@@ -456,8 +456,17 @@ def layers_phase(
         "layers (get, ms/req in process): "
         + ", ".join(f"{name} {value:.3f}" for name, value in get.items())
     )
-    for key, ratio in layers.get("against_previous", {}).items():
-        say(f"layers {key}: service / previous {ratio['cpu']:.3f} (by round {ratio['by_round']})")
+    for other in ("lean", "usual", "previous"):
+        for key, ratio in layers.get(f"against_{other}", {}).items():
+            say(
+                f"layers {key}: service / {other} {ratio['cpu']:.3f} (by round {ratio['by_round']})"
+            )
+    for name, checks in layers.get("same_json", {}).items():
+        differ = [key for key, check in checks.items() if not check["identical"]]
+        say(
+            f"layers: {name} "
+            + (f"answers OTHER JSON for {differ}" if differ else "answers the service's JSON")
+        )
     return layers
 
 

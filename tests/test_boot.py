@@ -26,6 +26,9 @@ def test_boot_round_trip_and_outage(
     database = variant.answers["database"]
     with scratch_database(database, variant.name) as url:
         env = {"DATABASE_URL": url, "HEALTH_TIMEOUT": "2", "DB_POOL_TIMEOUT": "2"}
+        if variant.answers["cache"]:
+            # Keys of this boot's own on the shared Redis, gone seconds after it ends.
+            env |= {"CACHE_KEY_PREFIX": f"boot-{uuid.uuid4().hex[:12]}", "CACHE_TTL_SECONDS": "5"}
         migrated = run(bin_dir, variant.path, "alembic", "upgrade", "head", env=env)
         assert migrated.ok, migrated.output
         with (
@@ -33,7 +36,9 @@ def test_boot_round_trip_and_outage(
             httpx.Client(base_url=base, timeout=10) as http,
         ):
             if variant.answers["example_domain"]:
-                exercise_the_api(http, soft_delete=variant.answers["soft_delete"])
+                exercise_the_api(
+                    http, soft_delete=variant.answers["soft_delete"], cache=variant.answers["cache"]
+                )
             else:
                 paths = http.get("/openapi.json").json()["paths"]
                 assert not [path for path in paths if path.startswith("/api/")]
@@ -41,11 +46,11 @@ def test_boot_round_trip_and_outage(
                 survive_an_outage(http, database, url, api=variant.answers["example_domain"])
 
 
-def exercise_the_api(http: httpx.Client, *, soft_delete: bool) -> None:
+def exercise_the_api(http: httpx.Client, *, soft_delete: bool, cache: bool = False) -> None:
     assert http.get("/health/live").status_code == 200
     assert http.get("/health/ready").json() == {
         "status": "ok",
-        "checks": {"database": "ok", "schema": "ok"},
+        "checks": {"database": "ok", "schema": "ok"} | ({"cache": "ok"} if cache else {}),
     }
     slug = f"boot-{uuid.uuid4().hex[:8]}"
     created = http.post("/api/v1/projects", json={"name": "Booted", "slug": slug})

@@ -238,16 +238,19 @@ def test_secrets_come_from_one_secret(deployed: Rendered) -> None:
     secrets = set()
     for kind in ("Deployment", "Job"):
         (container,) = containers(built(deployed, kind))
-        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
-        assert {name: ref["key"] for name, ref in refs.items()} == {
-            "DATABASE_URL": "DATABASE_URL",
-            "CURSOR_SECRET": "CURSOR_SECRET",
+        refs = {
+            e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e
         }
+        # The API reads the cache's Redis too; the migration Job has no use for it.
+        cached = {"REDIS_URL"} if deployed.answers["cache"] and kind == "Deployment" else set()
+        expected = {"DATABASE_URL", "CURSOR_SECRET"} | cached
+        assert {name: ref["key"] for name, ref in refs.items()} == {n: n for n in expected}
         secrets |= {ref["name"] for ref in refs.values()}
     (secret,) = secrets
     readme = (k8s(deployed) / "README.md").read_text()
     assert f"kubectl create secret generic {secret} \\" in readme
     assert "--from-literal=DATABASE_URL=" in readme and "--from-literal=CURSOR_SECRET=" in readme
+    assert ("--from-literal=REDIS_URL=" in readme) == deployed.answers["cache"]
 
 
 def test_the_service_and_disruption_budget_select_api_pods_only(deployed: Rendered) -> None:
@@ -280,3 +283,20 @@ def test_the_migration_job_runs_before_the_rollout(deployed: Rendered) -> None:
         text = readme.read_text()
         assert all(step in text for step in steps), readme
         assert [text.index(step) for step in steps] == sorted(text.index(s) for s in steps)
+
+
+def test_a_pods_workers_share_one_set_of_metrics(deployed: Rendered) -> None:
+    """With WEB_CONCURRENCY > 1, /metrics on any worker must count the pod's requests: the
+    workers share a writable, initially empty directory (prometheus-client multiprocess)."""
+    assert int(built(deployed, "ConfigMap")["data"]["WEB_CONCURRENCY"]) > 1
+    deployment = built(deployed, "Deployment")
+    (container,) = containers(deployment)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volume = mounts[env["PROMETHEUS_MULTIPROC_DIR"]]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert "emptyDir" in volumes[volume]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    ports = {p["containerPort"] for p in container["ports"]}
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert int(annotations["prometheus.io/port"]) in ports

@@ -48,6 +48,7 @@ BAD_ANSWERS = [
     ("package_name", "sqlalchemy", "would shadow the dependency"),
     ("package_name", "alembic", "would shadow the dependency"),
     ("package_name", "pydantic", "would shadow the dependency"),
+    ("package_name", "redis", "would shadow the dependency"),
     ("package_name", "my-service", "lower-case letters, digits and underscores"),
     ("package_name", "MyService", "lower-case letters, digits and underscores"),
     ("package_name", "2fast", "starting with a letter"),
@@ -70,6 +71,9 @@ BAD_ANSWERS = [
     ("soft_delete", "maybe", "soft_delete"),
     ("soft_delete", "2", "soft_delete"),
     ("example_domain", "sometimes", "example_domain"),
+    ("cache", "sometimes", "cache"),
+    ("cache", "redis", "cache"),
+    ("tracing", "perhaps", "tracing"),
 ]
 
 

@@ -23,6 +23,8 @@ QUESTIONS = [
     "primary_key",
     "soft_delete",
     "example_domain",
+    "cache",
+    "tracing",
 ]
 
 
@@ -81,6 +83,11 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
         package / "db" / "uuid7.py": answers["primary_key"] == "uuid",
         package / "db" / "replicas.py": answers["database"] == "postgresql",
         package / "api" / "consistency.py": answers["database"] == "postgresql",
+        package / "cache": answers["cache"],
+        variant.path / "tests" / "api" / "test_cache.py": answers["cache"]
+        and answers["example_domain"],
+        package / "core" / "tracing.py": answers["tracing"],
+        variant.path / "tests" / "api" / "test_tracing.py": answers["tracing"],
     }
     assert {str(p): p.exists() for p in expected} == {str(p): v for p, v in expected.items()}
     versions = list((variant.path / "migrations" / "versions").glob("*.py"))
@@ -88,6 +95,10 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
     source = "\n".join(p.read_text() for p in package.rglob("*.py"))
     if not answers["soft_delete"]:
         assert "deleted_at" not in source and "restore" not in source
+    if not answers["cache"]:
+        assert "redis" not in (source + (variant.path / "pyproject.toml").read_text()).lower()
+    if not answers["tracing"]:
+        assert "opentelemetry" not in source + (variant.path / "pyproject.toml").read_text()
     if answers["primary_key"] == "int":
         assert "uuid" not in (package / "db" / "keys.py").read_text().lower()
         assert "uuid7" not in source

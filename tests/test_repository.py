@@ -27,3 +27,18 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 def test_readme_states_the_suite_wall_time() -> None:
     text = (TEMPLATE_ROOT / "README.md").read_text()
     assert re.search(r"takes about\s+\*\*\d+ (seconds|minutes?)\*\*", text)
+
+
+def test_the_site_gets_started_with_exactly_the_readme_commands() -> None:
+    render, test = readme_commands()[:2]
+    page = (TEMPLATE_ROOT / "docs" / "getting-started.md").read_text()
+    blocks = re.findall(r"```bash\n(.+?)\n```", page, flags=re.DOTALL)
+    assert render in blocks and test in blocks
+    # No other block on the page renders the template or runs its suite (the rendered
+    # service's own `uv run pytest` is another matter).
+    stale = [
+        b
+        for b in blocks
+        if b not in (render, test) and re.search(r"copier copy|\.venv/bin/pytest", b)
+    ]
+    assert not stale, stale

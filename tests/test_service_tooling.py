@@ -167,10 +167,20 @@ def test_ci_starts_the_chosen_database(variant: Rendered) -> None:
     url = urlsplit(job["env"]["DATABASE_URL"])
     drivers = {"postgresql": "postgresql+asyncpg", "mysql": "mysql+asyncmy"}
     assert url.scheme == drivers.get(database, "sqlite+aiosqlite")
+    services = dict(job.get("services", {}))
+    if variant.answers["cache"]:
+        redis = services.pop("redis")
+        compose = yaml.safe_load((variant.path / "compose.yaml").read_text())
+        assert redis["image"] == compose["services"]["redis"]["image"]
+        redis_url = urlsplit(job["env"]["REDIS_URL"])
+        assert redis["ports"] == [f"{redis_url.port}:{redis_url.port}"]
+        assert redis_url.hostname == "127.0.0.1"
+        assert "--health-cmd" in redis["options"], "steps must wait until Redis answers"
+    else:
+        assert "REDIS_URL" not in job["env"]
     if database == "sqlite":
-        assert "services" not in job
+        assert services == {}
         return
-    services = job["services"]
     assert list(services) == ["db"]
     db = services["db"]
     compose = yaml.safe_load((variant.path / "compose.yaml").read_text())

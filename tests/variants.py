@@ -3,9 +3,10 @@
 The options that shape the domain's code (database, primary_key, soft_delete) interact
 three ways: a key type that works on one backend fails on another only with the
 example domain's tables, a soft-delete index only with one key type. So the table holds
-every combination of them with the example domain (3 x 2 x 2 = 12), and the skeleton
-(example_domain=false) once per backend (3). The full tier (install, the service's own
-tests on a real database, Alembic's command line, a uvicorn boot) runs for every one.
+every combination of them with the example domain (3 x 2 x 2 = 12), the skeleton
+(example_domain=false) once per backend (3), and the cache with traces once per backend
+(3). The full tier (install, the service's own tests on a real database, Alembic's
+command line, a uvicorn boot) runs for every one.
 
 Answers that do not shape the domain (names, description, author, Python version) are
 spread over the variants as extras, so each backend meets a package name at the
@@ -66,8 +67,19 @@ def variant(
     return name, answers | EXTRAS.get(name, {})
 
 
+# The optional integrations, the Redis cache (`cache`) and traces (`tracing`), together once
+# per backend, on the backend's defaults otherwise. Every other variant has both off, so
+# each backend proves each of them present and absent. Their code does not depend on the
+# key type or the delete mode, and together they also prove they do not get in each
+# other's way (a cached read is still traced; a statement span never carries a value).
+INTEGRATIONS = {
+    f"{database}-cache-traces": {"database": database, "cache": True, "tracing": True}
+    for database in DATABASES
+}
+
 VARIANTS: dict[str, dict[str, Any]] = dict(
     [variant(*options) for options in product(DATABASES, PRIMARY_KEYS, SOFT_DELETE)]
     + [variant(*options, example_domain=False) for options in SKELETONS]
+    + list(INTEGRATIONS.items())
 )
 assert set(EXTRAS) <= set(VARIANTS), f"extras for no variant: {set(EXTRAS) - set(VARIANTS)}"

@@ -17,6 +17,17 @@ SERVICE, FLOOR, PING, PREVIOUS = "service", "floor", "service_ping", "previous"
 # The endpoints whose server CPU per request may not rise by more than this factor
 # against the previous render's, measured in the same run (in process, bench/layers.py).
 AGAINST_PREVIOUS = {"get": 1.05, "list_offset": 1.05, "list_cursor": 1.05, "create": 1.05}
+# Issue 17: the most the service's CPU per request may be, in process, as a multiple of
+# the leanest ORM app's (target 1) and of the usual template pattern's (target 2), both
+# in bench/orm_apps.py, measured in the same rounds and answering the same JSON.
+AGAINST_ORM = {
+    "against_lean": (
+        "fastapi_orm",
+        "the leanest ORM app's",
+        dict.fromkeys(("get", "list_offset", "list_cursor", "with_tasks", "create"), 1.10),
+    ),
+    "against_usual": ("usual", "the usual template pattern's", {"get": 0.6, "create": 0.5}),
+}
 
 
 @dataclass(frozen=True)
@@ -195,6 +206,7 @@ def targets(
                     "passed": measured["cpu"] <= limit,
                 }
             )
+    checks += against_orm_apps(layers or {})
     for endpoint in ENDPOINTS:
         wire = counts.get(endpoint.key, {})
         if PREVIOUS in wire and SERVICE in wire:
@@ -204,6 +216,35 @@ def targets(
                     "check": f"{endpoint.title}: round trips/request as the previous render's",
                     "value": f"{after:g} (previous {before:g})",
                     "passed": after <= before,
+                }
+            )
+    return checks
+
+
+def against_orm_apps(layers: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 17's targets 1 and 2: the service over each hand-written ORM app, per
+    endpoint. A ratio counts only if that app answered the service's JSON (checked by
+    bench/layers.py before it measured): otherwise the two did different work."""
+    checks: list[dict[str, Any]] = []
+    same_json = layers.get("same_json", {})
+    for number, (key, (app, whose, limits)) in enumerate(AGAINST_ORM.items(), start=1):
+        measured = layers.get(key, {})
+        for endpoint in ENDPOINTS:
+            limit, ratio = limits.get(endpoint.key), measured.get(endpoint.key)
+            if limit is None or ratio is None:
+                continue
+            json = {k: c for k, c in same_json.get(app, {}).items() if k.startswith(endpoint.key)}
+            differ = not json or not all(check["identical"] for check in json.values())
+            rounds = ratio["by_round"]
+            value = f"{ratio['cpu']:.3f}x (rounds {min(rounds):.3f}-{max(rounds):.3f})"
+            if differ:
+                value += "; JSON not the service's" if json else "; JSON not checked"
+            checks.append(
+                {
+                    "check": f"issue 17 target {number}, {endpoint.title}: server CPU/request "
+                    f"<= {limit:g}x {whose} (in process)",
+                    "value": value,
+                    "passed": ratio["cpu"] <= limit and not differ,
                 }
             )
     return checks

@@ -24,7 +24,7 @@ from .dependencies import write_session
 
 
 async def get_session(
-    session: Annotated[WriteSession, Depends(write_session, scope="function")],
+    session: Annotated[WriteSession, Depends(write_session)],
 ) -> AsyncIterator[AsyncSession]:
     legacy(session)
     try:

@@ -31,6 +31,7 @@ from ..core.errors import InvalidQuery
 from ..core.errors import NotFound
 from ..core.errors import StaleVersion
 from ..core.logging import request_id_var
+from ..core.metrics import PROBLEMS
 from ..db.dialect import LOST_CONNECTION
 from ..db.dialect import violation
 from ..db.session import constraint_error
@@ -73,6 +74,7 @@ def problem(
     }
     if errors is not None:
         body["errors"] = errors
+    PROBLEMS.labels(kind, str(status)).inc()
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

@@ -33,8 +33,9 @@ from .dialect import engine_options
 from .dialect import max_connections
 from .dialect import misconfigured
 from .dialect import prepare
+from .metrics import MeteredPool
 from .metrics import PoolCounters
-from .metrics import log_slow_queries
+from .metrics import time_statements
 from .metrics import watch_pool
 from .session import RETRY_ATTEMPTS
 from .session import ReadSession
@@ -65,6 +66,7 @@ def build_engine(
         pool_pre_ping=settings.db_pool_pre_ping,
         echo=settings.db_echo,
         hide_parameters=True,
+        poolclass=MeteredPool,
         **engine_options(settings, read_only=read_only),
     )
     event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
@@ -109,6 +111,9 @@ class DatabaseManager:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.counters = PoolCounters()
+        # What every session this manager makes finds in `session.info`, read as each is
+        # made: an entry added after connect() (a cache, in the lifespan) reaches them.
+        self.session_info: dict[str, Any] = {}
         self._engine: AsyncEngine | None = None
         self._read_engine: AsyncEngine | None = None
         self._probe_engine: AsyncEngine | None = None
@@ -149,13 +154,14 @@ class DatabaseManager:
 
     async def connect(self) -> None:
         """Build the engines and wait, with exponential backoff, until the database answers."""
+        self.session_info[RETRY_ATTEMPTS] = self.settings.db_retry_attempts
         engine = build_engine(self.settings)
         read_engine = build_engine(self.settings, read_only=True)
         self._probe_engine = build_engine(self.settings, pool_size=1)
-        for each in (engine, read_engine, self._probe_engine):
-            watch_pool(each.sync_engine, self.counters)
-            if self.settings.db_slow_query_ms:
-                log_slow_queries(each.sync_engine, self.settings.db_slow_query_ms)
+        slow_ms = self.settings.db_slow_query_ms
+        for name, each in (("write", engine), ("read", read_engine), ("probe", self._probe_engine)):
+            watch_pool(each.sync_engine, self.counters, pool=name)
+            time_statements(each.sync_engine, pool=name, slow_ms=slow_ms)
         # expire_on_commit=False: objects stay readable after commit without a lazy load
         # (which async sessions cannot do implicitly). autoflush=False: flushes happen where
         # the code says so, never in the middle of building a query.
@@ -164,10 +170,14 @@ class DatabaseManager:
             class_=WriteSession,
             expire_on_commit=False,
             autoflush=False,
-            info={RETRY_ATTEMPTS: self.settings.db_retry_attempts},
+            info=self.session_info,
         )
         self._reads = async_sessionmaker(
-            read_engine, class_=ReadSession, expire_on_commit=False, autoflush=False
+            read_engine,
+            class_=ReadSession,
+            expire_on_commit=False,
+            autoflush=False,
+            info=self.session_info,
         )
         self._engine, self._read_engine = engine, read_engine
         attempts = self.settings.db_connect_attempts

@@ -45,6 +45,7 @@ from ..core.errors import Conflict
 from ..core.errors import DomainError
 from ..core.errors import InvalidData
 from ..core.errors import StaleVersion
+from ..core.metrics import RETRIES
 from .base import Base
 from .dialect import LOST_CONNECTION
 from .dialect import is_retryable
@@ -60,6 +61,16 @@ log = logging.getLogger(__name__)
 _DEPTH = "unit_of_work_depth"
 RETRY_ATTEMPTS = "retry_attempts"
 LEGACY = "legacy"
+# Awaited with the session once an outermost unit of work has sent its COMMIT, whatever
+# came of it, before the unit of work returns: what the commit made stale outside the
+# database (a cache's entries) is dropped there. Empty unless something registers.
+AFTER_COMMIT: list[Callable[["WriteSession"], Awaitable[None]]] = []
+# Retries by kind, for /metrics (core/metrics.py).
+_READ_AGAIN = RETRIES.labels("lost_connection", "read")
+_WRITE_AGAIN = {
+    True: RETRIES.labels("lost_connection", "write"),
+    False: RETRIES.labels("deadlock_or_serialization", "write"),
+}
 # A read runs at most this many times when its connection turns out gone: a restart or a
 # failover can end the new connection too while it is being set up.
 _READS = 3
@@ -122,6 +133,7 @@ def _read_once_more_if_dropped(state: ORMExecuteState) -> Result[Any]:
             if not lost_connection(error) or attempt == _READS:
                 raise
             log.warning("database connection lost (%s); reading again", type(error).__name__)
+            _READ_AGAIN.inc()
             # The pool has discarded the dead connection and every one opened before it.
             state.session.rollback()
     raise AssertionError("unreachable")  # pragma: no cover
@@ -186,6 +198,7 @@ def unit_of_work(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]
                     raise
                 why = "its connection was lost" if lost else "it lost a race"
                 log.warning("retrying a unit of work: %s (attempt %d)", why, attempt)
+                _WRITE_AGAIN[lost].inc()
                 await asyncio.sleep(0.02 * 2**attempt * (1 + random.random()))  # noqa: S311
             except BaseException:
                 await session.rollback()
@@ -194,6 +207,9 @@ def unit_of_work(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]
                 return result
             finally:
                 session.info[_DEPTH] = 0
+                if committing:
+                    for hook in AFTER_COMMIT:
+                        await hook(session)
         raise AssertionError("unreachable")  # pragma: no cover
 
     return run
