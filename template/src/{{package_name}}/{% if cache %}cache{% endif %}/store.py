@@ -5,7 +5,8 @@ missed. A reader that misses takes a lease (or shares the one another process to
 reads the database, and stores its body only if the lease is still there; a write drops
 the whole hash after its commit. So a read that raced a write, and read the row before
 the write committed, finds its lease gone and stores nothing: it cannot put the old row
-back, however long it was paused (docs/decisions.md, "Cache").
+back, however long it was paused. (A version-checked set would need a version on every
+row and a tombstone to compare it with; the lease needs neither.)
 
 Redis is never a reason to fail a request: an error or a timeout (`CACHE_TIMEOUT`) is
 counted, the request reads the database, and reads leave Redis alone for
