@@ -215,6 +215,8 @@ def build_apps(
         read=read_schema,
         with_tasks=importlib.import_module(f"{package}.projects.schemas").ProjectWithTasks,
         create=create_schema,
+        offset_page=importlib.import_module(f"{package}.api.pagination").OffsetPage,
+        cursor_page=importlib.import_module(f"{package}.api.pagination").CursorPage,
     )
 
     floor = importlib.import_module("floor_app").app

@@ -30,40 +30,18 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from floor_app import Cursors  # the service's cursor format, written by hand
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from sqlalchemy import bindparam, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import selectinload
 
-T = TypeVar("T")
 BASE = "/api/v1/projects"
 MAX_PAGE_SIZE = 100  # the service's default MAX_PAGE_SIZE
 POOL = {"pool_size": 40, "max_overflow": 0}  # as every app in the layers table
-
-
-class OffsetPage(BaseModel, Generic[T]):
-    """The service's offset page body: the items, the live total, the page and size."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    items: list[T]
-    total: int
-    page: int
-    size: int
-
-
-class CursorPage(BaseModel, Generic[T]):
-    """The service's cursor page body."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    items: list[T]
-    next_cursor: str | None
-    size: int
 
 
 @dataclass(frozen=True)
@@ -75,6 +53,8 @@ class Models:
     read: type[BaseModel]  # ProjectRead
     with_tasks: type[BaseModel]  # ProjectWithTasks
     create: type[BaseModel]  # ProjectCreate
+    offset_page: Any  # the generic OffsetPage: same page bodies as the service
+    cursor_page: Any  # the generic CursorPage
 
 
 Size = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
@@ -133,7 +113,7 @@ def lean_app(models: Models, url: str, secret: str) -> FastAPI:
 
     app = FastAPI(title="fastapi_orm", lifespan=lifespan)
 
-    @app.get(BASE, response_model=OffsetPage[models.read])
+    @app.get(BASE, response_model=models.offset_page[models.read])
     async def list_projects(size: Size = 20, page: PageNumber = 1) -> object:
         async with sessions["read"]() as session:
             total = await session.scalar(count_live)
@@ -141,7 +121,7 @@ def lean_app(models: Models, url: str, secret: str) -> FastAPI:
             items = (await session.scalars(offset_page, params)).all()
         return {"items": items, "total": total, "page": page, "size": size}
 
-    @app.get(f"{BASE}/cursor", response_model=CursorPage[models.read])
+    @app.get(f"{BASE}/cursor", response_model=models.cursor_page[models.read])
     async def scroll_projects(size: Size = 20, cursor: CursorText = None) -> object:
         async with sessions["read"]() as session:
             if cursor is None:
@@ -158,7 +138,7 @@ def lean_app(models: Models, url: str, secret: str) -> FastAPI:
             next_cursor = cursors.encode(rows[-1].created_at, rows[-1].id)
         return {"items": rows, "next_cursor": next_cursor, "size": size}
 
-    @app.get(f"{BASE}/with-tasks", response_model=OffsetPage[models.with_tasks])
+    @app.get(f"{BASE}/with-tasks", response_model=models.offset_page[models.with_tasks])
     async def list_with_tasks(size: Size = 20, page: PageNumber = 1) -> object:
         async with sessions["read"]() as session:
             total = await session.scalar(count_live)
@@ -273,17 +253,17 @@ def usual_app(models: Models, url: str, secret: str) -> FastAPI:
     app = FastAPI(title="usual", lifespan=lifespan)
     Read, WithTasks = models.read, models.with_tasks
 
-    @app.get(BASE, response_model=OffsetPage[Read])
+    @app.get(BASE, response_model=models.offset_page[Read])
     async def read_projects(dao: DAO, size: Size = 20, page: PageNumber = 1) -> Any:
         count = await dao.count()
         items = await dao.page(size, (page - 1) * size)
         # full-stack-fastapi-template: each row validated into its public model, the page
         # built as a model, and FastAPI validates the returned model once more.
-        return OffsetPage[Read](
+        return models.offset_page[Read](
             items=[Read.model_validate(item) for item in items], total=count, page=page, size=size
         )
 
-    @app.get(f"{BASE}/cursor", response_model=CursorPage[Read])
+    @app.get(f"{BASE}/cursor", response_model=models.cursor_page[Read])
     async def scroll_projects(dao: DAO, size: Size = 20, cursor: CursorText = None) -> Any:
         position = None
         if cursor is not None:
@@ -295,15 +275,15 @@ def usual_app(models: Models, url: str, secret: str) -> FastAPI:
         if len(items) > size:
             items = items[:size]
             next_cursor = cursors.encode(items[-1].created_at, items[-1].id)
-        return CursorPage[Read](
+        return models.cursor_page[Read](
             items=[Read.model_validate(item) for item in items], next_cursor=next_cursor, size=size
         )
 
-    @app.get(f"{BASE}/with-tasks", response_model=OffsetPage[WithTasks])
+    @app.get(f"{BASE}/with-tasks", response_model=models.offset_page[WithTasks])
     async def read_projects_with_tasks(dao: DAO, size: Size = 20, page: PageNumber = 1) -> Any:
         count = await dao.count()
         items = await dao.page(size, (page - 1) * size, tasks=True)
-        return OffsetPage[WithTasks](
+        return models.offset_page[WithTasks](
             items=[WithTasks.model_validate(item) for item in items],
             total=count,
             page=page,
