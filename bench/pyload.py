@@ -26,11 +26,14 @@ class Stats:
         self.bytes = 0
 
 
-def request_maker(mode: str, argument: str, host: str) -> Callable[[int, int], bytes]:
+def request_maker(
+    mode: str, argument: str, host: str, header: str = ""
+) -> Callable[[int, int], bytes]:
     if mode == "paths":
+        extra = f"{header}\r\n" if header else ""
         with open(argument, encoding="utf-8") as lines:
             prepared = [
-                f"GET {line.strip()} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+                f"GET {line.strip()} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
                 for line in lines
                 if line.strip()
             ]
@@ -121,7 +124,7 @@ def percentile(ordered: list[float], p: float) -> float:
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
     url = urlsplit(args.url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
-    make = request_maker(args.mode, args.argument, f"{host}:{port}")
+    make = request_maker(args.mode, args.argument, f"{host}:{port}", args.header)
     stats = Stats()
     started = time.monotonic()
     deadline = started + args.seconds
@@ -156,6 +159,7 @@ def main() -> None:
     parser.add_argument("url")
     parser.add_argument("mode", choices=["paths", "create"])
     parser.add_argument("argument")
+    parser.add_argument("header", nargs="?", default="", help='paths mode: "Name: value" to send')
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--timeout", type=float, default=10.0)

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from harness import counting, endpoints, figures, load, prepare, profiler, report
+from harness import counting, endpoints, figures, load, measure, prepare, prices, profiler, report
 from harness.endpoints import ENDPOINTS
 from harness.figures import FLOOR, PING, PREVIOUS, SERVICE, Window
-from harness.procs import App, BackendSampler, cpu_seconds
+from harness.procs import App
 from harness.wire import WireCounter
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -90,6 +90,18 @@ def parse_args() -> argparse.Namespace:
         help="rounds of the in-process measurement (bench/layers.py; full: 3, quick: 1)",
     )
     parser.add_argument(
+        "--price-rounds", type=int, help="rounds of the price table over HTTP (full: 3, quick: 1)"
+    )
+    parser.add_argument(
+        "--scale-rounds", type=int, help="rounds of the scale table over HTTP (full: 2, quick: 1)"
+    )
+    parser.add_argument(
+        "--no-prices",
+        dest="prices",
+        action="store_false",
+        help="leave out the price and scale tables (PgBouncer, replica, renders with options)",
+    )
+    parser.add_argument(
         "--service-env",
         action="append",
         default=[],
@@ -107,7 +119,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="directory for benchmarks.md and .json")
     args = parser.parse_args()
     full = {"rounds": 3, "seconds": 8.0, "warmup": 3.0, "profile": True}
+    full |= {"price_rounds": 3, "scale_rounds": 2}
     quick = {"rounds": 1, "seconds": 3.0, "warmup": 1.0, "profile": False}
+    quick |= {"price_rounds": 1, "scale_rounds": 1}
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -152,6 +166,32 @@ class Urls:
         return f"postgresql://{self._auth()}@{where}/{self.database}?sslmode=disable"
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without any setting the benchmark must choose."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DB_", "FLOOR_")) and not key.startswith(_SERVICE_VARIABLES)
+    }
+
+
+def service_base_env(
+    urls: Urls,
+    secret: str,
+    db_port: int | None = None,
+    db_host: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The service as production runs it: every setting at its default but these."""
+    return {
+        **clean_env(),
+        "ENVIRONMENT": "production",
+        "CURSOR_SECRET": secret,
+        "DATABASE_URL": urls.sqlalchemy(db_port, db_host),
+        **(extra_env or {}),
+    }
+
+
 def make_apps(
     service: prepare.Service,
     venv: Path,
@@ -167,19 +207,9 @@ def make_apps(
     """The processes: the service as production runs it, the floor, and either the same
     service with pre-ping on or, when there is one, the previous render as production runs
     it (not both: four pools of up to 40 would pass PostgreSQL's 100 connections)."""
-    base = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DB_", "FLOOR_")) and not key.startswith(_SERVICE_VARIABLES)
-    }
+    base = clean_env()
     uvicorn = str(venv / "bin" / "uvicorn")
-    service_env = {
-        **base,
-        "ENVIRONMENT": "production",
-        "CURSOR_SECRET": secret,
-        "DATABASE_URL": urls.sqlalchemy(db_port, db_host),
-        **(extra_env or {}),
-    }
+    service_env = service_base_env(urls, secret, db_port, db_host, extra_env)
     apps: dict[str, App] = {}
     renders = [(SERVICE, "service (its default settings)", {}, service)]
     if previous is None:
@@ -371,20 +401,24 @@ def load_phase(
                 for name in order:
                     app = apps[name]
                     with running(app):
-                        # Unmeasured first: the pool filled, statements prepared, caches hot.
-                        tag = f"p{number}"
-                        load.run(app.port, workload(endpoint.key, name, tag), args.warmup, settings)
-                        sampler = BackendSampler(urls.database)
-                        before = cpu_seconds(app.pid)
-                        sampler.start()
-                        tag = f"r{number}"
-                        result = load.run(
-                            app.port, workload(endpoint.key, name, tag), args.seconds, settings
+                        pair = (
+                            workload(endpoint.key, name, f"p{number}"),
+                            workload(endpoint.key, name, f"r{number}"),
                         )
-                        spent = cpu_seconds(app.pid) - before
-                        pg_cpu, new_backends = sampler.stop()
+                        measured = measure.window(
+                            app, pair, settings, urls.database, args.seconds, args.warmup
+                        )
+                    result, spent = measured.load, measured.server_cpu_s
                     windows.append(
-                        Window(endpoint.key, name, number, result, spent, pg_cpu, new_backends)
+                        Window(
+                            endpoint.key,
+                            name,
+                            number,
+                            result,
+                            spent,
+                            measured.pg_cpu_s,
+                            measured.pg_new_backends,
+                        )
                     )
                     say(
                         f"round {number} {endpoint.key:<11} {name:<15} {result.rps:8.0f} req/s "
@@ -470,6 +504,67 @@ def layers_phase(
     return layers
 
 
+# The renders the price table needs beside the default: each option's own names, so
+# that all of them install into one venv on the same libraries.
+PRICE_RENDERS = {
+    "cache": {"project_name": "Price Cache", "project_slug": "price-cache", "cache": "true"},
+    "traces": {"project_name": "Price Traces", "project_slug": "price-traces", "tracing": "true"},
+}
+
+
+def prices_phase(
+    args: argparse.Namespace,
+    renders: dict[str, prepare.Service],
+    venvs: dict[str, Path],
+    urls: Urls,
+    work: Path,
+    secret: str,
+) -> dict[str, Any]:
+    """The price table (harness/prices.PRICES) and the scale table (SCALE), over HTTP."""
+    python = venvs["oldest"] / "bin" / "python"
+    settings = load.Settings(
+        loader=args.loader,
+        connections=args.connections,
+        threads=args.threads,
+        timeout_s=args.timeout,
+        slow_ms=args.slow_ms,
+        python=str(python),
+    )
+    paths_dir = work / "paths"
+    paths_dir.mkdir(exist_ok=True)
+    sample = (work / "ids.txt").read_text(encoding="utf-8").split()
+    every = (work / "ids.all.txt").read_text(encoding="utf-8").split()
+    phase = prices.Phase(
+        services=renders,
+        venvs=venvs,
+        base_env=service_base_env(urls, secret, extra_env=args.service_env),
+        database=urls.database,
+        paths={
+            "get": endpoints.write_paths(paths_dir, "get", endpoints.read_paths("get", sample)),
+            "get_all": endpoints.write_paths(
+                paths_dir, "get_all", endpoints.read_paths("get", every)
+            ),
+        },
+        settings=settings,
+        logs=work / "logs",
+        seconds=args.seconds,
+        warmup=args.warmup,
+        say=say,
+        free_port=free_port,
+        cleanup=lambda: prepare.dbtool(
+            python, "cleanup", "--url", urls.plain(), "--slug-prefix", "load-"
+        ),
+    )
+    try:
+        with prices.servers(urls.sqlalchemy, prices.PRICES) as found:
+            say("prices: a PgBouncer and a streaming replica are up")
+            priced = prices.run(phase, prices.PRICES, args.price_rounds, found)
+        scaled = prices.run(phase, prices.SCALE, args.scale_rounds, prices.Servers(urls.sqlalchemy))
+    finally:
+        prices.forget_cache(python)
+    return {"prices": priced, "scale": scaled}
+
+
 def main() -> None:
     args = parse_args()
     args.loader = load.choose_loader(args.loader)
@@ -488,9 +583,20 @@ def main() -> None:
     if args.previous_ref:
         previous = prepare.render_previous(work / "previous", args.previous_ref)
         say(f"rendered the template at {args.previous_ref} into {previous.directory}")
+    renders = {"default": service}
+    if args.prices:
+        for name, answers in PRICE_RENDERS.items():
+            renders[name] = prepare.render(work / f"price-{name}", args.vcs_ref, answers)
+    beside = [*([previous] if previous else []), *list(renders.values())[1:]]
     venv = BENCH_DIR / ".venv"
-    python = prepare.ensure_venv(venv, service, *([previous] if previous else []))
-    say(f"installed {'them' if previous else 'it'} into {venv}")
+    python = prepare.ensure_venv(venv, service, *beside)
+    say(f"installed {', '.join([service.package, *(s.package for s in beside)])} into {venv}")
+    venvs = {"oldest": venv}
+    if args.prices:
+        version, interpreter = prepare.newest_python()
+        venvs["newest"] = BENCH_DIR / f".venv-{version}"
+        prepare.ensure_venv(venvs["newest"], service, interpreter=interpreter)
+        say(f"installed {service.package} into {venvs['newest']} (Python {version})")
 
     database = f"bench_{started_at:%Y%m%d%H%M%S}_{os.getpid()}"
     urls = Urls(args.admin_url, database)
@@ -520,6 +626,9 @@ def main() -> None:
         windows, profiles = load_phase(args, service, venv, urls, work, ids, secret, previous)
         layers = layers_phase(args, python, service, urls, ids_file, work, secret, previous)
         prepare.dbtool(python, "cleanup", "--url", urls.plain(), "--slug-prefix", "load-")
+        priced: dict[str, Any] = {}
+        if args.prices:
+            priced = prices_phase(args, renders, venvs, urls, work, secret)
     finally:
         prepare.dbtool(python, "drop", "--admin-url", args.admin_url, "--name", database)
         say(f"dropped {database}")
@@ -533,6 +642,7 @@ def main() -> None:
     }
     summary = figures.summarise(windows)
     service_ratios = figures.ratios(summary, counts, SERVICE)
+    checks = figures.targets(summary, service_ratios, counts, args.slow_ms, layers)
     results: dict[str, Any] = {
         "meta": {
             "started": started_at.isoformat(timespec="seconds"),
@@ -541,6 +651,16 @@ def main() -> None:
             "versions": {**versions["versions"], "wrk": load.wrk_version()},  # type: ignore[dict-item]
             "postgres_settings": versions["postgres_settings"],
             "template": prepare.template_revision(),
+            "python_versions": {
+                name: prepare.run(
+                    [
+                        str(v / "bin" / "python"),
+                        "-c",
+                        "import platform; print(platform.python_version())",
+                    ]
+                ).strip()
+                for name, v in venvs.items()
+            },
             "database_unavailable_responses": unavailable,
             "loader": args.loader,
             "seed": seeded,
@@ -556,6 +676,8 @@ def main() -> None:
                 "duration_s": time.monotonic() - _started,
                 "service_dir": str(args.service_dir) if args.service_dir else None,
                 "service_env": args.service_env,
+                "price_rounds": args.price_rounds if args.prices else 0,
+                "scale_rounds": args.scale_rounds if args.prices else 0,
                 "previous_ref": args.previous_ref,
             },
         },
@@ -566,11 +688,14 @@ def main() -> None:
             PREVIOUS: figures.ratios(summary, counts, PREVIOUS),
         },
         "against_previous": figures.against_previous(summary, counts, layers),
-        "targets": figures.targets(summary, service_ratios, counts, args.slow_ms, layers),
+        "targets": checks,
+        "verdict": figures.verdict(checks, counts),
         "counts": counts,
         "shapes": shapes,
         "profile": profiles,
         "layers": layers,
+        "prices": priced.get("prices"),
+        "scale": priced.get("scale"),
         "windows": [window.as_dict() for window in windows],
     }
     report.write(results, args.out / "benchmarks.md", args.out / "benchmarks.json")

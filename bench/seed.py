@@ -94,11 +94,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--ids-out", required=True, help="file for a sample of project ids")
     parser.add_argument("--sample", type=int, default=2000)
+    parser.add_argument("--all-ids-out", help="file for every project id")
     args = parser.parse_args()
     ids, result = asyncio.run(seed(args.package, args.projects, args.tasks_per_project, args.batch))
     chosen = random.Random(7).sample(ids, min(args.sample, len(ids)))
     with open(args.ids_out, "w", encoding="utf-8") as out:
         out.write("\n".join(chosen) + "\n")
+    if args.all_ids_out:
+        with open(args.all_ids_out, "w", encoding="utf-8") as out:
+            out.write("\n".join(ids) + "\n")
     print(json.dumps(result))
 
 

@@ -7,9 +7,10 @@ previous one is answered) at a fixed number of connections, to 127.0.0.1 only.
 
 import json
 import os
+import resource
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
@@ -23,6 +24,7 @@ class Workload:
 
     mode: str  # "paths" or "create"
     argument: str  # the paths file, or the slug prefix of created projects
+    header: str = ""  # paths mode: "Name: value" sent with every request
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class LoadResult:
     mean_ms: float
     slow: int  # requests slower than Settings.slow_ms
     errors: dict[str, int]  # connect, read, write, status (HTTP >= 400), timeout
+    loader_cpu_s: float = 0.0  # the load generator's own CPU time (user + system)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -107,6 +110,7 @@ def run(port: int, workload: Workload, seconds: float, settings: Settings) -> Lo
             "--",
             workload.mode,
             workload.argument,
+            *([workload.header] if workload.header else []),
         ]
     else:
         argv = [
@@ -115,14 +119,18 @@ def run(port: int, workload: Workload, seconds: float, settings: Settings) -> Lo
             url,
             workload.mode,
             workload.argument,
+            *([workload.header] if workload.header else []),
             f"--connections={settings.connections}",
             f"--seconds={seconds:g}",
             f"--timeout={settings.timeout_s:g}",
             f"--slow-ms={settings.slow_ms}",
         ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(
         argv, capture_output=True, text=True, env=env, timeout=seconds + 60, check=False
     )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed ({result.returncode}):\n{result.stderr[-2000:]}")
-    return _parse(result.stdout)
+    spent = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return replace(_parse(result.stdout), loader_cpu_s=round(spent, 3))

@@ -6,9 +6,11 @@ included), installed into the benchmark's own venv the way its Dockerfile instal
 seeded through its own services and repositories (bench/seed.py).
 """
 
+import glob
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -92,7 +94,9 @@ def describe(directory: Path) -> Service:
     return Service(directory, packages[0], meta["project"]["name"])
 
 
-def ensure_venv(venv: Path, service: Service, *beside: Service) -> Path:
+def ensure_venv(
+    venv: Path, service: Service, *beside: Service, interpreter: str = sys.executable
+) -> Path:
     """Create (once) and update the service venv; returns its python.
 
     `beside`: other renders (the previous one) installed in the same venv, on the same
@@ -100,7 +104,7 @@ def ensure_venv(venv: Path, service: Service, *beside: Service) -> Path:
     """
     python = venv / "bin" / "python"
     if not python.exists():
-        run([tool("uv"), "venv", "--quiet", "--python", sys.executable, str(venv)])
+        run([tool("uv"), "venv", "--quiet", "--python", interpreter, str(venv)])
     reinstall = [arg for s in (service, *beside) for arg in ("--reinstall-package", s.distribution)]
     run(
         [
@@ -142,6 +146,8 @@ def check_schema(venv: Path, service: Service, sqlalchemy_url: str) -> None:
 def seed(
     python: Path, service: Service, sqlalchemy_url: str, projects: int, tasks: int, ids_out: Path
 ) -> dict[str, object]:
+    """Seed through the service's own code; a sample of ids in `ids_out`, every id beside
+    it (`ids.all.txt`)."""
     env = {**os.environ, "DATABASE_URL": sqlalchemy_url}
     out = run(
         [
@@ -155,6 +161,8 @@ def seed(
             str(tasks),
             "--ids-out",
             str(ids_out),
+            "--all-ids-out",
+            str(ids_out.with_suffix(".all.txt")),
         ],
         cwd=service.directory,
         env=env,
@@ -187,3 +195,20 @@ def template_revision() -> dict[str, object]:
     except (RuntimeError, FileNotFoundError):
         return {"commit": None, "template_dirty": None}
     return {"commit": commit, "template_dirty": dirty}
+
+
+def newest_python() -> tuple[str, str]:
+    """The newest Python the template offers (copier.yml's `python_version` choices) and
+    an interpreter of it on this machine: on PATH, or one pyenv keeps."""
+    text = (REPO_DIR / "copier.yml").read_text(encoding="utf-8")
+    question = re.split(r"\n(?=\S)", text.split("\npython_version:", 1)[1], maxsplit=1)[0]
+    choices = re.findall(r'^\s+- "(\d+\.\d+)"$', question, re.MULTILINE)
+    version = max(choices, key=lambda v: tuple(int(n) for n in v.split(".")))
+    pyenv = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
+    found = sorted(glob.glob(f"{pyenv}/versions/{version}.*/bin/python{version}"))
+    found.append(shutil.which(f"python{version}") or "")
+    for candidate in filter(None, found):
+        works = subprocess.run([candidate, "-c", ""], capture_output=True, check=False)
+        if works.returncode == 0:  # a pyenv shim without that version selected fails here
+            return version, candidate
+    raise SystemExit(f"no Python {version} here: install it (pyenv install {version})")

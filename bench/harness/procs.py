@@ -26,6 +26,34 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (uvicorn's workers under its supervisor), read from /proc."""
+    found: list[int] = []
+    for task in os.scandir(f"/proc/{pid}/task"):
+        try:
+            with open(f"{task.path}/children", encoding="ascii") as children:
+                for child in map(int, children.read().split()):
+                    found += [child, *descendants(child)]
+        except OSError:
+            continue
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of `pid` and every process below it that is still running.
+
+    A worker that exited within a window takes its CPU time with it: the load phases
+    keep every worker alive from before the window to after it.
+    """
+    total = 0.0
+    for member in (pid, *descendants(pid)):
+        try:
+            total += cpu_seconds(member)
+        except OSError:
+            continue
+    return total
+
+
 @dataclass
 class App:
     """One uvicorn process: the rendered service, a variant of it, or the floor."""

@@ -126,6 +126,121 @@ def _targets(results: dict[str, Any]) -> str:
     return table(["check", "measured", "verdict"], rows)
 
 
+def _verdict(results: dict[str, Any]) -> str:
+    rows = [
+        [v["target"], v["value"], "pass" if v["passed"] else "**FAIL**"]
+        for v in results.get("verdict") or []
+    ]
+    return table(["target (issue 17)", "measured", "verdict"], rows) + (
+        "\n\nTargets 1 and 2 are measured in process (bench/layers.py), 3 and 4 over HTTP; "
+        'every check behind each line is in the table "Targets" below.'
+    )
+
+
+def _cpu_cell(mine: dict[str, Any], base: dict[str, Any] | None) -> str:
+    ratio = f" (x{mine['cpu_ms'] / base['cpu_ms']:.2f})" if base and base.get("cpu_ms") else ""
+    return f"{mine['cpu_ms']:.3f}{ratio}"
+
+
+def _prices(results: dict[str, Any]) -> str:
+    priced = results.get("prices")
+    if not priced:
+        return "Not measured in this run (`--no-prices`)."
+    summary, labels, extras = priced["summary"], priced["labels"], priced["extras"]
+    default = summary.get("default", {})
+    rows = []
+    for key, by_endpoint in summary.items():
+        cells = [labels[key]]
+        for endpoint in ("get", "create"):
+            mine, base = by_endpoint.get(endpoint), default.get(endpoint)
+            if mine is None:
+                cells += ["-", "-", "-"]
+                continue
+            p99 = f"{mine['p99_ms']:.1f}"
+            if base and base.get("p99_ms"):
+                p99 += f" (x{mine['p99_ms'] / base['p99_ms']:.2f})"
+            cells += [_cpu_cell(mine, base), p99, f"{mine['rps']:,.0f}"]
+        errors = sum(v["errors"] for v in by_endpoint.values())
+        cells.append(str(errors))
+        rows.append(cells)
+    notes = []
+    for key, extra in extras.items():
+        events = extra.get("cache_events") or []
+        hits = sum(e.get("hits", 0) for e in events)
+        misses = sum(e.get("misses", 0) for e in events)
+        if hits + misses:
+            notes.append(f"{labels[key]}: {100 * hits / (hits + misses):.0f}% of reads hit")
+    return (
+        table(
+            [
+                "configuration",
+                "get: server CPU ms/req (x default)",
+                "get: p99 ms (x default)",
+                "get: req/s",
+                "create: server CPU ms/req (x default)",
+                "create: p99 ms (x default)",
+                "create: req/s",
+                "errors",
+            ],
+            rows,
+        )
+        + "\n\nEach configuration is the default service with one thing changed, a uvicorn "
+        "process of its own (one worker), loaded as above; rounds rotate the order. "
+        "PgBouncer: Debian's, transaction mode, its defaults (`DB_BEHIND_PGBOUNCER=true`). "
+        "Replica: a streaming hot standby of the same server (`DB_REPLICA_URLS`); with a token, "
+        "every read presents the token of a write the replica has replayed, so it is still "
+        "served there, after the position check. Server CPU does not count PgBouncer's or the "
+        "replica's own processes. " + ("Cache: " + "; ".join(notes) + ". " if notes else "")
+    ).rstrip()
+
+
+def _scale(results: dict[str, Any]) -> str:
+    scaled = results.get("scale")
+    if not scaled:
+        return "Not measured in this run (`--no-prices`)."
+    summary, labels = scaled["summary"], scaled["labels"]
+    rows = []
+    for key, by_endpoint in summary.items():
+        for endpoint, mine in by_endpoint.items():
+            rows.append(
+                [
+                    labels[key],
+                    TITLES.get(endpoint, endpoint),
+                    f"{mine['rps']:,.0f}",
+                    f"{mine['cpu_ms']:.3f}",
+                    f"{mine['server_cores']:.2f}",
+                    f"{mine['loader_cores']:.2f}",
+                    f"{mine['pg_cores']:.2f}",
+                    f"{mine['p99_ms']:.1f}",
+                    str(mine["errors"]),
+                ]
+            )
+    versions = results["meta"].get("python_versions") or {}
+    return (
+        table(
+            [
+                "server",
+                "endpoint",
+                "req/s",
+                "server CPU ms/req (all workers)",
+                "cores: server",
+                "cores: load generator",
+                "cores: PostgreSQL",
+                "p99 ms",
+                "errors",
+            ],
+            rows,
+        )
+        + "\n\nThe default service under `uvicorn --workers N` (`WEB_CONCURRENCY`), its "
+        "workers sharing a metrics directory as in a pod; pools per worker 30+10, 18+6, 10+4 "
+        "for 1, 2, 4 workers. Cores: CPU seconds per second of load, for the server (all "
+        "its processes), the load generator and PostgreSQL; the machine has "
+        f"{results['meta']['machine']['cores']}. Python: "
+        + (", ".join(f"{k} {v}" for k, v in versions.items()) or "see versions above")
+        + "."
+    )
+
+
 def _unavailable(results: dict[str, Any]) -> str:
     counts = results["meta"].get("database_unavailable_responses") or {}
     if not any(counts.values()):
@@ -431,6 +546,9 @@ def generated_block(results: dict[str, Any]) -> str:
                 f"{meta['seed']['projects']:,} projects with {meta['seed']['tasks']:,} tasks, "
                 f"seeded in {meta['seed']['seconds']} s through the service's repositories."
             ),
+            "### Verdict\n\n" + _verdict(results),
+            "### What each layer and deployment shape costs (over HTTP)\n\n" + _prices(results),
+            "### Scale: workers and Python\n\n" + _scale(results),
             "### Every endpoint, every app\n\n" + _per_endpoint(results),
             "### The service against the floor (service / floor)\n\n" + _ratios(results),
             "### Targets\n\n" + _targets(results) + _unavailable(results),

@@ -1,6 +1,7 @@
 -- wrk script of the benchmark: what each request is, and one JSON line of results.
 --
 --   wrk ... -s bench/wrk/bench.lua URL -- paths FILE          GET a random line of FILE
+--   wrk ... -s bench/wrk/bench.lua URL -- paths FILE "N: v"   the same, with header N: v
 --   wrk ... -s bench/wrk/bench.lua URL -- create PREFIX       POST a new project, unique slug
 --   BENCH_SLOW_MS (environment, default 1000): the latency above which a request is "slow"
 --
@@ -20,9 +21,14 @@ function init(args)
   math.randomseed(os.time() * 1000 + thread_number)
   if mode == "paths" then
     requests = {}
+    local headers = {}
+    if args[3] then
+      local name, value = args[3]:match("^([^:]+):%s*(.*)$")
+      headers[name] = value
+    end
     for line in io.lines(args[2]) do
       if line ~= "" then
-        requests[#requests + 1] = wrk.format("GET", line)
+        requests[#requests + 1] = wrk.format("GET", line, headers)
       end
     end
   elseif mode == "create" then
