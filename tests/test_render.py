@@ -105,7 +105,7 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
 
 
 OTHER_BACKENDS = {
-    "postgresql": ("asyncpg", "postgresql_where", "pg_advisory_lock", "replica_urls"),
+    "postgresql": ("asyncpg", "postgresql_where", "pg_advisory_lock", "pg_last_wal_replay_lsn"),
     "mysql": ("asyncmy", "GET_LOCK", "max_statement_time"),
     "sqlite": ("aiosqlite", "PRAGMA", "sqlite_where"),
 }

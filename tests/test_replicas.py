@@ -278,3 +278,29 @@ def test_a_replica_too_far_behind_leaves_the_rotation_until_it_catches_up(
         assert ready["body"]["checks"]["replicas"] == "1 in rotation", ready
         back = call("GET", location)
         assert back["status"] == 200 and served_by_replica(back), back
+
+
+def test_a_replicas_position_is_asked_once_per_period_not_once_per_read(
+    render: Callable[[str], Rendered],
+    venv_for: Callable[[Rendered], Path],
+    replica: Replica,
+) -> None:
+    """Reads cost no check of their own: with the position trusted for a minute, twenty
+    reads without a token and one with a token ask the replica nothing (the token read,
+    finding the cached position behind it, goes to the primary instead of asking)."""
+    settings = {
+        "DB_REPLICA_POSITION_MS": "60000",
+        "DB_REPLICA_MAX_LAG": "120",
+        "DB_REPLICA_RETRY_SECONDS": "120",
+    }
+    with service(render, venv_for, replica, **settings) as call:
+        first = call("POST", PROJECTS, {"name": "First", "slug": "first"})
+        assert first["status"] == 201, first
+        token = first["headers"]["x-consistency-token"]
+        until(lambda: replica.replay_lsn() >= lsn(token), "replay of the first write")
+        reads = [call("GET", first["headers"]["location"]) for _ in range(20)]
+        with_token = call("GET", first["headers"]["location"], token=token)
+    assert all(r["status"] == 200 and served_by_replica(r) for r in reads), reads
+    assert sum(r["statements"]["checks"] for r in reads) == 0, reads
+    assert with_token["status"] == 200 and served_by_primary(with_token), with_token
+    assert with_token["statements"]["checks"] == 0, with_token

@@ -170,19 +170,25 @@ def is_retryable(error: DBAPIError) -> bool:
     return _errno(error) == _DEADLOCK
 
 
+# How long a replica starting up waits for another's migration (GET_LOCK's own limit).
+MIGRATION_LOCK_WAIT_SECONDS = 600
+
+
 @asynccontextmanager
 async def migration_lock(
     connection: AsyncConnection, name: str, settings: Settings
 ) -> AsyncIterator[None]:
     """A named server lock: replicas starting together migrate one at a time.
 
-    The connection waits up to ten minutes for the lock with no statement time limit,
-    then gives each statement `DB_MIGRATION_LOCK_TIMEOUT_MS` (rounded up to seconds) to
-    get its table locks. A lock not granted is an error, never a migration run unlocked.
+    The connection waits up to `MIGRATION_LOCK_WAIT_SECONDS` for the lock with no
+    statement time limit, then gives each statement `DB_MIGRATION_LOCK_TIMEOUT_MS`
+    (rounded up to seconds) to get its table locks. A lock not granted is an error,
+    never a migration run unlocked.
     """
     key = "migrate:" + name[-50:]
     await without_statement_timeout(connection)
-    got = (await connection.execute(text("SELECT GET_LOCK(:key, 600)"), {"key": key})).scalar()
+    lock = {"key": key, "seconds": MIGRATION_LOCK_WAIT_SECONDS}
+    got = (await connection.execute(text("SELECT GET_LOCK(:key, :seconds)"), lock)).scalar()
     if got != 1:
         raise RuntimeError(f"could not take the migration lock {key!r} (GET_LOCK gave {got})")
     wait = max(1, math.ceil(settings.db_migration_lock_timeout_ms / 1000))

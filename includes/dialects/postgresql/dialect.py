@@ -97,11 +97,21 @@ def prepare(engine: Engine, settings: Settings, *, read_only: bool = False) -> N
             context.is_disconnect = True
 
 
+# The advisory lock under which `configure_server` changes the role's settings.
+_ROLE_LOCK = zlib.crc32(b"configure_server: ALTER ROLE IN DATABASE")
+
+
 async def configure_server(connection: AsyncConnection, settings: Settings) -> None:
     """Behind PgBouncer: the timeouts become this role's settings in this database, which
-    every server connection PgBouncer opens from now on starts with."""
+    every server connection PgBouncer opens from now on starts with.
+
+    Workers and pods starting together take turns, under a lock held until the caller
+    commits: two concurrent ALTER ROLEs of one role in one database collide in the
+    catalog ("duplicate key", "tuple concurrently updated") and would fail a start-up.
+    """
     if not settings.db_behind_pgbouncer:
         return
+    await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ROLE_LOCK})
     database = str(settings.database_url.database).replace('"', '""')
     role = f'ALTER ROLE CURRENT_USER IN DATABASE "{database}"'
     timeouts = _timeouts(settings)

@@ -1,10 +1,16 @@
 """What the PostgreSQL module promises: settings on every connection, errors by kind."""
 
+import asyncio
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from {{ package_name }}.core.config import Settings
+from {{ package_name }}.db.dialect import ONE_OFF_CONNECT_ARGS
+from {{ package_name }}.db.dialect import configure_server
 from {{ package_name }}.db.dialect import engine_options
 from {{ package_name }}.db.engine import DatabaseManager
 
@@ -12,17 +18,20 @@ from .databases import scratch_database
 
 
 async def test_server_settings_reach_every_connection(settings: Settings) -> None:
+    """Both timeouts and the name, on the read and the write pool, directly or through
+    PgBouncer (where the timeouts are the role's settings in this database)."""
+    timeouts = {"db_statement_timeout_ms": 1234, "db_idle_in_transaction_timeout_ms": 4321}
     async with scratch_database("settings") as url:
-        db = DatabaseManager(
-            settings.model_copy(update={"database_url": url, "db_statement_timeout_ms": 1234})
-        )
+        db = DatabaseManager(settings.model_copy(update={"database_url": url, **timeouts}))
         await db.connect()
         try:
-            async with db.engine.connect() as conn:
-                timeout = await conn.scalar(text("SHOW statement_timeout"))
-                name = await conn.scalar(text("SELECT current_setting('application_name')"))
-            assert timeout == "1234ms"
-            assert name == settings.db_application_name
+            for engine in (db.engine, db.read_engine):
+                async with engine.connect() as conn:
+                    timeout = await conn.scalar(text("SHOW statement_timeout"))
+                    idle = await conn.scalar(text("SHOW idle_in_transaction_session_timeout"))
+                    name = await conn.scalar(text("SELECT current_setting('application_name')"))
+                assert (timeout, idle) == ("1234ms", "4321ms")
+                assert name == settings.db_application_name
         finally:
             await db.disconnect()
 
@@ -50,3 +59,32 @@ async def test_a_statement_longer_than_the_timeout_is_cancelled(settings: Settin
                         await session.execute(text("SELECT pg_sleep(2)"))
         finally:
             await db.disconnect()
+
+
+async def test_workers_starting_together_set_the_role_settings_in_turn(
+    settings: Settings,
+) -> None:
+    """Behind PgBouncer each worker makes the timeouts the role's settings as it starts;
+    six at once must not collide in the catalog (which fails a start-up)."""
+    async with scratch_database("roles") as url:
+        behind = {"db_behind_pgbouncer": True, "db_statement_timeout_ms": 4321}
+        mine = settings.model_copy(update={"database_url": url, **behind})
+
+        async def start() -> None:
+            engine = create_async_engine(
+                mine.migration_url, poolclass=NullPool, connect_args=ONE_OFF_CONNECT_ARGS
+            )
+            try:
+                async with engine.connect() as conn:
+                    await configure_server(conn, mine)
+                    await conn.commit()
+            finally:
+                await engine.dispose()
+
+        await asyncio.gather(*(start() for _ in range(6)))
+        engine = create_async_engine(mine.migration_url, poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                assert await conn.scalar(text("SHOW statement_timeout")) == "4321ms"
+        finally:
+            await engine.dispose()
