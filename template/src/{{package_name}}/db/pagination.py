@@ -15,15 +15,17 @@ from typing import Any
 from typing import Generic
 from typing import TypeVar
 
+from sqlalchemy import BindParameter
 from sqlalchemy import Select
+from sqlalchemy import bindparam
 from sqlalchemy import func
-from sqlalchemy import literal
 from sqlalchemy import select
 from sqlalchemy import tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from ..core.errors import InvalidQuery
+from .derived import derived
 from .filters import coerce
 
 T = TypeVar("T")
@@ -46,6 +48,10 @@ class KeysetPage(Generic[T]):
     size: int
 
 
+# A page's size and place are bound parameters: the statement a page runs is derived
+# once from the caller's and serves every page (`derived.py`).
+_LIMIT: BindParameter[int] = bindparam("page_limit")
+_OFFSET: BindParameter[int] = bindparam("page_offset")
 # What `encode` writes for a position; anything else in a decoded cursor is refused.
 _SCALARS = (str, int, float)
 
@@ -106,9 +112,15 @@ class CursorCodec:
 async def paginate_offset(
     session: AsyncSession, stmt: Select[Any], *, page: int, size: int
 ) -> Page[Any]:
-    total = await session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
-    rows = await session.scalars(stmt.limit(size).offset((page - 1) * size))
+    count = derived(stmt, "count", lambda: select(func.count()).select_from(_unordered(stmt)))
+    window = derived(stmt, "window", lambda: stmt.limit(_LIMIT).offset(_OFFSET))
+    total = await session.scalar(count)
+    rows = await session.scalars(window, {"page_limit": size, "page_offset": (page - 1) * size})
     return Page(items=list(rows.all()), total=total or 0, page=page, size=size)
+
+
+def _unordered(stmt: Select[Any]) -> Any:
+    return stmt.order_by(None).subquery()
 
 
 async def paginate_cursor(
@@ -123,24 +135,49 @@ async def paginate_cursor(
     size: int,
 ) -> KeysetPage[Any]:
     sort = ("-" if descending else "") + sort_attr.key
+    params: dict[str, object] = {"page_limit": size + 1}
     if cursor is not None:
         raw_value, raw_id = codec.decode(cursor, sort)
         try:
             value, key = coerce(sort_attr, raw_value), coerce(id_attr, raw_id)
         except InvalidQuery:  # a signed cursor whose values its columns cannot hold
             raise InvalidQuery("cursor is malformed", field="cursor") from None
-        # Typed literals: each value is bound the way its column stores it.
-        after = tuple_(literal(value, sort_attr.type), literal(key, id_attr.type))
-        key = tuple_(sort_attr, id_attr)
-        stmt = stmt.where(key < after if descending else key > after)
-    order = (sort_attr.desc(), id_attr.desc()) if descending else (sort_attr.asc(), id_attr.asc())
-    rows = list((await session.scalars(stmt.order_by(*order).limit(size + 1))).all())
+        params |= {"after_value": value, "after_key": key}
+    after = cursor is not None
+    page = derived(
+        stmt,
+        ("keyset", sort_attr, id_attr, descending, after),
+        lambda: _keyset(stmt, sort_attr, id_attr, descending=descending, after=after),
+    )
+    rows = list((await session.scalars(page, params)).all())
     next_cursor = None
     if len(rows) > size:
         rows = rows[:size]
         last = rows[-1]
         next_cursor = codec.encode(sort, (getattr(last, sort_attr.key), getattr(last, id_attr.key)))
     return KeysetPage(items=rows, next_cursor=next_cursor, size=size)
+
+
+def _keyset(
+    stmt: Select[Any],
+    sort_attr: InstrumentedAttribute[Any],
+    id_attr: InstrumentedAttribute[Any],
+    *,
+    descending: bool,
+    after: bool,
+) -> Select[Any]:
+    """The next `:page_limit` rows of `stmt` in (sort, id) order, after the position
+    `(:after_value, :after_key)` if `after`."""
+    if after:
+        # Typed parameters: each value is bound the way its column stores it.
+        position = tuple_(
+            bindparam("after_value", type_=sort_attr.type),
+            bindparam("after_key", type_=id_attr.type),
+        )
+        key = tuple_(sort_attr, id_attr)
+        stmt = stmt.where(key < position if descending else key > position)
+    order = (sort_attr.desc(), id_attr.desc()) if descending else (sort_attr.asc(), id_attr.asc())
+    return stmt.order_by(*order).limit(_LIMIT)
 
 
 def __getattr__(name: str) -> Any:

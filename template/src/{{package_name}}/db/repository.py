@@ -30,6 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from . import filters as f
 from .base import Base
+from .derived import derived
 from .dialect import insert_or_none
 from .keys import Key
 from .mixins import VersionedMixin
@@ -99,7 +100,8 @@ class BaseRepository(Generic[ModelT]):
 
     def order(self, stmt: Select[ModelT], sorts: Sequence[str]) -> Select[ModelT]:
         """Order by whitelisted columns (`-name` descends); the primary key breaks ties."""
-        return f.order_by(stmt, self.model, sorts, self.sortable)
+        key = ("order", type(self), *sorts)
+        return derived(stmt, key, lambda: f.order_by(stmt, self.model, sorts, self.sortable))
 
     # -- reads --------------------------------------------------------------------
 
@@ -134,7 +136,8 @@ class BaseRepository(Generic[ModelT]):
         return bool(await self.session.scalar(select(exists(self.filter(self.select(), filters)))))
 
     async def paginate_offset(self, stmt: Select[ModelT], *, page: int, size: int) -> Page[ModelT]:
-        return await paginate_offset(self.session, stmt.order_by(self._id), page=page, size=size)
+        ordered = derived(stmt, ("by id", type(self)), lambda: stmt.order_by(self._id))
+        return await paginate_offset(self.session, ordered, page=page, size=size)
 
     async def paginate_cursor(
         self,
