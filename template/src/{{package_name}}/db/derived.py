@@ -20,6 +20,10 @@ from sqlalchemy import Select
 T = TypeVar("T")
 
 _DERIVED: "WeakKeyDictionary[Select[Any], dict[Hashable, Any]]" = WeakKeyDictionary()
+# Derived statements kept per statement: more means keys that vary with what a client
+# sent (sorts repeated in ever new combinations); those are built per call instead, so
+# a long-lived statement's memory stays bounded.
+_MOST_PER_STATEMENT = 64
 
 
 def derived(stmt: Select[Any], key: Hashable, build: Callable[[], T]) -> T:
@@ -34,5 +38,7 @@ def derived(stmt: Select[Any], key: Hashable, build: Callable[[], T]) -> T:
     try:
         return built[key]  # type: ignore[no-any-return]
     except KeyError:
+        if len(built) >= _MOST_PER_STATEMENT:
+            return build()
         statement = built[key] = build()
         return statement
