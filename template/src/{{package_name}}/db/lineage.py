@@ -1,6 +1,6 @@
 """The line of migration history the database is on, recorded next to `alembic_version`.
 
-`alembic_version` holds one revision. A replica of an older release, whose scripts
+`alembic_version` holds one revision. A pod of an older release, whose scripts
 stop before that revision, cannot tell from it alone whether the database moved on
 from its head (a newer release migrated first) or went down another line of history.
 So every migration run also records the revision it leaves the database at and all
