@@ -20,7 +20,7 @@ pytestmark = pytest.mark.full
 
 
 def test_boot_round_trip_and_outage(
-    variant: Rendered, venv_for: Callable[[Rendered], Path]
+    variant: Rendered, venv_for: Callable[[Rendered], Path], tmp_path: Path
 ) -> None:
     bin_dir = venv_for(variant)
     database = variant.answers["database"]
@@ -32,7 +32,7 @@ def test_boot_round_trip_and_outage(
         migrated = run(bin_dir, variant.path, "alembic", "upgrade", "head", env=env)
         assert migrated.ok, migrated.output
         with (
-            uvicorn(bin_dir, variant.path, variant.package, env) as base,
+            uvicorn(bin_dir, variant.path, variant.package, env, log=tmp_path / "out") as base,
             httpx.Client(base_url=base, timeout=10) as http,
         ):
             if variant.answers["example_domain"]:
@@ -44,6 +44,10 @@ def test_boot_round_trip_and_outage(
                 assert not [path for path in paths if path.startswith("/api/")]
             if database != "sqlite":  # a file has no outage to stage: SQLite is in-process
                 survive_an_outage(http, database, url, api=variant.answers["example_domain"])
+        # Started with --no-access-log, as the Dockerfile starts it: no line per request.
+        output = (tmp_path / "out").read_text()
+        assert "Application startup complete" in output
+        assert "uvicorn.access" not in output and '"GET /health/ready' not in output
 
 
 def exercise_the_api(http: httpx.Client, *, soft_delete: bool, cache: bool = False) -> None:
