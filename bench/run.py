@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from harness import counting, endpoints, figures, load, measure, prepare, prices, profiler, report
 from harness.endpoints import ENDPOINTS
 from harness.figures import FLOOR, PING, PREVIOUS, SERVICE, Window
-from harness.procs import App
+from harness.procs import App, service_argv
 from harness.wire import WireCounter
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -223,16 +223,7 @@ def make_apps(
         apps[name] = App(
             name=name,
             label=label,
-            argv=[
-                uvicorn,
-                f"{render.package}.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-                "--proxy-headers",
-            ],
+            argv=service_argv(venv, render.package, port),
             env={**service_env, **extra},
             cwd=render.directory,
             port=port,
@@ -291,6 +282,18 @@ def running(app: App) -> Iterator[App]:
         app.stop()
 
 
+def load_settings(args: argparse.Namespace, python: Path) -> load.Settings:
+    """How every load of this run is driven; `python` runs pyload.py when wrk is absent."""
+    return load.Settings(
+        loader=args.loader,
+        connections=args.connections,
+        threads=args.threads,
+        timeout_s=args.timeout,
+        slow_ms=args.slow_ms,
+        python=str(python),
+    )
+
+
 def count_phase(
     service: prepare.Service,
     venv: Path,
@@ -347,14 +350,7 @@ def load_phase(
     previous: prepare.Service | None,
 ) -> tuple[list[Window], dict[str, Any]]:
     python = venv / "bin" / "python"
-    settings = load.Settings(
-        loader=args.loader,
-        connections=args.connections,
-        threads=args.threads,
-        timeout_s=args.timeout,
-        slow_ms=args.slow_ms,
-        python=str(python),
-    )
+    settings = load_settings(args, python)
     apps = make_apps(
         service,
         venv,
@@ -522,14 +518,7 @@ def prices_phase(
 ) -> dict[str, Any]:
     """The price table (harness/prices.PRICES) and the scale table (SCALE), over HTTP."""
     python = venvs["oldest"] / "bin" / "python"
-    settings = load.Settings(
-        loader=args.loader,
-        connections=args.connections,
-        threads=args.threads,
-        timeout_s=args.timeout,
-        slow_ms=args.slow_ms,
-        python=str(python),
-    )
+    settings = load_settings(args, python)
     paths_dir = work / "paths"
     paths_dir.mkdir(exist_ok=True)
     sample = (work / "ids.txt").read_text(encoding="utf-8").split()

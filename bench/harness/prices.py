@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import endpoints, load, measure, prepare
-from .procs import App
+from .procs import App, service_argv
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 if str(REPO_DIR) not in sys.path:
@@ -140,16 +140,7 @@ def _service_app(
     return App(
         name=config.key,
         label=config.label,
-        argv=[
-            str(venv / "bin" / "uvicorn"),
-            f"{service.package}.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--proxy-headers",
-        ],
+        argv=service_argv(venv, service.package, port),
         env=env,
         cwd=service.directory,
         port=port,

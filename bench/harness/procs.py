@@ -54,6 +54,22 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def service_argv(venv: Path, package: str, port: int) -> list[str]:
+    """uvicorn serving a rendered service as its Dockerfile runs it, on a loopback port."""
+    uvicorn = str(venv / "bin" / "uvicorn")
+    app = f"{package}.main:app"
+    return [
+        uvicorn,
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--proxy-headers",
+    ]
+
+
 @dataclass
 class App:
     """One uvicorn process: the rendered service, a variant of it, or the floor."""
