@@ -234,8 +234,27 @@ def build_apps(
     if previous is not None:
         # Its own package: models, settings and session layer as that revision had them,
         # reading the same environment (DATABASE_URL, CURSOR_SECRET) as the service.
-        apps["previous"] = importlib.import_module(f"{previous}.main").app
+        apps["previous"] = import_beside(f"{previous}.main").app
     return apps
+
+
+def import_beside(module: str) -> Any:
+    """Import a second render's module into this process.
+
+    Both renders define the same Prometheus metrics at import, in prometheus_client's
+    one default registry, which refuses a second metric of the same name. The second
+    render's metrics are left out of the registry: they still count (the same work per
+    request), nobody scrapes them here.
+    """
+    import prometheus_client
+
+    registry = prometheus_client.REGISTRY
+    register = registry.register
+    registry.register = lambda collector: None  # type: ignore[method-assign]
+    try:
+        return importlib.import_module(module)
+    finally:
+        registry.register = register  # type: ignore[method-assign]
 
 
 async def call(

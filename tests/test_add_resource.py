@@ -74,7 +74,7 @@ def register_router(main: Path, block: str) -> None:
     """The guide's import with the others, its include line after the app's last one."""
     line, include = block.rstrip().splitlines()
     lines = _insert_import(main.read_text(), line).splitlines()
-    anchor = max(i for i, text in enumerate(lines) if text.strip().startswith("api = APIRouter"))
+    anchor = max(i for i, text in enumerate(lines) if text.strip().startswith("api = "))
     anchor = max([anchor, *(i for i, t in enumerate(lines) if "api.include_router(" in t)])
     lines.insert(anchor + 1, include)
     main.write_text("\n".join(lines) + "\n")
