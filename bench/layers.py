@@ -19,6 +19,9 @@ with their children:
                        once, creates as a unit of work (BEGIN, INSERT, COMMIT); no
                        dependency, no middleware. Issue 17, target 1: the service at
                        most 1.10x its CPU per request on every endpoint
+    fastapi_orm_dep    its get and create, each route given its session maker by a
+                       FastAPI dependency, as any FastAPI service hands out sessions:
+                       what dependency injection alone costs per request
     usual              the same endpoints as the popular FastAPI templates write them
                        (bench/orm_apps.py): a `yield` dependency that commits in
                        `finally`, pool pre-ping, statements built per request, a refresh
@@ -82,6 +85,7 @@ LAYERS = {
     "fastapi_asyncpg": "FastAPI + raw asyncpg",
     "fastapi_core": "FastAPI + SQLAlchemy Core (autocommit)",
     "fastapi_orm": "FastAPI + AsyncSession ORM, the leanest (reads in autocommit)",
+    "fastapi_orm_dep": "the leanest, its session maker from a dependency",
     "usual": "FastAPI + AsyncSession ORM, the usual template pattern",
     "service": "the rendered service",
     "previous": "the previous render",
@@ -228,6 +232,7 @@ def build_apps(
         "fastapi_asyncpg": fastapi_asyncpg,
         "fastapi_core": fastapi_core,
         "fastapi_orm": orm_apps.lean_app(models, url, secret),
+        "fastapi_orm_dep": orm_apps.lean_app_with_dependency(models, url),
         "usual": orm_apps.usual_app(models, url, secret),
         "service": service,
     }

@@ -165,6 +165,57 @@ def lean_app(models: Models, url: str, secret: str) -> FastAPI:
     return app
 
 
+def lean_app_with_dependency(models: Models, url: str) -> FastAPI:
+    """`lean_app`'s get and create, each given its sessions by a FastAPI dependency.
+
+    The same statements, sessions and JSON; the one difference is the dependency, the
+    way every FastAPI service hands a route its session. What it adds over `lean_app` is
+    what FastAPI's dependency injection costs per request, which the service pays too.
+    """
+    Project = models.project
+    by_id = select(Project).where(Project.id == bindparam("id"), Project.deleted_at.is_(None))
+    sessions: dict[str, async_sessionmaker[AsyncSession]] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        engine = create_async_engine(url, **POOL)
+        autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        sessions["read"] = async_sessionmaker(autocommit, expire_on_commit=False)
+        sessions["write"] = async_sessionmaker(engine, expire_on_commit=False)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    async def read_sessions() -> async_sessionmaker[AsyncSession]:
+        return sessions["read"]
+
+    async def write_sessions() -> async_sessionmaker[AsyncSession]:
+        return sessions["write"]
+
+    Reads = Annotated[async_sessionmaker[AsyncSession], Depends(read_sessions)]
+    Writes = Annotated[async_sessionmaker[AsyncSession], Depends(write_sessions)]
+    app = FastAPI(title="fastapi_orm_dependency", lifespan=lifespan)
+
+    @app.post(BASE, response_model=models.read, status_code=201)
+    async def create_project(data: models.create, maker: Writes) -> object:
+        async with maker() as session:
+            project = Project(**data.model_dump())
+            session.add(project)
+            await session.commit()
+        return project
+
+    @app.get(f"{BASE}/{{project_id}}", response_model=models.read)
+    async def get_project(project_id: uuid.UUID, maker: Reads) -> object:
+        async with maker() as session:
+            project = (await session.scalars(by_id, {"id": project_id})).one_or_none()
+        if project is None:
+            raise HTTPException(404, f"project {project_id} was not found")
+        return project
+
+    return app
+
+
 def usual_app(models: Models, url: str, secret: str) -> FastAPI:
     """The same endpoints in the style of the popular FastAPI templates."""
     Project, Task = models.project, models.task

@@ -389,6 +389,27 @@ def _against_orm(results: dict[str, Any]) -> str:
         + "Same JSON as the service, checked before measuring: "
         + (said or "not checked")
         + "."
+        + _dependency_share(layers, lean)
+    )
+
+
+def _dependency_share(layers: dict[str, Any], lean: str) -> str:
+    """What handing the route its session through a FastAPI dependency costs the leanest
+    app: part of target 1's 10% that no FastAPI service can avoid."""
+    shares = []
+    for key, cpu in layers["cpu_ms"].items():
+        if cpu.get("fastapi_orm_dep") and cpu.get(lean):
+            shares.append(
+                f"{num(cpu['fastapi_orm_dep'] / cpu[lean], 3)}x on {TITLES.get(key, key)}"
+            )
+    if not shares:
+        return ""
+    return (
+        " With its session maker from a FastAPI dependency (the layers table's "
+        + "`fastapi_orm_dep`, as every FastAPI service hands a route its session), the "
+        + "leanest app costs "
+        + " and ".join(shares)
+        + " of itself: that much of target 1's 10% is FastAPI's dependency injection."
     )
 
 
