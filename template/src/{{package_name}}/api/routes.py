@@ -2,13 +2,13 @@
 
 Since FastAPI 0.137, `include_router` keeps the included router as a branch that every
 request walks: the path is matched twice at each level, and `url_path_for` walks it
-again. With the API's routers two levels down, that walk took about a tenth of a get's
-CPU. `App` and `Routes` take the routes in instead, once, at start-up, as FastAPI did
-before: each route is rebuilt exactly as its router built it, under the prefix and with
-the tags, dependencies and responses the inclusion adds. A request then meets the routes
-themselves, and so does code that reads `app.routes`; `App.url_path_for` finds a route
-by its name directly. An inclusion with any other option, or of a router holding more
-than plain routes, is left to FastAPI.
+again. With the API's routers two levels down, that walk took a sixth of a get's CPU
+(6% with the routes flat). `App` and `Routes` take the routes in instead, once, as
+FastAPI did before: each route is rebuilt exactly as its router built it, under the
+prefix and with the tags, dependencies and responses the inclusion adds. A request then
+meets the routes themselves, and so does code that reads `app.routes`; `App.url_path_for`
+finds a route by its name directly. An inclusion with any other option, or of a router
+holding more than plain routes, is left to FastAPI.
 """
 
 import inspect
@@ -42,7 +42,8 @@ class App(FastAPI):
     """A `FastAPI` app that takes in the routes of the routers it includes."""
 
     _by_name: dict[str, list[Route]]
-    _indexed = -1  # how many routes the app had when `_by_name` was built
+    _indexed = -1  # how many routes the app had when `_by_name` was built (routes are
+    # added at start-up, never replaced)
 
     def include_router(self, router: APIRouter, *, prefix: str = "", **options: Any) -> None:
         if not take_in(self.router, router, prefix, options):
