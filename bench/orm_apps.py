@@ -27,8 +27,8 @@ closed when they come back to a pool that already holds 5 idle ones, and opened 
 """
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -66,6 +66,27 @@ def bad_cursor() -> HTTPException:
     return HTTPException(422, "cursor is malformed or was not issued by this service")
 
 
+def lean_lifespan(
+    url: str, sessions: dict[str, async_sessionmaker[AsyncSession]]
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The leanest apps' engine, for their lifespan: `sessions["read"]` and `["write"]`."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        engine = create_async_engine(url, **POOL)
+        # One pool; reads switch its connections to autocommit (a client-side flag for
+        # asyncpg: no statement is sent), writes get transactions.
+        autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        sessions["read"] = async_sessionmaker(autocommit, expire_on_commit=False)
+        sessions["write"] = async_sessionmaker(engine, expire_on_commit=False)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    return lifespan
+
+
 def lean_app(models: Models, url: str, secret: str) -> FastAPI:
     """FastAPI over an AsyncSession with the ORM, as lean as hand-written code gets."""
     Project, Task = models.project, models.task
@@ -97,21 +118,7 @@ def lean_app(models: Models, url: str, secret: str) -> FastAPI:
     )
     cursors = Cursors(secret)
     sessions: dict[str, async_sessionmaker[AsyncSession]] = {}
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        engine = create_async_engine(url, **POOL)
-        # One pool; reads switch its connections to autocommit (a client-side flag for
-        # asyncpg: no statement is sent), writes get transactions.
-        autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-        sessions["read"] = async_sessionmaker(autocommit, expire_on_commit=False)
-        sessions["write"] = async_sessionmaker(engine, expire_on_commit=False)
-        try:
-            yield
-        finally:
-            await engine.dispose()
-
-    app = FastAPI(title="fastapi_orm", lifespan=lifespan)
+    app = FastAPI(title="fastapi_orm", lifespan=lean_lifespan(url, sessions))
 
     @app.get(BASE, response_model=models.offset_page[models.read])
     async def list_projects(size: Size = 20, page: PageNumber = 1) -> object:
@@ -176,17 +183,6 @@ def lean_app_with_dependency(models: Models, url: str) -> FastAPI:
     by_id = select(Project).where(Project.id == bindparam("id"), Project.deleted_at.is_(None))
     sessions: dict[str, async_sessionmaker[AsyncSession]] = {}
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        engine = create_async_engine(url, **POOL)
-        autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-        sessions["read"] = async_sessionmaker(autocommit, expire_on_commit=False)
-        sessions["write"] = async_sessionmaker(engine, expire_on_commit=False)
-        try:
-            yield
-        finally:
-            await engine.dispose()
-
     async def read_sessions() -> async_sessionmaker[AsyncSession]:
         return sessions["read"]
 
@@ -195,7 +191,7 @@ def lean_app_with_dependency(models: Models, url: str) -> FastAPI:
 
     Reads = Annotated[async_sessionmaker[AsyncSession], Depends(read_sessions)]
     Writes = Annotated[async_sessionmaker[AsyncSession], Depends(write_sessions)]
-    app = FastAPI(title="fastapi_orm_dependency", lifespan=lifespan)
+    app = FastAPI(title="fastapi_orm_dependency", lifespan=lean_lifespan(url, sessions))
 
     @app.post(BASE, response_model=models.read, status_code=201)
     async def create_project(data: models.create, maker: Writes) -> object:
