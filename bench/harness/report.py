@@ -311,8 +311,8 @@ def _layers(results: dict[str, Any]) -> str:
         table(headers, rows)
         + f"\n\nProcess CPU time per request, median of {layers['rounds']} round(s) of "
         + f"{layers['requests']:,} requests (gets and creates; fewer for pages) from "
-        + f"{layers['concurrency']} concurrent callers, apps "
-        + "in rotating order. No HTTP server and no client in the process: every row differs "
+        + f"{layers['concurrency']} concurrent callers, the apps taking turns in "
+        + f"{layers.get('slices', 1)} slices per round. No HTTP server and no client in the process: every row differs "
         + "from the floor only by the layers it names. Creates: one INSERT ... RETURNING, in "
         + "autocommit where the row says so, else BEGIN, INSERT, COMMIT (the ORM's unit of work); "
         + "the usual template pattern adds a pre-ping per checkout and a refresh (BEGIN, "
@@ -385,7 +385,8 @@ def _against_orm(results: dict[str, Any]) -> str:
         + "popular FastAPI templates write it: a `yield` dependency that commits in "
         + "`finally`, pool pre-ping, statements built per request, a refresh after every "
         + "insert, a class dependency run in the thread pool. In process (bench/layers.py): "
-        + "medians over rounds, and each round's ratio (all measured in every round). "
+        + "each round's ratio, paired within the round (the apps take turns in short "
+        + "slices), and in bold the median of those ratios. "
         + "Same JSON as the service, checked before measuring: "
         + (said or "not checked")
         + "."
@@ -454,8 +455,8 @@ def _against_previous(results: dict[str, Any]) -> str:
         )
         + f"\n\nThe previous render is the default service as the template at `{ref}` "
         + "rendered it, installed beside the current one in the same venv and run on the same "
-        + "database in the same rounds. In process: bench/layers.py, medians over rounds, "
-        + "and each round's ratio (both measured in every round). HTTP: the load phase's "
+        + "database in the same rounds. In process: bench/layers.py, the median of the "
+        + "rounds' ratios, each paired within its round. HTTP: the load phase's "
         + "server CPU per request, as in the first table."
     )
 
