@@ -548,7 +548,7 @@ if __name__ == "__main__":
     parser.add_argument("--ids", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--n", type=int, default=4000, help="requests per app per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=800)
     parser.add_argument(
         "--slices", type=int, default=20, help="turns per round: apps alternate every n/slices"

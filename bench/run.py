@@ -87,7 +87,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--layers-rounds",
         type=int,
-        help="rounds of the in-process measurement (bench/layers.py; full: 3, quick: 1)",
+        help="rounds of the in-process measurement (bench/layers.py; full: 5, quick: 1)",
     )
     parser.add_argument(
         "--price-rounds", type=int, help="rounds of the price table over HTTP (full: 3, quick: 1)"
