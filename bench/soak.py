@@ -34,6 +34,7 @@ from types import FrameType
 from typing import Any
 
 import psycopg
+import pytest
 from harness import prepare, soak_api, soak_load, soak_report
 from harness.procs import App, descendants, service_argv, tree_cpu_seconds
 from harness.soak_watch import MemorySampler, Sweeper
@@ -315,4 +316,11 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        say("interrupted: the servers it started are stopped, its database is dropped")
+        sys.exit(130)
+    except pytest.fail.Exception as missing:  # the full tier's harness says what is missing
+        say(f"cannot run: {missing.msg}")
+        sys.exit(2)
