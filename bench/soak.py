@@ -81,6 +81,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--service-dir", type=Path, help="soak this rendered project instead")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     parser.add_argument("--publish", action="store_true", help="also write docs/soak.md")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="SOAK_JSON",
+        help="run nothing: write the reports again from a saved soak.json",
+    )
     args = parser.parse_args()
     if args.minutes <= 0 or args.sweep_seconds <= 0 or args.clients < 1 or args.workers < 1:
         parser.error("--minutes, --sweep-seconds, --clients and --workers must be positive")
@@ -150,7 +156,8 @@ def log_errors(log: Path, limit: int = 40) -> dict[str, Any]:
     if log.exists():
         for line in log.read_text(errors="replace").splitlines():
             if re.search(r"\b(ERROR|CRITICAL)\b|Error:|Exception:", line):
-                message = re.sub(r"\d[\d:.,T-]+|0x[0-9a-f]+|\b\d+\b", "#", line)[:240]
+                message = re.sub(r"\[[0-9a-f-]{6,}\]", "[request]", line)  # request ids
+                message = re.sub(r"\d[\d:.,T-]+|0x[0-9a-f]+|\b\d+\b", "#", message)[:240]
                 counts[message] = counts.get(message, 0) + 1
     ranked = sorted(counts.items(), key=lambda item: -item[1])
     return {"lines": sum(counts.values()), "top": ranked[:limit]}
@@ -158,6 +165,8 @@ def log_errors(log: Path, limit: int = 40) -> dict[str, Any]:
 
 def main() -> int:
     args = parse_args()
+    if args.from_json:
+        return reports(json.loads(args.from_json.read_text(encoding="utf-8")), args)
     signal.signal(signal.SIGTERM, _terminate)
     total_s = args.minutes * 60
     window_s = min(600.0, total_s / 6)  # a 60-minute run: six windows of 10 minutes
@@ -303,16 +312,22 @@ def main() -> int:
         "sweeps": [{**s.as_dict(), "summary": s.summary()} for s in results["sweeps"]],
         "service_log_errors": log_errors(work / "service.log"),
     }
+    return reports(report, args)
+
+
+def reports(report: dict[str, Any], args: argparse.Namespace) -> int:
+    """bench/results/soak.md and .json, with --publish docs/soak.md and .json; the exit code."""
+    report["meta"]["json_name"] = "bench/results/soak.json"
     soak_report.write(report, args.out / "soak.md", args.out / "soak.json")
     if args.publish:
         report["meta"]["json_name"] = "docs/soak.json"
-        (REPO_DIR / "docs" / "soak.json").write_text(json.dumps(report, indent=1, default=str))
+        soak_report.write_json(report, REPO_DIR / "docs" / "soak.json")
         soak_report.publish(report, REPO_DIR / "docs" / "soak.md")
-    for check in checks:
+    for check in report["checks"]:
         say(f"{'pass' if check['passed'] else 'FAIL'}  {check['check']}: {check['value']}")
     say(f"wrote {args.out / 'soak.md'} and {args.out / 'soak.json'}")
     print(json.dumps({"verdict": report["verdict"]}))
-    return 0 if passed else 1
+    return 0 if report["verdict"] == "pass" else 1
 
 
 if __name__ == "__main__":

@@ -218,10 +218,14 @@ def checks(
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
 
 
+def write_json(results: dict[str, Any], data: Path) -> None:
+    data.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
+
+
 def write(results: dict[str, Any], markdown: Path, data: Path) -> None:
     """The whole report in `markdown`, the raw figures in `data`."""
     markdown.parent.mkdir(parents=True, exist_ok=True)
-    data.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
+    write_json(results, data)
     markdown.write_text("# Soak run\n\n" + render(results), encoding="utf-8")
 
 
@@ -349,6 +353,17 @@ def render(r: dict[str, Any]) -> str:
                 f"| {u['started']:.2f}-{u['ended']:.2f} | {u['op']} | {u['method']} {u['path']} "
                 f"| {u['status'] or u['kind']} | {where} | {_yes(u.get('committed'))} | {detail} |"
             )
+    logged = r.get("service_log_errors") or {}
+    if logged.get("lines"):
+        out += [
+            "",
+            (
+                f"The service's log holds {logged['lines']} error and exception lines; "
+                "the most frequent (numbers masked):"
+            ),
+            "",
+        ]
+        out += [f"- {count} x `{message}`" for message, count in logged["top"][:8]]
     lost = r["writes"]["lost"]
     if lost:
         out += ["", "### Lost writes", "", "```json", json.dumps(lost[:20], indent=1), "```"]
