@@ -219,7 +219,7 @@ def main() -> int:
             t0 = time.monotonic()
             clients_cpu = time.process_time()
             sampler = MemorySampler(app.pid, args.rss_seconds, t0)
-            servers = {"primary": POSTGRES_DSN, "replica": standby.dsn("postgres")}
+            servers = {"primary": args.admin_url, "replica": standby.dsn("postgres")}
             sweeper = Sweeper(servers, database, args.sweep_seconds, t0, until=total_s - 5)
             sampler.start()
             sweeper.start()
