@@ -117,11 +117,14 @@ def _wait_until_listening(
 
 
 @contextmanager
-def pgbouncer(timeout: float = 10, **settings: str | int) -> Iterator[PgBouncer]:
+def pgbouncer(
+    timeout: float = 10, lifetime: int = LIFETIME, **settings: str | int
+) -> Iterator[PgBouncer]:
     """Yield a PgBouncer in transaction mode in front of the test PostgreSQL.
 
     `settings` go to its [pgbouncer] section as they are (`default_pool_size=1`,
     `pool_mode="session"`, `ignore_startup_parameters="statement_timeout"`...).
+    `lifetime`: seconds after which it exits by itself (a soak runs longer than a test).
     """
     executable = binary()
     check_server("postgresql")
@@ -140,7 +143,7 @@ def pgbouncer(timeout: float = 10, **settings: str | int) -> Iterator[PgBouncer]
         log = directory / "pgbouncer.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                ["timeout", "--kill-after=5", str(LIFETIME), *command],
+                ["timeout", "--kill-after=5", str(lifetime), *command],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

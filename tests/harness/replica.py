@@ -182,8 +182,16 @@ def _shutdown(process: subprocess.Popen[bytes]) -> None:
 class Replica:
     """A hot standby of the test server; `stop()` and `start()` stage its outage."""
 
-    def __init__(self, directory: Path, command: list[str], env: dict[str, str], **account: Any):
+    def __init__(
+        self,
+        directory: Path,
+        command: list[str],
+        env: dict[str, str],
+        lifetime: int = LIFETIME,
+        **account: Any,
+    ):
         self.directory = directory
+        self.lifetime = lifetime
         self.port = int(command[command.index("-p") + 1])
         self.user = str(_server().get("user", "postgres"))
         self._command, self._env, self._account = command, env, account
@@ -233,7 +241,7 @@ class Replica:
             return
         with self.log.open("ab") as out:
             self._process = subprocess.Popen(
-                ["timeout", "--signal=INT", "--kill-after=15", str(LIFETIME), *self._command],
+                ["timeout", "--signal=INT", "--kill-after=15", str(self.lifetime), *self._command],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -278,10 +286,13 @@ class Replica:
 
 
 @contextmanager
-def replica(timeout: float = 120, **settings: str | int) -> Iterator[Replica]:
+def replica(
+    timeout: float = 120, lifetime: int = LIFETIME, **settings: str | int
+) -> Iterator[Replica]:
     """Yield a streaming hot standby of the test server; stop and delete it afterwards.
 
     `settings` are the standby's own PostgreSQL settings (`log_statement="all"`...).
+    `lifetime`: seconds after which it shuts down by itself (a soak runs longer than a test).
     """
     primary = _primary_settings()
     found = problems(primary)
@@ -353,7 +364,7 @@ def replica(timeout: float = 120, **settings: str | int) -> Iterator[Replica]:
         ]
         for name, value in options.items():
             command += ["-c", f"{name}={value}"]
-        standby = Replica(directory, command, env, **account)
+        standby = Replica(directory, command, env, lifetime, **account)
         try:
             standby.start(timeout)
             yield standby
