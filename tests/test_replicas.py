@@ -32,9 +32,10 @@ replica_server, replica = replica_fixtures()
 # query, and reads and position checks on the replica.
 DRIVER = """
 import asyncio, json, sys
-import httpx
+import asyncpg, httpx
 from sqlalchemy import event, text
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.util import await_
 from {package}.api.dependencies import ReadSessionDep
 from {package}.core.config import Settings
 from {package}.db.session import WriteSession
@@ -44,13 +45,12 @@ from {package}.main import create_app
 SLOW_READ = text(
     "SELECT count(*) FROM project, pg_sleep(CASE WHEN pg_is_in_recovery() THEN 20 ELSE 0 END)"
 )
-# What a primary that becomes unreachable does to its database's sessions: it refuses new
-# ones and ends those it has (the last, its own).
+# What a primary that becomes unreachable does to a database's sessions: it refuses new
+# ones and ends those it has (waiting until they are gone).
 CUT = (
     "ALTER DATABASE {{}} ALLOW_CONNECTIONS false",
-    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-    "WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    "SELECT pg_terminate_backend(pg_backend_pid())",
+    "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+    "WHERE datname = $1 AND pid <> pg_backend_pid()",
 )
 
 
@@ -81,20 +81,22 @@ async def main():
         # Staged faults, asked for with {{"method": "OP", "path": <name>}}.
         held, armed = [], []
 
-        async def cut(driver):
-            name = await driver.fetchval("SELECT quote_ident(current_database())")
-            for statement in CUT:
-                await driver.execute(statement.format(name))
+        url = db.settings.database_url
+        admin = url.set(drivername="postgresql", database="postgres")
+
+        async def cut():
+            conn = await asyncpg.connect(admin.render_as_string(hide_password=False))
+            try:
+                await conn.execute(CUT[0].format(await conn.fetchval("SELECT quote_ident($1)", url.database)))
+                await conn.execute(CUT[1], url.database)
+            finally:
+                await conn.close()
 
         def cut_after_commit(session):
             # First among the listeners: the service sees a primary gone right after COMMIT.
             if armed:
                 armed.clear()
-                for conn in session.get_transaction().connections:
-                    try:
-                        conn.connection.dbapi_connection.run_async(cut)
-                    except Exception:  # the last statement ends its own session
-                        pass
+                await_(cut())
 
         listen(WriteSession.sync_session_class, "after_commit", cut_after_commit, insert=True)
 
@@ -474,7 +476,9 @@ def test_a_token_is_past_its_commit_with_synchronous_commit_off(
     off = {"synchronous_commit": "off"}
     with service(render, venv_for, replica, off, **settings) as call:
         database = call("OP", "database")["result"]
-        setting = "SELECT setconfig FROM pg_db_role_setting JOIN pg_database d ON d.oid = setdatabase"
+        setting = (
+            "SELECT setconfig FROM pg_db_role_setting JOIN pg_database d ON d.oid = setdatabase"
+        )
         assert primary(f"{setting} WHERE datname = '{database}'") == [(["synchronous_commit=off"],)]
         reads = []
         for n in range(20):
