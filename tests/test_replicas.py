@@ -61,6 +61,14 @@ async def main():
     async def slow_read(session: ReadSessionDep) -> int:
         return int((await session.execute(SLOW_READ)).scalar_one())
 
+    @app.get("/two-reads")
+    async def two_reads(session: ReadSessionDep) -> int:
+        # Behind PgBouncer reads run in transactions: between these two, this one sits idle
+        # in a transaction that holds its lock on the table.
+        first = (await session.execute(text("SELECT count(*) FROM project"))).scalar_one()
+        await asyncio.sleep(3)
+        return int(first + (await session.execute(text("SELECT count(*) FROM project"))).scalar_one())
+
     async with app.router.lifespan_context(app):
         db = app.state.db
         counts = dict.fromkeys(["writes", "primary_reads", "replica_reads", "checks"], 0)
@@ -537,3 +545,50 @@ def test_a_read_a_recovery_conflict_cancels_runs_again_on_the_primary(
         assert after == before + 1  # the replica cancelled it for a lock conflict
         ready = call("GET", "/health/ready")
         assert ready["body"]["checks"]["replicas"] == "1 in rotation", ready
+
+
+def test_a_read_a_recovery_conflict_ends_between_statements_runs_again_on_the_primary(
+    render: Callable[[str], Rendered],
+    venv_for: Callable[[Rendered], Path],
+    replica: Replica,
+) -> None:
+    """Behind PgBouncer (reads in READ ONLY transactions), a conflict that meets a read idle
+    in its transaction ends the replica's session (FATAL, SQLSTATE 40001): the read's next
+    statement runs on the primary."""
+    settings = {
+        "DB_BEHIND_PGBOUNCER": "true",
+        "DB_REPLICA_MAX_LAG": "120",
+        "DB_REPLICA_RETRY_SECONDS": "120",
+    }
+    with service(render, venv_for, replica, **settings) as call:
+        replica.configure(max_standby_streaming_delay=0)
+        database = call("OP", "database")["result"]
+        first = call("POST", PROJECTS, {"name": "First", "slug": "first"})
+        token = first["headers"]["x-consistency-token"]
+        until(lambda: replica.replay_lsn() >= lsn(token), "replay")
+        conflicts = (
+            f"SELECT confl_lock FROM pg_stat_database_conflicts WHERE datname = '{database}'"
+        )
+        ((before,),) = replica.fetch(conflicts)
+        failures: list[Exception] = []
+
+        def lock_when_the_read_waits() -> None:
+            try:
+                waiting = (
+                    "SELECT 1 FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                    f"AND datname = '{database}' AND query LIKE '%FROM project%'"
+                )
+                until(lambda: bool(replica.fetch(waiting)), "the read idle on the replica")
+                primary("BEGIN; LOCK TABLE project IN ACCESS EXCLUSIVE MODE; COMMIT", database)
+            except (AssertionError, psycopg.Error) as error:
+                failures.append(error)
+
+        locker = threading.Thread(target=lock_when_the_read_waits)
+        locker.start()
+        answer = call("GET", "/two-reads")
+        locker.join()
+        assert not failures, failures
+        assert answer["status"] == 200 and answer["body"] == 2, answer
+        assert answer["statements"]["primary_reads"] > 0, answer
+        ((after,),) = replica.fetch(conflicts)
+        assert after == before + 1  # the replica ended the session for a lock conflict
