@@ -77,6 +77,18 @@ def test_writes_on_the_primary_replay_on_the_replica_unless_paused() -> None:
             standby.start()
             assert eventually(lambda: standby.replay_lsn() >= third)
             assert notes(standby, database) == [(1,), (2,), (3,)]
+
+            # Cut off from the primary, it serves what it has and receives nothing more...
+            standby.cut_off()
+            assert not standby.streaming()
+            fourth = write("INSERT INTO note VALUES (4)")
+            time.sleep(0.5)
+            assert received(standby) < fourth
+            assert notes(standby, database) == [(1,), (2,), (3,)]
+            # ... until the outage ends.
+            standby.reconnect()
+            assert eventually(lambda: standby.replay_lsn() >= fourth)
+            assert notes(standby, database) == [(1,), (2,), (3,), (4,)]
         directory, port = standby.directory, standby.port
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
         pass

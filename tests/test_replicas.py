@@ -8,6 +8,7 @@ SQLAlchemy listeners on each engine; the test stages the replica's states in bet
 import json
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ import psycopg
 import pytest
 
 from .conftest import Rendered
-from .harness.databases import scratch_database
+from .harness.databases import POSTGRES_DSN, scratch_database
 from .harness.replica import Replica, lsn, replica_fixtures
 from .harness.run import run
 
@@ -31,17 +32,46 @@ replica_server, replica = replica_fixtures()
 # query, and reads and position checks on the replica.
 DRIVER = """
 import asyncio, json, sys
-import httpx
-from sqlalchemy import event
+import asyncpg, httpx
+from sqlalchemy import event, text
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.util import await_
+from {package}.api.dependencies import ReadSessionDep
 from {package}.core.config import Settings
+from {package}.db.session import WriteSession
 from {package}.main import create_app
+
+# Long on a replica only: a recovery conflict can cancel it there, the primary answers at once.
+SLOW_READ = text(
+    "SELECT count(*) FROM project, pg_sleep(CASE WHEN pg_is_in_recovery() THEN 20 ELSE 0 END)"
+)
+# What a primary that becomes unreachable does to a database's sessions: it refuses new
+# ones and ends those it has (waiting until they are gone).
+CUT = (
+    "ALTER DATABASE {{}} ALLOW_CONNECTIONS false",
+    "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+    "WHERE datname = $1 AND pid <> pg_backend_pid()",
+)
 
 
 async def main():
     app = create_app(Settings())
+
+    @app.get("/slow-read")
+    async def slow_read(session: ReadSessionDep) -> int:
+        return int((await session.execute(SLOW_READ)).scalar_one())
+
+    @app.get("/two-reads")
+    async def two_reads(session: ReadSessionDep) -> int:
+        # Behind PgBouncer reads run in transactions: between these two, this one sits idle
+        # in a transaction that holds its lock on the table.
+        first = (await session.execute(text("SELECT count(*) FROM project"))).scalar_one()
+        await asyncio.sleep(3)
+        return int(first + (await session.execute(text("SELECT count(*) FROM project"))).scalar_one())
+
     async with app.router.lifespan_context(app):
         db = app.state.db
-        counts = dict.fromkeys(["writes", "primary_reads", "tokens", "replica_reads", "checks"], 0)
+        counts = dict.fromkeys(["writes", "primary_reads", "replica_reads", "checks"], 0)
 
         def counter(kind, special=None, special_kind=None):
             def count(conn, cursor, statement, *rest):
@@ -51,16 +81,61 @@ async def main():
 
         listen = event.listen
         listen(db.engine.sync_engine, "before_cursor_execute", counter("writes"))
-        listen(db.read_engine.sync_engine, "before_cursor_execute",
-               counter("primary_reads", "pg_current_wal_lsn", "tokens"))
+        listen(db.read_engine.sync_engine, "before_cursor_execute", counter("primary_reads"))
         for each in db.replicas:
             listen(each.engine.sync_engine, "before_cursor_execute",
                    counter("replica_reads", "pg_last_wal_replay_lsn", "checks"))
+
+        # Staged faults, asked for with {{"method": "OP", "path": <name>}}.
+        held, armed = [], []
+
+        url = db.settings.database_url
+        admin = url.set(drivername="postgresql", database="postgres")
+
+        async def cut():
+            conn = await asyncpg.connect(admin.render_as_string(hide_password=False))
+            try:
+                await conn.execute(CUT[0].format(await conn.fetchval("SELECT quote_ident($1)", url.database)))
+                await conn.execute(CUT[1], url.database)
+            finally:
+                await conn.close()
+
+        def cut_after_commit(session):
+            # First among the listeners: the service sees a primary gone right after COMMIT.
+            if armed:
+                armed.clear()
+                await_(cut())
+
+        listen(WriteSession.sync_session_class, "after_commit", cut_after_commit, insert=True)
+
+        async def hold_read_pool():
+            while True:
+                conn = db.read_engine.connect()
+                try:
+                    await conn.start()
+                except PoolTimeout:
+                    return len(held)
+                held.append(conn)
+
+        async def release():
+            while held:
+                await held.pop().close()
+
+        async def arm_cut():
+            armed.append(True)
+
+        async def database():
+            return db.settings.database_url.database
+
+        ops = {{f.__name__: f for f in (hold_read_pool, release, arm_cut, database)}}
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
             loop = asyncio.get_running_loop()
             while line := await loop.run_in_executor(None, sys.stdin.readline):
                 ask = json.loads(line)
+                if ask["method"] == "OP":
+                    print(json.dumps({{"result": await ops[ask["path"]]()}}), flush=True)
+                    continue
                 before = dict(counts)
                 response = await http.request(
                     ask["method"], ask["path"], json=ask.get("json"), headers=ask.get("headers")
@@ -157,9 +232,14 @@ def service(
     render: Callable[[str], Rendered],
     venv_for: Callable[[Rendered], Path],
     replica: Replica,
+    database_settings: dict[str, str] | None = None,
+    /,
     **settings: str,
 ) -> Iterator[Call]:
-    """The default service on a new, migrated database, with `replica` as its replica."""
+    """The default service on a new, migrated database, with `replica` as its replica.
+
+    `database_settings` are the database's own (ALTER DATABASE ... SET), which the
+    service's connections start with."""
     rendered = render("default")
     bin_dir = venv_for(rendered)
     with scratch_database("postgresql", "replicas") as url:
@@ -168,10 +248,20 @@ def service(
             bin_dir, rendered.path, "alembic", "upgrade", "head", env={"DATABASE_URL": url}
         )
         assert migrated.ok, migrated.output[-3000:]
+        for name, value in (database_settings or {}).items():
+            primary(f'ALTER DATABASE "{database}" SET {name} = {value}')
         until(lambda: bool(replica.fetch("SELECT 1 FROM alembic_version", database)), "the schema")
         env = {"DATABASE_URL": url, "DB_REPLICA_URLS": replica.url(database), **settings}
         with driver(bin_dir, rendered, env) as call:
             yield call
+
+
+def primary(statement: str, database: str = "postgres") -> list[tuple[Any, ...]]:
+    """Run one statement on the primary; its rows."""
+    dsn = psycopg.conninfo.make_conninfo(POSTGRES_DSN, dbname=database)
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        cursor = conn.execute(statement.encode())
+        return cursor.fetchall() if cursor.description else []
 
 
 PROJECTS = "/api/v1/projects"
@@ -188,11 +278,11 @@ def test_reads_go_to_the_replica_and_see_their_own_writes(
         ready = call("GET", "/health/ready")
         assert ready["status"] == 200 and ready["body"]["checks"]["replicas"] == "1 in rotation"
 
-        # A write: on the primary, and one more statement for its token.
+        # A write: on the primary, its token taken with its commit (no read of its own).
         first = call("POST", PROJECTS, {"name": "First", "slug": "first"})
         assert first["status"] == 201, first
         token = first["headers"]["x-consistency-token"]
-        assert first["statements"]["tokens"] == 1
+        assert first["statements"]["primary_reads"] == 0, first
         assert first["statements"]["replica_reads"] == 0
         location = first["headers"]["location"]
         until(lambda: replica.replay_lsn() >= lsn(token), "replay of the first write")
@@ -304,3 +394,201 @@ def test_a_replicas_position_is_asked_once_per_period_not_once_per_read(
     assert sum(r["statements"]["checks"] for r in reads) == 0, reads
     assert with_token["status"] == 200 and served_by_primary(with_token), with_token
     assert with_token["statements"]["checks"] == 0, with_token
+
+
+def test_a_committed_write_is_never_a_5xx_for_want_of_its_token(
+    render: Callable[[str], Rendered],
+    venv_for: Callable[[Rendered], Path],
+    replica: Replica,
+) -> None:
+    """The token needs no connection of its own: with the primary's read pool exhausted the
+    write is answered with its token; with the primary gone right after COMMIT, without one.
+    Either way a 2xx with the committed result: a client that retried would create a duplicate."""
+    settings = {
+        "DB_POOL_SIZE": "2",
+        "DB_POOL_TIMEOUT": "1",
+        "DB_REPLICA_MAX_LAG": "120",
+        "DB_REPLICA_RETRY_SECONDS": "120",
+    }
+    with service(render, venv_for, replica, **settings) as call:
+        database = call("OP", "database")["result"]
+        assert call("OP", "hold_read_pool")["result"] == 2
+        created = call("POST", PROJECTS, {"name": "Pooled", "slug": "pooled"})
+        call("OP", "release")
+        assert created["status"] == 201 and created["body"]["slug"] == "pooled", created
+        token = created["headers"]["x-consistency-token"]
+        seen = call("GET", created["headers"]["location"], token=token)
+        assert seen["status"] == 200 and seen["body"]["slug"] == "pooled", seen
+
+        call("OP", "arm_cut")
+        try:
+            cut = call("POST", PROJECTS, {"name": "Cut", "slug": "cut"})
+        finally:
+            primary(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        assert cut["status"] == 201 and cut["body"]["slug"] == "cut", cut
+        assert "x-consistency-token" not in cut["headers"], cut
+        assert primary("SELECT slug FROM project WHERE slug = 'cut'", database) == [("cut",)]
+        # The primary back, the service recovers by itself.
+        after = call("POST", PROJECTS, {"name": "After", "slug": "after"})
+        assert after["status"] == 201 and "x-consistency-token" in after["headers"], after
+
+
+def test_a_replica_cut_off_from_the_primary_leaves_the_rotation(
+    render: Callable[[str], Rendered],
+    venv_for: Callable[[Rendered], Path],
+    replica: Replica,
+) -> None:
+    """Cut off, a replica has replayed all it received (no lag to see) and falls further
+    behind every moment: it serves reads no longer than DB_REPLICA_MAX_LAG after the
+    last transaction it replayed."""
+    settings = {"DB_REPLICA_MAX_LAG": "1", "DB_REPLICA_RETRY_SECONDS": "1"}
+    with service(render, venv_for, replica, **settings) as call:
+        first = call("POST", PROJECTS, {"name": "First", "slug": "first"})
+        token = first["headers"]["x-consistency-token"]
+        until(lambda: replica.replay_lsn() >= lsn(token), "replay")
+        time.sleep(0.05)
+        assert served_by_replica(call("GET", first["headers"]["location"]))
+
+        replica.cut_off()
+        second = call("POST", PROJECTS, {"name": "Second", "slug": "second"})
+        assert second["status"] == 201, second
+        time.sleep(1.5)  # past DB_REPLICA_MAX_LAG since the last transaction it replayed
+        call("GET", first["headers"]["location"])  # finds the position stale and has it checked
+        ready = call("GET", "/health/ready")
+        assert ready["status"] == 200, ready
+        replicas = ready["body"]["checks"]["replicas"]
+        assert replicas.startswith(f"1 of 1 out: 127.0.0.1:{replica.port} (cut off"), replicas
+        unseen = call("GET", second["headers"]["location"])
+        assert unseen["status"] == 200 and served_by_primary(unseen), unseen
+
+        # Streaming again and caught up: back in rotation at the next check.
+        replica.reconnect()
+        until(
+            lambda: replica.replay_lsn() >= lsn(second["headers"]["x-consistency-token"]), "replay"
+        )
+        time.sleep(1.1)  # DB_REPLICA_RETRY_SECONDS
+        ready = call("GET", "/health/ready")
+        assert ready["body"]["checks"]["replicas"] == "1 in rotation", ready
+        back = call("GET", second["headers"]["location"])
+        assert back["status"] == 200 and served_by_replica(back), back
+
+
+def test_a_token_is_past_its_commit_with_synchronous_commit_off(
+    render: Callable[[str], Rendered],
+    venv_for: Callable[[Rendered], Path],
+    replica: Replica,
+) -> None:
+    """With synchronous_commit off, COMMIT returns before its record is written: a token
+    taken from what is written would let a replica short of the commit serve its read."""
+    settings = {"DB_REPLICA_MAX_LAG": "120", "DB_REPLICA_RETRY_SECONDS": "120"}
+    off = {"synchronous_commit": "off"}
+    with service(render, venv_for, replica, off, **settings) as call:
+        database = call("OP", "database")["result"]
+        setting = (
+            "SELECT setconfig FROM pg_db_role_setting JOIN pg_database d ON d.oid = setdatabase"
+        )
+        assert primary(f"{setting} WHERE datname = '{database}'") == [(["synchronous_commit=off"],)]
+        reads = []
+        for n in range(20):
+            created = call("POST", PROJECTS, {"name": f"P{n}", "slug": f"p{n}"})
+            assert created["status"] == 201, created
+            token = created["headers"]["x-consistency-token"]
+            reads.append(call("GET", created["headers"]["location"], token=token))
+    assert [r["status"] for r in reads] == [200] * 20, [
+        (r["status"], r["statements"]) for r in reads
+    ]
+    assert [r["body"]["slug"] for r in reads] == [f"p{n}" for n in range(20)]
+
+
+def test_a_read_a_recovery_conflict_cancels_runs_again_on_the_primary(
+    render: Callable[[str], Rendered],
+    venv_for: Callable[[Rendered], Path],
+    replica: Replica,
+) -> None:
+    """A real conflict: the primary takes an ACCESS EXCLUSIVE lock on a table a read on the
+    replica holds; replaying it, the replica (max_standby_streaming_delay = 0) cancels
+    the read at once with SQLSTATE 40001, "conflict with recovery"."""
+    settings = {"DB_REPLICA_MAX_LAG": "120", "DB_REPLICA_RETRY_SECONDS": "120"}
+    with service(render, venv_for, replica, **settings) as call:
+        replica.configure(max_standby_streaming_delay=0)
+        database = call("OP", "database")["result"]
+        first = call("POST", PROJECTS, {"name": "First", "slug": "first"})
+        until(
+            lambda: replica.replay_lsn() >= lsn(first["headers"]["x-consistency-token"]), "replay"
+        )
+        conflicts = (
+            f"SELECT confl_lock FROM pg_stat_database_conflicts WHERE datname = '{database}'"
+        )
+        ((before,),) = replica.fetch(conflicts)
+        failures: list[Exception] = []
+
+        def lock_when_the_read_runs() -> None:
+            try:
+                running = (
+                    "SELECT 1 FROM pg_stat_activity WHERE state = 'active' "
+                    f"AND datname = '{database}' AND query LIKE '%pg_sleep%'"
+                )
+                until(lambda: bool(replica.fetch(running)), "the read on the replica")
+                primary("BEGIN; LOCK TABLE project IN ACCESS EXCLUSIVE MODE; COMMIT", database)
+            except (AssertionError, psycopg.Error) as error:
+                failures.append(error)
+
+        locker = threading.Thread(target=lock_when_the_read_runs)
+        locker.start()
+        answer = call("GET", "/slow-read")
+        locker.join()
+        assert not failures, failures
+        assert answer["status"] == 200 and answer["body"] == 1, answer
+        counts = answer["statements"]
+        assert counts["replica_reads"] == 1 and counts["primary_reads"] == 1, answer
+        # The replica counts it as a lock conflict (a backend sends its counts within 10 s).
+        until(lambda: replica.fetch(conflicts)[0][0] == before + 1, "the conflict counted")
+        ready = call("GET", "/health/ready")
+        assert ready["body"]["checks"]["replicas"] == "1 in rotation", ready
+
+
+def test_a_read_a_recovery_conflict_ends_between_statements_runs_again_on_the_primary(
+    render: Callable[[str], Rendered],
+    venv_for: Callable[[Rendered], Path],
+    replica: Replica,
+) -> None:
+    """Behind PgBouncer (reads in READ ONLY transactions), a conflict that meets a read idle
+    in its transaction ends the replica's session (FATAL, SQLSTATE 40001): the read's next
+    statement runs on the primary."""
+    settings = {
+        "DB_BEHIND_PGBOUNCER": "true",
+        "DB_REPLICA_MAX_LAG": "120",
+        "DB_REPLICA_RETRY_SECONDS": "120",
+    }
+    with service(render, venv_for, replica, **settings) as call:
+        replica.configure(max_standby_streaming_delay=0)
+        database = call("OP", "database")["result"]
+        first = call("POST", PROJECTS, {"name": "First", "slug": "first"})
+        token = first["headers"]["x-consistency-token"]
+        until(lambda: replica.replay_lsn() >= lsn(token), "replay")
+        conflicts = (
+            f"SELECT confl_lock FROM pg_stat_database_conflicts WHERE datname = '{database}'"
+        )
+        ((before,),) = replica.fetch(conflicts)
+        failures: list[Exception] = []
+
+        def lock_when_the_read_waits() -> None:
+            try:
+                waiting = (
+                    "SELECT 1 FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                    f"AND datname = '{database}' AND query LIKE '%FROM project%'"
+                )
+                until(lambda: bool(replica.fetch(waiting)), "the read idle on the replica")
+                primary("BEGIN; LOCK TABLE project IN ACCESS EXCLUSIVE MODE; COMMIT", database)
+            except (AssertionError, psycopg.Error) as error:
+                failures.append(error)
+
+        locker = threading.Thread(target=lock_when_the_read_waits)
+        locker.start()
+        answer = call("GET", "/two-reads")
+        locker.join()
+        assert not failures, failures
+        assert answer["status"] == 200 and answer["body"] == 2, answer
+        assert answer["statements"]["primary_reads"] > 0, answer
+        # The replica ended the session for a lock conflict.
+        until(lambda: replica.fetch(conflicts)[0][0] == before + 1, "the conflict counted")

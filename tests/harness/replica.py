@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from .boot import free_port
 from .databases import HOW_TO_START, POSTGRES_DSN
@@ -196,6 +197,8 @@ class Replica:
         self.user = str(_server().get("user", "postgres"))
         self._command, self._env, self._account = command, env, account
         self._process: subprocess.Popen[bytes] | None = None
+        # Settings a test changed while the standby runs, with their values before.
+        self._changed: dict[str, str] = {}
 
     @property
     def log(self) -> Path:
@@ -231,6 +234,37 @@ class Replica:
     def resume_replay(self) -> None:
         self.fetch("SELECT pg_wal_replay_resume()")
 
+    def configure(self, **settings: str | int) -> None:
+        """Change the running standby's settings (ALTER SYSTEM, then a reload); `ready()`
+        puts back what they were."""
+        with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=5) as conn:
+            for name, value in settings.items():
+                if name not in self._changed:
+                    query = "SELECT setting FROM pg_settings WHERE name = %s"
+                    ((before,),) = conn.execute(query, [name]).fetchall()
+                    self._changed[name] = str(before)
+                conn.execute(_alter_system(name, value))
+            conn.execute("SELECT pg_reload_conf()")
+
+    def cut_off(self, timeout: float = 30) -> None:
+        """Cut the standby off from the primary, as a network partition does: its
+        primary_conninfo (pg_basebackup wrote it) points at a closed port from now on, so
+        its WAL receiver stops and every attempt to reconnect is refused. It keeps serving
+        reads of what it replayed. `reconnect()` (or `ready()`) ends the outage."""
+        self.configure(primary_conninfo=f"host=127.0.0.1 port=1 user={self.user}")
+        self._until(lambda: not self.streaming(), timeout, "the WAL receiver to stop")
+
+    def reconnect(self, timeout: float = 60) -> None:
+        """Put back every setting a test changed, and wait until the standby streams again."""
+        if self._changed:
+            self.configure(**self._changed)
+            self._changed = {}
+        self._until(self.streaming, timeout, "the replica to stream again")
+
+    def streaming(self) -> bool:
+        """Whether the standby's WAL receiver streams from the primary right now."""
+        return bool(self.fetch("SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'"))
+
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
@@ -264,6 +298,7 @@ class Replica:
     def ready(self) -> None:
         """Running, streaming and replaying, whatever the previous test did to it."""
         self.start()
+        self.reconnect()
         self.resume_replay()
 
     def _until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -283,6 +318,10 @@ class Replica:
             f"Gave up waiting for {what} ({last or f'not within {timeout}s'}); its log says:\n"
             + self.log.read_text(errors="replace")[-3000:]
         )
+
+
+def _alter_system(name: str, value: str | int) -> sql.Composed:
+    return sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(str(value)))
 
 
 @contextmanager
