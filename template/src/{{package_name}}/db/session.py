@@ -15,8 +15,8 @@ is the one place that commits: it runs the method, commits, and runs it again fr
 start when the database reports a deadlock, a serialization failure or a connection
 lost before COMMIT (after COMMIT was sent nobody knows whether it landed, so that is
 not retried). A violated constraint becomes a domain error carrying the message the
-constraint declares in the models (`info={"message": ...}`). A unit of work called
-from inside another joins it: the outermost one commits.
+constraint declares in the models (`info={"message": ...}`), or else one naming its
+columns. A unit of work called from inside another joins it: the outermost one commits.
 
 Requests never commit: `api/dependencies.py` opens a request's session and closes it
 before the response is sent. Every write has committed inside its unit of work by
@@ -33,12 +33,14 @@ from typing import Any
 from typing import ParamSpec
 from typing import TypeVar
 
+from sqlalchemy import MetaData
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ORMExecuteState
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
 from ..core.errors import Conflict
 from ..core.errors import DomainError
@@ -252,12 +254,35 @@ def constraint_error(error: DBAPIError) -> DomainError:
     own text never reaches the client.
     """
     kind = violation(error)
-    detail = constraint_messages().get(violated_constraint(error) or "")
+    name = violated_constraint(error) or ""
+    detail = constraint_messages().get(name) or default_message(kind, name)
+    if kind in ("unique", "foreign_key"):
+        return Conflict(detail)
+    return InvalidData(detail)
+
+
+def default_message(kind: str | None, name: str, metadata: MetaData = Base.metadata) -> str:
+    """The message of a constraint that declares none: a unique or foreign key constraint
+    the models define is named by its columns, so a client learns which field to change."""
+    columns = next(
+        (
+            [column.name for column in constraint.columns]
+            for table in metadata.tables.values()
+            for constraint in table.constraints
+            if constraint.name == name and isinstance(constraint, ColumnCollectionConstraint)
+        ),
+        [],
+    )
+    fields = " and ".join(columns)
     if kind == "unique":
-        return Conflict(detail or "a record with the same unique values already exists")
+        if fields:
+            return f"a record with the same {fields} already exists"
+        return "a record with the same unique values already exists"
     if kind == "foreign_key":
-        return Conflict(detail or "a referenced record does not exist (or is still referenced)")
-    return InvalidData(detail or "the data breaks a rule of the database")
+        if fields:
+            return f"a record referenced by {fields} does not exist (or is still referenced)"
+        return "a referenced record does not exist (or is still referenced)"
+    return "the data breaks a rule of the database"
 
 
 def constraint_messages() -> dict[str, str]:
