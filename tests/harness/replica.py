@@ -327,7 +327,8 @@ class Replica:
         """Cut the standby off from the primary, as a network partition does: its
         primary_conninfo (pg_basebackup wrote it) points at a closed port from now on, so
         its WAL receiver stops and every attempt to reconnect is refused. It keeps serving
-        reads of what it replayed. `reconnect()` (or `ready()`) ends the outage."""
+        reads of what it replayed; its slot, unused meanwhile, keeps the primary's WAL from
+        where it stopped. `reconnect()` (or `ready()`) ends the outage."""
         self.configure(primary_conninfo=f"host=127.0.0.1 port=1 user={self.user}")
         self._until(lambda: not self.streaming(), timeout, "the WAL receiver to stop")
 
