@@ -3,15 +3,19 @@
 Built the way an operator builds one with Debian's tools: `pg_basebackup -R` copies the
 server into a scratch directory and writes the standby's connection into it, then a
 postmaster of the server's major version serves the copy as a hot standby on a free
-loopback port. Nothing is left on the server: pg_basebackup's replication slot is
-temporary and the standby streams without one. The server's configuration is read, never
-changed; what it lacks is reported with the fix.
+loopback port. The standby streams through a permanent replication slot of its own from
+the base backup on, so the server keeps every WAL segment the standby has yet to receive,
+through staged outages too; without one, a busy server recycles a segment the standby still
+needs and the standby never streams again. The slot is dropped with the standby, and one
+that a killed run left behind is dropped by the next run. The server's configuration is
+read, never changed; what it lacks is reported with the fix.
 """
 
 import contextlib
 import getpass
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -41,6 +45,11 @@ MIRRORED = (
     "max_prepared_transactions",
     "max_locks_per_transaction",
 )
+# The standby's replication slot is this prefix and random hex digits. While the standby
+# lives, a session on the server holds an advisory lock on the slot's name: a slot with the
+# prefix, no WAL sender and a free lock belongs to a run that was killed.
+SLOT_PREFIX = "cfs_replica_"
+SLOT_LOCK = "hashtextextended(%s, 0)"
 HBA = "local all all trust\nhost all all 127.0.0.1/32 trust\n"
 # Peer authentication on the socket works for the postgres OS user (so, for root) alone.
 ALLOW_REPLICATION = {
@@ -69,6 +78,7 @@ def _primary_settings() -> dict[str, str]:
             rows = conn.execute(
                 "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", [names]
             ).fetchall()
+            _drop_abandoned_slots(conn)
             (senders,) = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender'"
             ).fetchone() or (0,)
@@ -99,9 +109,73 @@ def problems(settings: dict[str, str]) -> list[str]:
     if int(settings["max_replication_slots"]) <= int(settings["slots_in_use"]):
         found.append(
             f"all max_replication_slots = {settings['max_replication_slots']} are taken and "
-            "the base backup needs a temporary one: raise `max_replication_slots` and restart."
+            "the replica needs one for its whole life: raise `max_replication_slots` and restart."
         )
     return found
+
+
+def _drop_abandoned_slots(conn: psycopg.Connection[Any]) -> None:
+    """Drop the slots of killed runs (unused and unowned): each keeps the server's WAL from
+    its position on, forever. A slot of a live run, its standby stopped or cut off for a
+    test, has an owner and stays."""
+    query = (
+        "SELECT slot_name FROM pg_replication_slots WHERE starts_with(slot_name, %s) AND NOT active"
+    )
+    for (name,) in conn.execute(query, [SLOT_PREFIX]).fetchall():
+        ((unowned,),) = conn.execute(f"SELECT pg_try_advisory_lock({SLOT_LOCK})", [name])
+        if unowned:
+            try:
+                _drop_slot(conn, name, terminate=False)
+            finally:
+                conn.execute(f"SELECT pg_advisory_unlock({SLOT_LOCK})", [name])
+
+
+def _drop_slot(conn: psycopg.Connection[Any], name: str, terminate: bool = True) -> None:
+    """Drop the slot once no WAL sender uses it. Its standby stopped, the sender outlives it
+    until it notices the closed connection: with `terminate`, it is ended after seconds;
+    without, a slot in use stays."""
+    query = "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s"
+    patience, deadline = time.monotonic() + 5, time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = conn.execute(query, [name]).fetchall()
+        if not found:
+            return
+        ((sender,),) = found
+        if sender is None:
+            # A WAL sender may take it between the two statements.
+            with contextlib.suppress(psycopg.errors.ObjectInUse):
+                conn.execute("SELECT pg_drop_replication_slot(%s)", [name])
+                return
+        elif not terminate:
+            return
+        elif time.monotonic() > patience:
+            conn.execute("SELECT pg_terminate_backend(%s)", [sender])
+        time.sleep(0.05)
+    raise AssertionError(f"The replica's replication slot {name} stays in use; drop it by hand.")
+
+
+class _Slot:
+    """The standby's replication slot, which pg_basebackup creates: owned from here to
+    `drop()` by a session on the server that holds an advisory lock on its name."""
+
+    def __init__(self) -> None:
+        self.name = f"{SLOT_PREFIX}{secrets.token_hex(8)}"
+        self._owner = psycopg.connect(
+            POSTGRES_DSN, autocommit=True, connect_timeout=5, application_name=self.name
+        )
+        try:
+            self._owner.execute(f"SELECT pg_advisory_lock({SLOT_LOCK})", [self.name])
+        except BaseException:
+            self._owner.close()
+            raise
+
+    def drop(self) -> None:
+        """Once the standby stopped: drop the slot if it was made, then give up ownership
+        (were the session ended meanwhile, the next run drops the slot)."""
+        try:
+            _drop_slot(self._owner, self.name)
+        finally:
+            self._owner.close()
 
 
 def _bindir(settings: dict[str, str]) -> Path:
@@ -189,9 +263,12 @@ class Replica:
         command: list[str],
         env: dict[str, str],
         lifetime: int = LIFETIME,
+        slot: str = "",
         **account: Any,
     ):
         self.directory = directory
+        # The replication slot on the primary that keeps the WAL the standby has yet to receive.
+        self.slot = slot
         self.lifetime = lifetime
         self.port = int(command[command.index("-p") + 1])
         self.user = str(_server().get("user", "postgres"))
@@ -250,7 +327,8 @@ class Replica:
         """Cut the standby off from the primary, as a network partition does: its
         primary_conninfo (pg_basebackup wrote it) points at a closed port from now on, so
         its WAL receiver stops and every attempt to reconnect is refused. It keeps serving
-        reads of what it replayed. `reconnect()` (or `ready()`) ends the outage."""
+        reads of what it replayed; its slot, unused meanwhile, keeps the primary's WAL from
+        where it stopped. `reconnect()` (or `ready()`) ends the outage."""
         self.configure(primary_conninfo=f"host=127.0.0.1 port=1 user={self.user}")
         self._until(lambda: not self.streaming(), timeout, "the WAL receiver to stop")
 
@@ -339,6 +417,7 @@ def replica(
         pytest.fail("The server cannot be replicated:\n" + "\n".join(found), pytrace=False)
     bindir = _bindir(primary)
     account = _account()
+    slot = _Slot()
     directory = Path(tempfile.mkdtemp(prefix="cfs-replica-"))
     try:
         if account:
@@ -355,7 +434,9 @@ def replica(
                 bindir / "pg_basebackup",
                 f"--pgdata={data}",
                 "--write-recovery-conf",  # standby.signal and primary_conninfo
-                "--wal-method=stream",  # with a temporary slot, gone when the backup ends
+                "--wal-method=stream",
+                "--create-slot",  # permanent, and primary_slot_name for the standby
+                f"--slot={slot.name}",
                 "--checkpoint=fast",
                 "--no-sync",
                 "--no-manifest",
@@ -403,7 +484,7 @@ def replica(
         ]
         for name, value in options.items():
             command += ["-c", f"{name}={value}"]
-        standby = Replica(directory, command, env, lifetime, **account)
+        standby = Replica(directory, command, env, lifetime, slot.name, **account)
         try:
             standby.start(timeout)
             yield standby
@@ -411,6 +492,7 @@ def replica(
             standby.stop()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+        slot.drop()
 
 
 def replica_fixtures(**settings: str | int) -> tuple[Any, Any]:
