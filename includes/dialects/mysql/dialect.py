@@ -87,24 +87,37 @@ def prepare(engine: Engine, settings: Settings, *, read_only: bool = False) -> N
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("SELECT VERSION()")
-        mariadb = "mariadb" in str(cursor.fetchone()[0]).lower()
+        version = str(cursor.fetchone()[0])
         statements = ["SET SESSION time_zone = '+00:00'"]
         if read_only:
             statements.append("SET SESSION TRANSACTION READ ONLY")
         if settings.db_statement_timeout_ms:
-            if mariadb:
-                seconds = settings.db_statement_timeout_ms / 1000
-                statements.append(f"SET SESSION max_statement_time = {seconds}")
-            else:
-                statements.append(
-                    f"SET SESSION max_execution_time = {settings.db_statement_timeout_ms}"
-                )
-        if mariadb and settings.db_idle_in_transaction_timeout_ms:
+            statements.append(statement_timeout(version, settings.db_statement_timeout_ms))
+        if is_mariadb(version) and settings.db_idle_in_transaction_timeout_ms:
             seconds = math.ceil(settings.db_idle_in_transaction_timeout_ms / 1000)
             statements.append(f"SET SESSION idle_transaction_timeout = {seconds}")
         for statement in statements:
             cursor.execute(statement)
         cursor.close()
+
+
+def is_mariadb(version: str) -> bool:
+    """Whether `SELECT VERSION()` answered `version` from MariaDB rather than MySQL."""
+    return "mariadb" in version.lower()
+
+
+def statement_timeout(version: str, milliseconds: int) -> str:
+    """The statement that bounds this session's statements to `milliseconds` (0: no
+    bound), in the spelling of the server whose `SELECT VERSION()` is `version`.
+
+    MariaDB: `max_statement_time`, in seconds, for every statement. MySQL has no such
+    variable (setting it is an error) and bounds SELECTs only: `max_execution_time`,
+    in milliseconds.
+    """
+    if is_mariadb(version):
+        seconds = f"{milliseconds / 1000:.3f}".rstrip("0").rstrip(".")
+        return f"SET SESSION max_statement_time = {seconds}"
+    return f"SET SESSION max_execution_time = {int(milliseconds)}"
 
 
 def _errno(error: DBAPIError) -> int | None:
@@ -149,7 +162,8 @@ def misconfigured(error: BaseException, url: URL) -> str | None:
 
 async def without_statement_timeout(connection: AsyncConnection) -> None:
     """For migrations: they take as long as they take."""
-    await connection.execute(text("SET SESSION max_statement_time = 0"))
+    version = str((await connection.execute(text("SELECT VERSION()"))).scalar_one())
+    await connection.execute(text(statement_timeout(version, 0)))
     await connection.commit()
 
 

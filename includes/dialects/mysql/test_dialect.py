@@ -1,8 +1,11 @@
 """What the MariaDB/MySQL module promises: UTC sessions, timeouts, READ COMMITTED."""
 
+import pytest
 from sqlalchemy import text
 
 from {{ package_name }}.core.config import Settings
+from {{ package_name }}.db.dialect import statement_timeout
+from {{ package_name }}.db.dialect import without_statement_timeout
 from {{ package_name }}.db.engine import DatabaseManager
 
 
@@ -21,5 +24,39 @@ async def test_every_connection_runs_in_utc_with_its_timeouts(settings: Settings
                 assert await conn.scalar(text("SELECT @@session.max_execution_time")) == 2500
                 isolation = await conn.scalar(text("SELECT @@session.transaction_isolation"))
             assert isolation == "READ-COMMITTED"
+    finally:
+        await db.disconnect()
+
+
+# What `SELECT VERSION()` answers on servers this suite does not reach (no MySQL runs
+# here): the decision is tested on their strings, the MariaDB branch also on the server.
+MYSQL_VERSIONS = ("8.0.40", "8.0.36-0ubuntu0.22.04.1", "8.4.3", "9.1.0-commercial")
+MARIADB_VERSIONS = ("10.11.19-MariaDB-0+deb12u1", "11.4.2-MariaDB-ubu2404", "10.6.18-MariaDB-log")
+
+
+@pytest.mark.parametrize("version", MYSQL_VERSIONS)
+def test_mysql_gets_max_execution_time_in_milliseconds(version: str) -> None:
+    assert statement_timeout(version, 2500) == "SET SESSION max_execution_time = 2500"
+    assert statement_timeout(version, 0) == "SET SESSION max_execution_time = 0"
+
+
+@pytest.mark.parametrize("version", MARIADB_VERSIONS)
+def test_mariadb_gets_max_statement_time_in_seconds(version: str) -> None:
+    assert statement_timeout(version, 2500) == "SET SESSION max_statement_time = 2.5"
+    assert statement_timeout(version, 0) == "SET SESSION max_statement_time = 0"
+
+
+async def test_migrations_lift_the_statement_timeout_in_the_servers_spelling(
+    settings: Settings,
+) -> None:
+    db = DatabaseManager(settings.model_copy(update={"db_statement_timeout_ms": 2500}))
+    await db.connect()
+    try:
+        async with db.engine.connect() as conn:
+            version = str(await conn.scalar(text("SELECT VERSION()")))
+            variable = "max_statement_time" if "mariadb" in version.lower() else "max_execution_time"
+            assert float(await conn.scalar(text(f"SELECT @@session.{variable}"))) > 0
+            await without_statement_timeout(conn)
+            assert float(await conn.scalar(text(f"SELECT @@session.{variable}"))) == 0
     finally:
         await db.disconnect()
