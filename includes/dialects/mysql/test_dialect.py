@@ -4,6 +4,7 @@ import pytest
 from sqlalchemy import text
 
 from {{ package_name }}.core.config import Settings
+from {{ package_name }}.db.dialect import is_mariadb
 from {{ package_name }}.db.dialect import statement_timeout
 from {{ package_name }}.db.dialect import without_statement_timeout
 from {{ package_name }}.db.engine import DatabaseManager
@@ -54,7 +55,7 @@ async def test_migrations_lift_the_statement_timeout_in_the_servers_spelling(
     try:
         async with db.engine.connect() as conn:
             version = str(await conn.scalar(text("SELECT VERSION()")))
-            variable = "max_statement_time" if "mariadb" in version.lower() else "max_execution_time"
+            variable = "max_statement_time" if is_mariadb(version) else "max_execution_time"
             assert float(await conn.scalar(text(f"SELECT @@session.{variable}"))) > 0
             await without_statement_timeout(conn)
             assert float(await conn.scalar(text(f"SELECT @@session.{variable}"))) == 0
