@@ -55,6 +55,14 @@ LOST_CONNECTION: tuple[type[Exception], ...] = ()
 # Connect arguments for a short-lived engine (migrations, test set-up): none needed here.
 ONE_OFF_CONNECT_ARGS: dict[str, Any] = {}
 
+# Every table stores full Unicode (emoji and all), whatever the server's or database's
+# default: a latin1 or utf8mb3 column refuses such text. The collation is one MariaDB
+# and MySQL 8 both have, and it tells supplementary characters apart (utf8mb4_unicode_ci
+# holds every emoji equal to every other, so two names differing in one would collide).
+CHARACTER_SET = "utf8mb4"
+COLLATION = "utf8mb4_unicode_520_ci"
+TABLE_OPTIONS: dict[str, str] = {"mysql_charset": CHARACTER_SET, "mysql_collate": COLLATION}
+
 
 def engine_options(settings: Settings, *, read_only: bool = False) -> dict[str, Any]:
     """READ COMMITTED, as on PostgreSQL: each statement sees what others committed
@@ -146,7 +154,8 @@ def misconfigured(error: BaseException, url: URL) -> str | None:
     if code == 1049:
         return (
             f"database {url.database!r} does not exist on {where}: create it "
-            f"(CREATE DATABASE `{url.database}`), or fix DATABASE_URL"
+            f"(CREATE DATABASE `{url.database}` CHARACTER SET {CHARACTER_SET} "
+            f"COLLATE {COLLATION}), or fix DATABASE_URL"
         )
     if code == 1044:
         return (

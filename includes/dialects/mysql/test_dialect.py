@@ -1,13 +1,27 @@
 """What the MariaDB/MySQL module promises: UTC sessions, timeouts, READ COMMITTED."""
 
 import pytest
+{% if example_domain %}
+from sqlalchemy import insert
+from sqlalchemy import select
+{% endif %}
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from {{ package_name }}.core.config import Settings
+from {{ package_name }}.db.dialect import ONE_OFF_CONNECT_ARGS
 from {{ package_name }}.db.dialect import is_mariadb
 from {{ package_name }}.db.dialect import statement_timeout
 from {{ package_name }}.db.dialect import without_statement_timeout
 from {{ package_name }}.db.engine import DatabaseManager
+{% if example_domain %}
+from {{ package_name }}.models import Project
+from {{ package_name }}.models import Task
+{% endif %}
+from {{ package_name }}.models import metadata
+
+from .conftest import migrate
+from .databases import scratch_database
 
 
 async def test_every_connection_runs_in_utc_with_its_timeouts(settings: Settings) -> None:
@@ -61,3 +75,45 @@ async def test_migrations_lift_the_statement_timeout_in_the_servers_spelling(
             assert float(await conn.scalar(text(f"SELECT @@session.{variable}"))) == 0
     finally:
         await db.disconnect()
+
+
+# Outside Latin-1, and four bytes in UTF-8 (emoji, CJK extension B): what `utf8mb3` and
+# `latin1` columns refuse.
+FOUR_BYTE_TEXT = "Füchse 🦊 👍🏽 𠜎 ∑"
+
+
+async def test_tables_hold_full_unicode_on_a_latin1_database() -> None:
+    """A server or database whose default character set is latin1 still gets tables
+    that store any text: each table declares utf8mb4 itself."""
+    latin1 = {"character_set": "latin1", "collation": "latin1_swedish_ci"}
+    async with scratch_database("latin1", **latin1) as url:
+        engine = create_async_engine(url, connect_args=ONE_OFF_CONNECT_ARGS)
+        try:
+            async with engine.begin() as conn:
+                default = await conn.scalar(text("SELECT @@character_set_database"))
+                assert default == "latin1"
+                await conn.run_sync(migrate)
+                columns = await conn.execute(
+                    text(
+                        "SELECT table_name, column_name, character_set_name "
+                        "FROM information_schema.columns "
+                        "WHERE table_schema = DATABASE() AND character_set_name IS NOT NULL"
+                    )
+                )
+                charsets = {(t, c): cs for t, c, cs in columns.all() if t in metadata.tables}
+                assert all(cs == "utf8mb4" for cs in charsets.values()), charsets
+{% if example_domain %}
+                project = {"name": FOUR_BYTE_TEXT, "slug": "fox", "description": FOUR_BYTE_TEXT}
+                (project_id,) = (
+                    await conn.execute(insert(Project).values(**project).returning(Project.id))
+                ).one()
+                # Two titles that differ only in their emoji are two titles.
+                for title in ("😀", "😁"):
+                    await conn.execute(insert(Task).values(project_id=project_id, title=title))
+                stored = await conn.execute(select(Project.name, Project.description))
+                assert stored.one() == (FOUR_BYTE_TEXT, FOUR_BYTE_TEXT)
+                titles = await conn.scalars(select(Task.title).order_by(Task.title))
+                assert sorted(titles.all()) == ["😀", "😁"]
+{% endif %}
+        finally:
+            await engine.dispose()

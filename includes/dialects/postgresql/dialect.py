@@ -40,6 +40,9 @@ _RETRYABLE = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_de
 # wrap them (setting up a new connection that the server ends at that moment).
 LOST_CONNECTION: tuple[type[Exception], ...] = (asyncpg.InterfaceError,)
 
+# Options every table declares: none (a table's text has its database's encoding).
+TABLE_OPTIONS: dict[str, str] = {}
+
 # Connect arguments for a short-lived engine (migrations, test set-up): nothing is
 # prepared for reuse, so it works through PgBouncer in transaction mode too.
 ONE_OFF_CONNECT_ARGS: dict[str, Any] = {

@@ -29,6 +29,9 @@ LOST_CONNECTION: tuple[type[Exception], ...] = ()
 # Connect arguments for a short-lived engine (migrations, test set-up): none needed here.
 ONE_OFF_CONNECT_ARGS: dict[str, Any] = {}
 
+# Options every table declares: none (SQLite's text is UTF-8).
+TABLE_OPTIONS: dict[str, str] = {}
+
 
 def engine_options(settings: Settings, *, read_only: bool = False) -> dict[str, Any]:
     # sqlite3's `timeout` is how long a writer waits for another to finish.
