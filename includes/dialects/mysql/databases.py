@@ -125,3 +125,5 @@ UNREACHABLE_URL = URL.create("mysql+asyncmy", host="127.0.0.1", port=1, database
 PLAIN_URL = "mysql://app:s3cr3t@db:3306/app"
 FOREIGN_URL = "postgresql://app:s3cr3t@db/app"
 NO_DATABASE_URL = "mysql://db:3306"
+# Values the database refuses, by kind (tests/api/test_errors.py).
+REFUSED_VALUES = frozenset({"int32", "int64", "too-long", "surrogate", "huge-text", "date"})

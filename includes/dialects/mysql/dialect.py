@@ -181,6 +181,28 @@ def violation(error: DBAPIError) -> str | None:
     return _VIOLATIONS.get(_errno(error) or 0)
 
 
+# Server errors for a value a column refuses (in strict mode, MariaDB's and MySQL's
+# default): what the client is told.
+_REFUSED = {
+    1264: "a number is out of its column's range",
+    1690: "a number is out of range",
+    1406: "a text is longer than its column allows",
+    1366: "a value is not valid for its column (text its character set cannot store, "
+    "or not a number)",
+    1300: "a text is not valid in its character set",
+    1292: "a date or time is not valid or out of range",
+    1411: "a date or time is not valid",
+    1265: "a value was cut to fit its column",
+    1367: "a value is not valid for its column",
+}
+
+
+def refused_value(error: DBAPIError) -> str | None:
+    """Why the server refused a value `error` was raised for (the client's input: a
+    422); None when that is not why. asyncmy raises some of these as OperationalError."""
+    return _REFUSED.get(_errno(error) or 0)
+
+
 def violated_constraint(error: DBAPIError) -> str | None:
     """The server names the key or constraint in its message; the naming convention
     (`uq_…`, `fk_…`, `ck_…`) picks it out."""

@@ -101,6 +101,15 @@ def violation(error: DBAPIError) -> str | None:
     return None
 
 
+def refused_value(error: DBAPIError) -> str | None:
+    """Why SQLite refused a value `error` was raised for: none of its own. It stores any
+    text in any column; what sqlite3 cannot bind (an integer beyond 64 bits, text with
+    an unpaired surrogate) the engine reports as a DataError (`db/engine.py`)."""
+    if "string or blob too big" in str(error.orig):
+        return "a text is longer than the database can store"
+    return None
+
+
 def violated_constraint(error: DBAPIError) -> str | None:
     """SQLite names CHECK constraints, but reports a UNIQUE one by its columns: the
     naming convention (`uq_<table>_<columns>`) turns those back into the name."""
