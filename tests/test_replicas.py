@@ -170,6 +170,7 @@ def service(
         assert migrated.ok, migrated.output[-3000:]
         until(lambda: bool(replica.fetch("SELECT 1 FROM alembic_version", database)), "the schema")
         env = {"DATABASE_URL": url, "DB_REPLICA_URLS": replica.url(database), **settings}
+        env.setdefault("HEALTH_CACHE_SECONDS", "0")  # each probe asks the replicas now
         with driver(bin_dir, rendered, env) as call:
             yield call
 
@@ -186,7 +187,7 @@ def test_reads_go_to_the_replica_and_see_their_own_writes(
     settings = {"DB_REPLICA_MAX_LAG": "120", "DB_REPLICA_RETRY_SECONDS": "120"}
     with service(render, venv_for, replica, **settings) as call:
         ready = call("GET", "/health/ready")
-        assert ready["status"] == 200 and ready["body"]["checks"]["replicas"] == "1 in rotation"
+        assert ready["status"] == 200 and ready["body"]["checks"]["replicas"] == "ok"
 
         # A write: on the primary, and one more statement for its token.
         first = call("POST", PROJECTS, {"name": "First", "slug": "first"})
@@ -239,8 +240,8 @@ def test_reads_go_to_the_replica_and_see_their_own_writes(
         assert answers[0]["statements"]["replica_reads"] == 1, answers[0]
         ready = call("GET", "/health/ready")
         assert ready["status"] == 200, ready
-        replicas = ready["body"]["checks"]["replicas"]
-        assert replicas.startswith(f"1 of 1 out: 127.0.0.1:{replica.port} "), replicas
+        # Which replica is out, and why, is in the service's log, not in the body.
+        assert ready["body"]["checks"]["replicas"] == "degraded", ready
 
 
 def test_a_replica_too_far_behind_leaves_the_rotation_until_it_catches_up(
@@ -265,9 +266,7 @@ def test_a_replica_too_far_behind_leaves_the_rotation_until_it_catches_up(
         call("GET", location)  # finds the position stale and has it checked
         ready = call("GET", "/health/ready")
         assert ready["status"] == 200, ready
-        replicas = ready["body"]["checks"]["replicas"]
-        assert replicas.startswith(f"1 of 1 out: 127.0.0.1:{replica.port} ("), replicas
-        assert replicas.endswith("s behind)"), replicas
+        assert ready["body"]["checks"]["replicas"] == "degraded", ready
         aside = call("GET", location)
         assert aside["status"] == 200 and served_by_primary(aside), aside
 
@@ -275,7 +274,7 @@ def test_a_replica_too_far_behind_leaves_the_rotation_until_it_catches_up(
         replica.resume_replay()
         time.sleep(1.1)  # DB_REPLICA_RETRY_SECONDS
         ready = call("GET", "/health/ready")
-        assert ready["body"]["checks"]["replicas"] == "1 in rotation", ready
+        assert ready["body"]["checks"]["replicas"] == "ok", ready
         back = call("GET", location)
         assert back["status"] == 200 and served_by_replica(back), back
 
