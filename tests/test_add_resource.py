@@ -118,6 +118,8 @@ def test_a_resource_added_as_the_readme_says_works(
         migration = revision.read_text()
         assert re.search(r'op.create_table\(\s*"note"', migration), migration
         assert rendered.package not in migration, "a migration must not import the service"
+        if database == "mysql":  # a new table holds any text, whatever the database's default
+            assert re.search(r"mysql_charset=[\"']utf8mb4[\"']", migration), migration
         alembic("upgrade", "head")
         assert "No new upgrade operations detected" in alembic("check")
         alembic("downgrade", "-1")

@@ -252,6 +252,7 @@ def service(
             primary(f'ALTER DATABASE "{database}" SET {name} = {value}')
         until(lambda: bool(replica.fetch("SELECT 1 FROM alembic_version", database)), "the schema")
         env = {"DATABASE_URL": url, "DB_REPLICA_URLS": replica.url(database), **settings}
+        env.setdefault("HEALTH_CACHE_SECONDS", "0")  # each probe asks the replicas now
         with driver(bin_dir, rendered, env) as call:
             yield call
 
@@ -276,7 +277,7 @@ def test_reads_go_to_the_replica_and_see_their_own_writes(
     settings = {"DB_REPLICA_MAX_LAG": "120", "DB_REPLICA_RETRY_SECONDS": "120"}
     with service(render, venv_for, replica, **settings) as call:
         ready = call("GET", "/health/ready")
-        assert ready["status"] == 200 and ready["body"]["checks"]["replicas"] == "1 in rotation"
+        assert ready["status"] == 200 and ready["body"]["checks"]["replicas"] == "ok"
 
         # A write: on the primary, its token taken with its commit (no read of its own).
         first = call("POST", PROJECTS, {"name": "First", "slug": "first"})
@@ -329,8 +330,8 @@ def test_reads_go_to_the_replica_and_see_their_own_writes(
         assert answers[0]["statements"]["replica_reads"] == 1, answers[0]
         ready = call("GET", "/health/ready")
         assert ready["status"] == 200, ready
-        replicas = ready["body"]["checks"]["replicas"]
-        assert replicas.startswith(f"1 of 1 out: 127.0.0.1:{replica.port} "), replicas
+        # Which replica is out, and why, is in the service's log, not in the body.
+        assert ready["body"]["checks"]["replicas"] == "degraded", ready
 
 
 def test_a_replica_too_far_behind_leaves_the_rotation_until_it_catches_up(
@@ -355,9 +356,7 @@ def test_a_replica_too_far_behind_leaves_the_rotation_until_it_catches_up(
         call("GET", location)  # finds the position stale and has it checked
         ready = call("GET", "/health/ready")
         assert ready["status"] == 200, ready
-        replicas = ready["body"]["checks"]["replicas"]
-        assert replicas.startswith(f"1 of 1 out: 127.0.0.1:{replica.port} ("), replicas
-        assert replicas.endswith("s behind)"), replicas
+        assert ready["body"]["checks"]["replicas"] == "degraded", ready
         aside = call("GET", location)
         assert aside["status"] == 200 and served_by_primary(aside), aside
 
@@ -365,7 +364,7 @@ def test_a_replica_too_far_behind_leaves_the_rotation_until_it_catches_up(
         replica.resume_replay()
         time.sleep(1.1)  # DB_REPLICA_RETRY_SECONDS
         ready = call("GET", "/health/ready")
-        assert ready["body"]["checks"]["replicas"] == "1 in rotation", ready
+        assert ready["body"]["checks"]["replicas"] == "ok", ready
         back = call("GET", location)
         assert back["status"] == 200 and served_by_replica(back), back
 

@@ -19,6 +19,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from {{ package_name }}.core.config import Settings
+from {{ package_name }}.db.dialect import CHARACTER_SET
+from {{ package_name }}.db.dialect import COLLATION
 
 HOW_TO_GET_ONE = (
     "The tests need a MariaDB or MySQL server where this user may CREATE DATABASE and USER.\n"
@@ -99,11 +101,15 @@ async def reconnect(url: URL) -> None:
 
 
 @asynccontextmanager
-async def scratch_database(label: str) -> AsyncIterator[URL]:
+async def scratch_database(
+    label: str, *, character_set: str = CHARACTER_SET, collation: str = COLLATION
+) -> AsyncIterator[URL]:
+    """A database of its own and a user for it; `character_set` and `collation` are the
+    database's defaults (a test of a latin1 database passes its own)."""
     name = f"test_{{ package_name[:20] }}_{label}_{uuid.uuid4().hex[:8]}"
     user, password = f"t_{uuid.uuid4().hex[:16]}", secrets.token_hex(12)  # MySQL: <= 32 chars
     await admin(
-        f"CREATE DATABASE `{name}`",
+        f"CREATE DATABASE `{name}` CHARACTER SET {character_set} COLLATE {collation}",
         f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'",
         f"GRANT ALL ON `{name}`.* TO '{user}'@'%'",
     )
@@ -119,3 +125,5 @@ UNREACHABLE_URL = URL.create("mysql+asyncmy", host="127.0.0.1", port=1, database
 PLAIN_URL = "mysql://app:s3cr3t@db:3306/app"
 FOREIGN_URL = "postgresql://app:s3cr3t@db/app"
 NO_DATABASE_URL = "mysql://db:3306"
+# Values the database refuses, by kind (tests/api/test_errors.py).
+REFUSED_VALUES = frozenset({"int32", "int64", "too-long", "surrogate", "huge-text", "date"})

@@ -55,6 +55,14 @@ LOST_CONNECTION: tuple[type[Exception], ...] = ()
 # Connect arguments for a short-lived engine (migrations, test set-up): none needed here.
 ONE_OFF_CONNECT_ARGS: dict[str, Any] = {}
 
+# Every table stores full Unicode (emoji and all), whatever the server's or database's
+# default: a latin1 or utf8mb3 column refuses such text. The collation is one MariaDB
+# and MySQL 8 both have, and it tells supplementary characters apart (utf8mb4_unicode_ci
+# holds every emoji equal to every other, so two names differing in one would collide).
+CHARACTER_SET = "utf8mb4"
+COLLATION = "utf8mb4_unicode_520_ci"
+TABLE_OPTIONS: dict[str, str] = {"mysql_charset": CHARACTER_SET, "mysql_collate": COLLATION}
+
 
 def engine_options(settings: Settings, *, read_only: bool = False) -> dict[str, Any]:
     """READ COMMITTED, as on PostgreSQL: each statement sees what others committed
@@ -87,24 +95,37 @@ def prepare(engine: Engine, settings: Settings, *, read_only: bool = False) -> N
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("SELECT VERSION()")
-        mariadb = "mariadb" in str(cursor.fetchone()[0]).lower()
+        version = str(cursor.fetchone()[0])
         statements = ["SET SESSION time_zone = '+00:00'"]
         if read_only:
             statements.append("SET SESSION TRANSACTION READ ONLY")
         if settings.db_statement_timeout_ms:
-            if mariadb:
-                seconds = settings.db_statement_timeout_ms / 1000
-                statements.append(f"SET SESSION max_statement_time = {seconds}")
-            else:
-                statements.append(
-                    f"SET SESSION max_execution_time = {settings.db_statement_timeout_ms}"
-                )
-        if mariadb and settings.db_idle_in_transaction_timeout_ms:
+            statements.append(statement_timeout(version, settings.db_statement_timeout_ms))
+        if is_mariadb(version) and settings.db_idle_in_transaction_timeout_ms:
             seconds = math.ceil(settings.db_idle_in_transaction_timeout_ms / 1000)
             statements.append(f"SET SESSION idle_transaction_timeout = {seconds}")
         for statement in statements:
             cursor.execute(statement)
         cursor.close()
+
+
+def is_mariadb(version: str) -> bool:
+    """Whether `SELECT VERSION()` answered `version` from MariaDB rather than MySQL."""
+    return "mariadb" in version.lower()
+
+
+def statement_timeout(version: str, milliseconds: int) -> str:
+    """The statement that bounds this session's statements to `milliseconds` (0: no
+    bound), in the spelling of the server whose `SELECT VERSION()` is `version`.
+
+    MariaDB: `max_statement_time`, in seconds, for every statement. MySQL has no such
+    variable (setting it is an error) and bounds SELECTs only: `max_execution_time`,
+    in milliseconds.
+    """
+    if is_mariadb(version):
+        seconds = f"{milliseconds / 1000:.3f}".rstrip("0").rstrip(".")
+        return f"SET SESSION max_statement_time = {seconds}"
+    return f"SET SESSION max_execution_time = {int(milliseconds)}"
 
 
 def _errno(error: DBAPIError) -> int | None:
@@ -133,7 +154,8 @@ def misconfigured(error: BaseException, url: URL) -> str | None:
     if code == 1049:
         return (
             f"database {url.database!r} does not exist on {where}: create it "
-            f"(CREATE DATABASE `{url.database}`), or fix DATABASE_URL"
+            f"(CREATE DATABASE `{url.database}` CHARACTER SET {CHARACTER_SET} "
+            f"COLLATE {COLLATION}), or fix DATABASE_URL"
         )
     if code == 1044:
         return (
@@ -149,13 +171,36 @@ def misconfigured(error: BaseException, url: URL) -> str | None:
 
 async def without_statement_timeout(connection: AsyncConnection) -> None:
     """For migrations: they take as long as they take."""
-    await connection.execute(text("SET SESSION max_statement_time = 0"))
+    version = str((await connection.execute(text("SELECT VERSION()"))).scalar_one())
+    await connection.execute(text(statement_timeout(version, 0)))
     await connection.commit()
 
 
 def violation(error: DBAPIError) -> str | None:
     """Which kind of integrity rule `error` broke: unique, foreign_key, check, not_null."""
     return _VIOLATIONS.get(_errno(error) or 0)
+
+
+# Server errors for a value a column refuses (in strict mode, MariaDB's and MySQL's
+# default): what the client is told.
+_REFUSED = {
+    1264: "a number is out of its column's range",
+    1690: "a number is out of range",
+    1406: "a text is longer than its column allows",
+    1366: "a value is not valid for its column (text its character set cannot store, "
+    "or not a number)",
+    1300: "a text is not valid in its character set",
+    1292: "a date or time is not valid or out of range",
+    1411: "a date or time is not valid",
+    1265: "a value was cut to fit its column",
+    1367: "a value is not valid for its column",
+}
+
+
+def refused_value(error: DBAPIError) -> str | None:
+    """Why the server refused a value `error` was raised for (the client's input: a
+    422); None when that is not why. asyncmy raises some of these as OperationalError."""
+    return _REFUSED.get(_errno(error) or 0)
 
 
 def violated_constraint(error: DBAPIError) -> str | None:

@@ -1,9 +1,27 @@
 """What the MariaDB/MySQL module promises: UTC sessions, timeouts, READ COMMITTED."""
 
+import pytest
+{% if example_domain %}
+from sqlalchemy import insert
+from sqlalchemy import select
+{% endif %}
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from {{ package_name }}.core.config import Settings
+from {{ package_name }}.db.dialect import ONE_OFF_CONNECT_ARGS
+from {{ package_name }}.db.dialect import is_mariadb
+from {{ package_name }}.db.dialect import statement_timeout
+from {{ package_name }}.db.dialect import without_statement_timeout
 from {{ package_name }}.db.engine import DatabaseManager
+{% if example_domain %}
+from {{ package_name }}.models import Project
+from {{ package_name }}.models import Task
+{% endif %}
+from {{ package_name }}.models import metadata
+
+from .conftest import migrate
+from .databases import scratch_database
 
 
 async def test_every_connection_runs_in_utc_with_its_timeouts(settings: Settings) -> None:
@@ -23,3 +41,79 @@ async def test_every_connection_runs_in_utc_with_its_timeouts(settings: Settings
             assert isolation == "READ-COMMITTED"
     finally:
         await db.disconnect()
+
+
+# What `SELECT VERSION()` answers on servers this suite does not reach (no MySQL runs
+# here): the decision is tested on their strings, the MariaDB branch also on the server.
+MYSQL_VERSIONS = ("8.0.40", "8.0.36-0ubuntu0.22.04.1", "8.4.3", "9.1.0-commercial")
+MARIADB_VERSIONS = ("10.11.19-MariaDB-0+deb12u1", "11.4.2-MariaDB-ubu2404", "10.6.18-MariaDB-log")
+
+
+@pytest.mark.parametrize("version", MYSQL_VERSIONS)
+def test_mysql_gets_max_execution_time_in_milliseconds(version: str) -> None:
+    assert statement_timeout(version, 2500) == "SET SESSION max_execution_time = 2500"
+    assert statement_timeout(version, 0) == "SET SESSION max_execution_time = 0"
+
+
+@pytest.mark.parametrize("version", MARIADB_VERSIONS)
+def test_mariadb_gets_max_statement_time_in_seconds(version: str) -> None:
+    assert statement_timeout(version, 2500) == "SET SESSION max_statement_time = 2.5"
+    assert statement_timeout(version, 0) == "SET SESSION max_statement_time = 0"
+
+
+async def test_migrations_lift_the_statement_timeout_in_the_servers_spelling(
+    settings: Settings,
+) -> None:
+    db = DatabaseManager(settings.model_copy(update={"db_statement_timeout_ms": 2500}))
+    await db.connect()
+    try:
+        async with db.engine.connect() as conn:
+            version = str(await conn.scalar(text("SELECT VERSION()")))
+            variable = "max_statement_time" if is_mariadb(version) else "max_execution_time"
+            assert float(await conn.scalar(text(f"SELECT @@session.{variable}"))) > 0
+            await without_statement_timeout(conn)
+            assert float(await conn.scalar(text(f"SELECT @@session.{variable}"))) == 0
+    finally:
+        await db.disconnect()
+
+
+# Outside Latin-1, and four bytes in UTF-8 (emoji, CJK extension B): what `utf8mb3` and
+# `latin1` columns refuse.
+FOUR_BYTE_TEXT = "Füchse 🦊 👍🏽 𠜎 ∑"
+
+
+async def test_tables_hold_full_unicode_on_a_latin1_database() -> None:
+    """A server or database whose default character set is latin1 still gets tables
+    that store any text: each table declares utf8mb4 itself."""
+    latin1 = {"character_set": "latin1", "collation": "latin1_swedish_ci"}
+    async with scratch_database("latin1", **latin1) as url:
+        engine = create_async_engine(url, connect_args=ONE_OFF_CONNECT_ARGS)
+        try:
+            async with engine.begin() as conn:
+                default = await conn.scalar(text("SELECT @@character_set_database"))
+                assert default == "latin1"
+                await conn.run_sync(migrate)
+                columns = await conn.execute(
+                    text(
+                        "SELECT table_name, column_name, character_set_name "
+                        "FROM information_schema.columns "
+                        "WHERE table_schema = DATABASE() AND character_set_name IS NOT NULL"
+                    )
+                )
+                charsets = {(t, c): cs for t, c, cs in columns.all() if t in metadata.tables}
+                assert all(cs == "utf8mb4" for cs in charsets.values()), charsets
+{% if example_domain %}
+                project = {"name": FOUR_BYTE_TEXT, "slug": "fox", "description": FOUR_BYTE_TEXT}
+                (project_id,) = (
+                    await conn.execute(insert(Project).values(**project).returning(Project.id))
+                ).one()
+                # Two titles that differ only in their emoji are two titles.
+                for title in ("😀", "😁"):
+                    await conn.execute(insert(Task).values(project_id=project_id, title=title))
+                stored = await conn.execute(select(Project.name, Project.description))
+                assert stored.one() == (FOUR_BYTE_TEXT, FOUR_BYTE_TEXT)
+                titles = await conn.scalars(select(Task.title).order_by(Task.title))
+                assert sorted(titles.all()) == ["😀", "😁"]
+{% endif %}
+        finally:
+            await engine.dispose()

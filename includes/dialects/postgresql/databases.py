@@ -112,3 +112,5 @@ UNREACHABLE_URL = URL.create("postgresql+asyncpg", host="127.0.0.1", port=1, dat
 PLAIN_URL = "postgres://app:s3cr3t@db:5432/app"
 FOREIGN_URL = "mysql://root:s3cr3t@db/app"
 NO_DATABASE_URL = "postgresql://db:5432"
+# Values the database refuses, by kind (tests/api/test_errors.py).
+REFUSED_VALUES = frozenset({"int32", "int64", "too-long", "nul", "surrogate", "huge-text", "date"})

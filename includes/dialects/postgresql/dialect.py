@@ -40,6 +40,9 @@ _RETRYABLE = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_de
 # wrap them (setting up a new connection that the server ends at that moment).
 LOST_CONNECTION: tuple[type[Exception], ...] = (asyncpg.InterfaceError,)
 
+# Options every table declares: none (a table's text has its database's encoding).
+TABLE_OPTIONS: dict[str, str] = {}
+
 # Connect arguments for a short-lived engine (migrations, test set-up): nothing is
 # prepared for reuse, so it works through PgBouncer in transaction mode too.
 ONE_OFF_CONNECT_ARGS: dict[str, Any] = {
@@ -155,6 +158,36 @@ def _sqlstate(error: DBAPIError) -> str | None:
 def violation(error: DBAPIError) -> str | None:
     """Which kind of integrity rule `error` broke: unique, foreign_key, check, not_null."""
     return _VIOLATIONS.get(_sqlstate(error) or "")
+
+
+# Class 22, "data exception": the server refused a value. What the client is told.
+_REFUSED = {
+    "22001": "a text is longer than its column allows",
+    "22003": "a number is out of its column's range",
+    "22021": "a text holds a character the database cannot store (such as NUL)",
+    "22P05": "a text holds a character the database cannot store",
+    "22007": "a date or time is not valid",
+    "22008": "a date or time is not valid or out of range",
+}
+
+
+def refused_value(error: DBAPIError) -> str | None:
+    """Why the database, or asyncpg encoding a parameter, refused a value `error` was
+    raised for (the client's input: a 422); None when that is not why."""
+    cause: BaseException | None = error.orig
+    while cause is not None:
+        if isinstance(cause, asyncpg.InterfaceError) and isinstance(cause, ValueError):
+            # asyncpg's own DataError: a parameter it cannot encode for its column.
+            if isinstance(cause.__cause__, OverflowError):
+                return "a number is out of its column's range"
+            if isinstance(cause.__cause__, UnicodeError):
+                return "a text is not valid Unicode (it holds an unpaired surrogate)"
+            return "a value does not fit its column's type"
+        sqlstate = str(getattr(cause, "sqlstate", "") or "")
+        if sqlstate.startswith("22"):
+            return _REFUSED.get(sqlstate, "a value is not valid for its column")
+        cause = cause.__cause__
+    return None
 
 
 def violated_constraint(error: DBAPIError) -> str | None:

@@ -24,3 +24,5 @@ SLOW_QUERY = (
 PLAIN_URL = "sqlite:///./app.db"
 FOREIGN_URL = "postgresql://app:s3cr3t@db/app"
 NO_DATABASE_URL = "sqlite://"
+# Values the database refuses, by kind (tests/api/test_errors.py).
+REFUSED_VALUES = frozenset({"int64", "surrogate"})

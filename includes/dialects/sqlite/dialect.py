@@ -29,6 +29,9 @@ LOST_CONNECTION: tuple[type[Exception], ...] = ()
 # Connect arguments for a short-lived engine (migrations, test set-up): none needed here.
 ONE_OFF_CONNECT_ARGS: dict[str, Any] = {}
 
+# Options every table declares: none (SQLite's text is UTF-8).
+TABLE_OPTIONS: dict[str, str] = {}
+
 
 def engine_options(settings: Settings, *, read_only: bool = False) -> dict[str, Any]:
     # sqlite3's `timeout` is how long a writer waits for another to finish.
@@ -95,6 +98,15 @@ def violation(error: DBAPIError) -> str | None:
     ):
         if message.startswith(prefix):
             return kind
+    return None
+
+
+def refused_value(error: DBAPIError) -> str | None:
+    """Why SQLite refused a value `error` was raised for: none of its own. It stores any
+    text in any column; what sqlite3 cannot bind (an integer beyond 64 bits, text with
+    an unpaired surrogate) the engine reports as a DataError (`db/engine.py`)."""
+    if "string or blob too big" in str(error.orig):
+        return "a text is longer than the database can store"
     return None
 
 

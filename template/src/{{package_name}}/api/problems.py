@@ -33,6 +33,7 @@ from ..core.errors import StaleVersion
 from ..core.logging import request_id_var
 from ..core.metrics import PROBLEMS
 from ..db.dialect import LOST_CONNECTION
+from ..db.dialect import refused_value
 from ..db.dialect import violation
 from ..db.session import constraint_error
 
@@ -159,9 +160,22 @@ async def _database(request: Request, exc: Exception) -> JSONResponse:
     if violation(error) is not None:  # a write the services did not translate
         log.warning("untranslated constraint violation: %s", type(error).__name__)
         return await _domain(request, constraint_error(error))
+    refused = _refused(error)
+    if refused is not None:  # the request's input: the service and the database are fine
+        log.info("the database refused a value: %s", type(error.orig).__name__)
+        return problem(request, 422, "invalid-data", f"the database refused a value: {refused}")
     if _is_unavailable(error):
         return await _unavailable(request, error)
     return await unexpected(request, error)
+
+
+def _refused(error: DBAPIError) -> str | None:
+    """Why the database or its driver refused a value the request carried, or None."""
+    if isinstance(error.orig, UnicodeError):
+        return "a text is not valid Unicode (it holds an unpaired surrogate)"
+    if isinstance(error.orig, OverflowError):
+        return "a number is out of the database's range"
+    return refused_value(error)
 
 
 async def unexpected(request: Request, error: Exception) -> JSONResponse:

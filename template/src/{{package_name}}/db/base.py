@@ -3,14 +3,29 @@
 from typing import Any
 
 from sqlalchemy import MetaData
+from sqlalchemy import Table
+from sqlalchemy import event
 from sqlalchemy import inspect
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql.base import SchemaEventTarget
 
+from .dialect import TABLE_OPTIONS
 from .naming import NAMING_CONVENTION
+
+_metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+@event.listens_for(Table, "after_parent_attach")
+def _backend_table_options(table: Table, parent: SchemaEventTarget) -> None:
+    """Every table of the service's models declares the backend's table options (on
+    MariaDB/MySQL: utf8mb4, so any text is stored whatever the database's default),
+    unless it declares its own. Autogenerate writes them into the migration."""
+    if parent is _metadata and not any(key in table.dialect_kwargs for key in TABLE_OPTIONS):
+        table.dialect_kwargs.update(TABLE_OPTIONS)
 
 
 class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    metadata = _metadata
 
     # Fetch server-generated values (timestamps, versions) in the INSERT/UPDATE itself
     # through RETURNING, so reading them after a flush costs no extra round trip.

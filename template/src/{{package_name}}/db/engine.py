@@ -16,6 +16,8 @@ from sqlalchemy import event
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import DataError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -70,8 +72,21 @@ def build_engine(
         **engine_options(settings, read_only=read_only),
     )
     event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
+    event.listen(engine.sync_engine, "handle_error", _driver_refused_a_value)
     prepare(engine.sync_engine, settings, read_only=read_only)
     return engine
+
+
+def _driver_refused_a_value(context: ExceptionContext) -> None:
+    """A parameter the driver cannot encode (text with an unpaired surrogate, an integer
+    beyond 64 bits on SQLite) fails inside the statement as a plain Python error: raise
+    it as the `DataError` it is, so it is answered as the client's input (a 422), not
+    as a fault of the service."""
+    original = context.original_exception
+    if context.sqlalchemy_exception is None and isinstance(
+        original, UnicodeEncodeError | OverflowError
+    ):
+        raise DataError(context.statement, context.parameters, original, True) from original
 
 
 def cannot_connect(error: BaseException, url: URL) -> str:
