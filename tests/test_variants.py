@@ -53,9 +53,7 @@ def test_defaults_are_copier_defaults() -> None:
 
 
 def test_every_pair_of_answers_is_built() -> None:
-    gaps = {
-        pair: missing(*pair) for pair in combinations(OPTIONS, 2) if missing(*pair)
-    }
+    gaps = {pair: missing(*pair) for pair in combinations(OPTIONS, 2) if missing(*pair)}
     assert not gaps, f"pairs of answers no variant builds: {gaps}"
 
 
