@@ -3,25 +3,29 @@
 The options that shape the domain's code (database, primary_key, soft_delete) interact
 three ways: a key type that works on one backend fails on another only with the
 example domain's tables, a soft-delete index only with one key type. So the table holds
-every combination of them with the example domain (3 x 2 x 2 = 12), the skeleton
-(example_domain=false) once per backend (3), and the cache with traces once per backend
-(3). The full tier (install, the service's own tests on a real database, Alembic's
-command line, a uvicorn boot) runs for every one.
+every combination of them with the example domain (3 x 2 x 2 = 12) and the skeleton
+(example_domain=false) once per backend (3). The full tier (install, the service's own
+tests on a real database, Alembic's command line, a uvicorn boot) runs for every one.
 
-Answers that do not shape the domain (names, description, author, Python version) are
-spread over the variants as extras, so each backend meets a package name at the
-validators' limit and a newer Python somewhere. "default" is what
-`copier copy --defaults` gives a new user: PostgreSQL, UUIDv7, soft delete.
+The integrations (the Redis cache, `cache`; OpenTelemetry traces, `tracing`) and the
+Python version ride on those fifteen instead of adding variants of their own: each
+backend's four example-domain variants take the four combinations of cache and traces,
+and the cache sits once on each key type and once on each delete mode per backend (the
+cache's code keys rows by id and drops them on deletes). tests/test_variants.py checks
+that the table meets every pair of answers of the options below and those triples, so
+a change here cannot silently leave a combination unbuilt.
+
+Answers that do not shape the code (names, description, author) are spread as extras, so
+each backend meets a package name at the validators' limit and quotes in the text.
+"default" is what `copier copy --defaults` gives a new user: PostgreSQL, UUIDv7, soft
+delete, no cache, no traces, Python 3.11.
 """
 
-from itertools import product
 from typing import Any
 
 DATABASES = ("postgresql", "mysql", "sqlite")
 PRIMARY_KEYS = ("uuid", "int")
 SOFT_DELETE = (True, False)
-# copier.yml's defaults for the three options: that combination is "default", with no answers.
-DEFAULT = ("postgresql", "uuid", True)
 
 # The longest names the validators accept (package_name: 40 characters) and a non-ASCII
 # author: catches lines that only overflow with a long package name.
@@ -38,48 +42,74 @@ QUOTES = {
 PY312 = {"python_version": "3.12"}
 PY313 = {"python_version": "3.13"}  # code that only newer Pythons accept
 
-# The skeleton per backend: no models, no routes; migrations, health and tests still work.
-SKELETONS = [("postgresql", "uuid", True), ("mysql", "uuid", False), ("sqlite", "int", True)]
-
-# Answers beyond the three options, by variant name.
-EXTRAS: dict[str, dict[str, Any]] = {
-    "postgresql-uuid-hard-delete": LONG_NAMES | PY313,
-    "postgresql-int-hard-delete": QUOTES | PY312,
-    "mysql-uuid-hard-delete": QUOTES | PY312,
-    "mysql-int-soft-delete": LONG_NAMES | PY313,
-    "sqlite-uuid-hard-delete": PY312,
-    "sqlite-int-soft-delete": LONG_NAMES | PY313,
-    "sqlite-int-hard-delete": QUOTES,
+# The answers the covering table below is about (tests/test_variants.py reads their
+# values from copier.yml), and their defaults there.
+OPTIONS = (
+    "database",
+    "primary_key",
+    "soft_delete",
+    "example_domain",
+    "cache",
+    "tracing",
+    "python_version",
+)
+DEFAULTS: dict[str, Any] = {
+    "database": "postgresql",
+    "primary_key": "uuid",
+    "soft_delete": True,
+    "example_domain": True,
+    "cache": False,
+    "tracing": False,
+    "python_version": "3.11",
 }
+
+C, T = "cache", "traces"
+# database, primary_key, soft_delete, example_domain, integrations, other answers.
+TABLE: list[tuple[str, str, bool, bool, tuple[str, ...], dict[str, Any]]] = [
+    ("postgresql", "uuid", True, True, (), {}),
+    ("postgresql", "uuid", False, True, (C, T), LONG_NAMES | PY313),
+    ("postgresql", "int", True, True, (C,), PY312),
+    ("postgresql", "int", False, True, (T,), QUOTES | PY312),
+    ("mysql", "uuid", True, True, (C, T), {}),
+    ("mysql", "uuid", False, True, (T,), QUOTES | PY312),
+    ("mysql", "int", True, True, (), LONG_NAMES | PY313),
+    ("mysql", "int", False, True, (C,), PY313),
+    ("sqlite", "uuid", True, True, (T,), PY313),
+    ("sqlite", "uuid", False, True, (C,), PY312),
+    ("sqlite", "int", True, True, (C, T), LONG_NAMES | PY313),
+    ("sqlite", "int", False, True, (), QUOTES),
+    # The skeletons: no models, no routes; migrations, health and tests still work.
+    ("postgresql", "uuid", True, False, (C, T), PY312),
+    ("mysql", "uuid", False, False, (), {}),
+    ("sqlite", "int", True, False, (), PY313),
+]
 
 
 def variant(
-    database: str, primary_key: str, soft_delete: bool, example_domain: bool = True
+    database: str,
+    primary_key: str,
+    soft_delete: bool,
+    example_domain: bool,
+    integrations: tuple[str, ...],
+    extras: dict[str, Any],
 ) -> tuple[str, dict[str, Any]]:
-    """A variant's name and its answers: none for the defaults, extras by name."""
-    if (database, primary_key, soft_delete) == DEFAULT and example_domain:
+    """A variant's name and its answers: none for "default", every option's otherwise.
+
+    The name says the options that shape the code: "postgresql-int-soft-delete-cache"."""
+    answers = {
+        "database": database,
+        "primary_key": primary_key,
+        "soft_delete": soft_delete,
+        "example_domain": example_domain,
+        "cache": C in integrations,
+        "tracing": T in integrations,
+    } | extras
+    if all(answers.get(key, DEFAULTS[key]) == DEFAULTS[key] for key in OPTIONS) and not extras:
         return "default", {}
     name = f"{database}-{primary_key}-{'soft' if soft_delete else 'hard'}-delete"
-    answers = {"database": database, "primary_key": primary_key, "soft_delete": soft_delete}
-    if not example_domain:
-        name += "-skeleton"
-        answers["example_domain"] = False
-    return name, answers | EXTRAS.get(name, {})
+    name += "" if example_domain else "-skeleton"
+    return "-".join((name, *integrations)), answers
 
 
-# The optional integrations, the Redis cache (`cache`) and traces (`tracing`), together once
-# per backend, on the backend's defaults otherwise. Every other variant has both off, so
-# each backend proves each of them present and absent. Their code does not depend on the
-# key type or the delete mode, and together they also prove they do not get in each
-# other's way (a cached read is still traced; a statement span never carries a value).
-INTEGRATIONS = {
-    f"{database}-cache-traces": {"database": database, "cache": True, "tracing": True}
-    for database in DATABASES
-}
-
-VARIANTS: dict[str, dict[str, Any]] = dict(
-    [variant(*options) for options in product(DATABASES, PRIMARY_KEYS, SOFT_DELETE)]
-    + [variant(*options, example_domain=False) for options in SKELETONS]
-    + list(INTEGRATIONS.items())
-)
-assert set(EXTRAS) <= set(VARIANTS), f"extras for no variant: {set(EXTRAS) - set(VARIANTS)}"
+VARIANTS: dict[str, dict[str, Any]] = dict(variant(*row) for row in TABLE)
+assert len(VARIANTS) == len(TABLE), "two rows of the table share a name"
