@@ -34,12 +34,7 @@ def python_blocks(page: Path) -> list[str]:
 
 def revisions(page: Path) -> dict[str, str]:
     """The page's revision blocks: {path in the service: source}."""
-    found = {}
-    for block in python_blocks(page):
-        match = REVISION_FILE.match(block)
-        if match:
-            found[match[1]] = block[match.end() :]
-    return found
+    return revisions_in(page.read_text())
 
 
 def module(page: Path, package: str) -> str:
@@ -212,3 +207,90 @@ def service_bin(rendered: Rendered) -> Path:
     from .harness.venv import service_venv
 
     return service_venv(rendered.path, rendered.python_version)
+
+
+DATA_CHECKS = """
+PADDED, CLEAN = 2001, 3  # more than two of the revision's batches
+
+
+async def seed(start: int, padded: int, clean: int) -> None:
+    async with sessions() as session, session.begin():
+        for n in range(start, start + padded + clean):
+            name = f"  p{n:05d}  " if n < start + padded else f"p{n:05d}"
+            session.add(Project(name=name, slug=f"p{n:05d}"))
+
+
+async def names() -> dict[str, tuple[str, int]]:
+    async with sessions() as session:
+        rows = await session.execute(select(Project.slug, Project.name, Project.version))
+        return {slug: (name, version) for slug, name, version in rows}
+
+
+async def main(step: str) -> None:
+    if step == "seed":
+        await seed(0, PADDED, CLEAN)
+    elif step == "trimmed":
+        found = await names()
+        assert len(found) == PADDED + CLEAN
+        assert all(name == slug for slug, (name, _) in found.items()), found
+        versions = sorted(version for _, version in found.values())
+        assert versions == [1] * CLEAN + [2] * PADDED
+    elif step == "downgraded":
+        # The downgrade left the rows as they were; one more row needs trimming.
+        await main("trimmed")
+        await seed(PADDED + CLEAN, 1, 0)
+    elif step.startswith("stamped-at-"):
+        found = await names()
+        assert found[f"p{PADDED + CLEAN:05d}"] == (f"  p{PADDED + CLEAN:05d}  ", 1)
+        async with sessions() as session:
+            current = await session.scalar(text("SELECT version_num FROM alembic_version"))
+        assert current == step.removeprefix("stamped-at-"), current
+    print(f"data migration: {step} done")
+
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_the_data_migration_runs_as_written_and_stamps(service: tuple[Rendered, Path]) -> None:
+    rendered, copy = service
+    docs = revisions(PAGES / "migrations.md")
+    readme = revisions_in((copy / "README.md").read_text())
+    # The service's README shows the revision the documentation shows.
+    assert readme == docs and len(docs) == 1, readme
+    ((path, source),) = docs.items()
+    revision = re.search(r'^revision: str = "(\w+)"', source, flags=re.MULTILINE)
+    assert revision is not None
+    (copy / path).write_text(source)
+    (copy / "check_data.py").write_text(PRELUDE.format(package=rendered.package) + DATA_CHECKS)
+    bin_dir = service_bin(rendered)
+    for check in (["check"], ["format", "--check"]):
+        linted = run(bin_dir, copy, "ruff", *check, "--no-cache", path)
+        assert linted.ok, linted.output
+    database = rendered.answers["database"]
+    with scratch_database(database, f"data-{rendered.name}") as url:
+        env = {"DATABASE_URL": url, "PYTHONPATH": str(copy / "src")}
+
+        def step(*args: str) -> str:
+            outcome = run(bin_dir, copy, *args, env=env)
+            assert outcome.ok, outcome.output
+            return outcome.output
+
+        step("alembic", "upgrade", INITIAL)
+        step("python", "check_data.py", "seed")
+        step("alembic", "upgrade", "head")
+        step("python", "check_data.py", "trimmed")
+        step("alembic", "downgrade", INITIAL)
+        step("python", "check_data.py", "downgraded")
+        # Stamped, the revision counts as done and its work is not run.
+        step("alembic", "stamp", revision[1])
+        step("python", "check_data.py", f"stamped-at-{revision[1]}")
+
+
+def revisions_in(text: str) -> dict[str, str]:
+    found = {}
+    for block in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL):
+        match = REVISION_FILE.match(block)
+        if match:
+            found[match[1]] = block[match.end() :]
+    return found
