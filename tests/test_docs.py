@@ -154,7 +154,8 @@ def code_names() -> set[str]:
     sources += [p for p in (TEMPLATE_ROOT / "includes").rglob("*.py") if p.is_file()]
     names: set[str] = set()
     for path in sources:
-        if path.suffix in {".py", ".jinja", ".toml", ".yaml", ".yml"} and "README" not in path.name:
+        documentation = "README" in path.name or path == ENV_EXAMPLE
+        if path.suffix in {".py", ".jinja", ".toml", ".yaml", ".yml"} and not documentation:
             names |= set(ENV_NAME.findall(path.read_text()))
     return names
 
