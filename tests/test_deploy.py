@@ -197,7 +197,8 @@ def test_ports_match_the_image(deployed: Rendered) -> None:
     assert port == int(exposed[1])
     (api,) = containers(built(deployed, "Deployment"))
     named = {p["name"]: p["containerPort"] for p in api["ports"]}
-    assert named == {"http": port}
+    metrics_port = int(built(deployed, "ConfigMap")["data"]["METRICS_PORT"])
+    assert named == {"http": port, "metrics": metrics_port}
     for kind in ("startup", "liveness", "readiness"):
         assert api[f"{kind}Probe"]["httpGet"]["port"] == "http"
     assert [p["targetPort"] for p in built(deployed, "Service")["spec"]["ports"]] == ["http"]
@@ -279,6 +280,12 @@ def test_a_pods_workers_share_one_set_of_metrics(deployed: Rendered) -> None:
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert "emptyDir" in volumes[volume]
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-    ports = {p["containerPort"] for p in container["ports"]}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert annotations["prometheus.io/path"] == "/metrics"
-    assert int(annotations["prometheus.io/port"]) in ports
+    # /metrics stays off the public listener in production, as the rendered README says:
+    # the pods set METRICS_PORT, and Prometheus scrapes that port, which no Service exposes.
+    metrics_port = int(built(deployed, "ConfigMap")["data"]["METRICS_PORT"])
+    assert int(annotations["prometheus.io/port"]) == metrics_port
+    assert metrics_port in ports.values() and metrics_port != ports["http"]
+    service_ports = {p["targetPort"] for p in built(deployed, "Service")["spec"]["ports"]}
+    assert service_ports == {"http"}

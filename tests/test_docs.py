@@ -110,3 +110,109 @@ def test_every_question_has_a_section_on_the_questions_page() -> None:
     assert not missing, f"docs/questions.md has no '## `name`' section for {missing}"
     stale = [s for s in sections if s not in questions]
     assert not stale, f"docs/questions.md documents {stale}, which copier.yml does not ask"
+
+
+# -- settings: what the documentation names is what the code reads ---------------------
+
+CONFIG = TEMPLATE_ROOT / "template" / "src" / "{{package_name}}" / "core" / "config.py.jinja"
+DEPLOY = TEMPLATE_ROOT / "template" / "{% if server_database %}deploy{% endif %}" / "k8s"
+ENV_EXAMPLE = TEMPLATE_ROOT / "template" / ".env.example.jinja"
+# Where settings are documented for people: the site, both READMEs, the example files.
+DOCUMENTED = [
+    *sorted(DOCS.rglob("*.md")),
+    TEMPLATE_ROOT / "README.md",
+    TEMPLATE_ROOT / "template" / "README.md.jinja",
+    ENV_EXAMPLE,
+    *sorted(DEPLOY.iterdir()),
+]
+# An upper-case name with an underscore, as settings are spelled (`DB_POOL_SIZE`).
+ENV_NAME = re.compile(r"(?<![\w.$/{-])([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)(?![\w(])")
+# Upper-case names that are not the service's settings: other programs' variables and
+# SQL's own words. A new entry here must be one of those, never a setting's old name.
+NOT_SETTINGS = {
+    "PROMETHEUS_MULTIPROC_DIR",  # prometheus-client's
+    "AUTO_INCREMENT",
+    "CURRENT_USER",
+    "GET_LOCK",
+    "WAIT_FOR_EXECUTED_GTID_SET",
+}
+
+
+def settings_fields() -> dict[str, str]:
+    """Every field of `Settings` in any variant, upper-cased, with its default as written."""
+    source = CONFIG.read_text().split("class Settings(BaseSettings):", 1)[1]
+    fields: dict[str, str] = {}
+    for name, rest in re.findall(r"^    ([a-z_]+): [^=\n]+?(?: = (.+))?$", source, re.MULTILINE):
+        default = re.search(r"^Field\(default=([^,)]+)", rest)
+        fields[name.upper()] = default.group(1) if default else rest
+    return fields
+
+
+def code_names() -> set[str]:
+    """Upper-case names the template's code (not its prose) spells anywhere."""
+    sources = [p for p in (TEMPLATE_ROOT / "template").rglob("*") if p.is_file()]
+    sources += [p for p in (TEMPLATE_ROOT / "includes").rglob("*.py") if p.is_file()]
+    names: set[str] = set()
+    for path in sources:
+        documentation = "README" in path.name or path == ENV_EXAMPLE
+        if path.suffix in {".py", ".jinja", ".toml", ".yaml", ".yml"} and not documentation:
+            names |= set(ENV_NAME.findall(path.read_text()))
+    return names
+
+
+def test_every_setting_the_docs_name_exists_in_the_code() -> None:
+    known = set(settings_fields()) | code_names() | NOT_SETTINGS
+    unknown = {
+        (name, str(path.relative_to(TEMPLATE_ROOT)))
+        for path in DOCUMENTED
+        for name in ENV_NAME.findall(path.read_text())
+        if name not in known and not name.startswith("OTEL_")  # OpenTelemetry's own
+    }
+    assert not unknown, (
+        "documented but neither a setting (core/config.py.jinja) nor a name in the "
+        f"template's code: {sorted(unknown)}"
+    )
+
+
+# "`DB_POOL_RECYCLE` (180 s)", "| `DB_REPLICA_POOL_SIZE` | 10 |": a setting's default.
+DOCUMENTED_DEFAULT = re.compile(
+    r"`([A-Z][A-Z0-9_]+)` \((\d[\d_.]*)(?: s| ms)?\)|\| `([A-Z][A-Z0-9_]+)` \| (\d[\d_.]*) \|"
+)
+
+
+def test_a_default_the_docs_give_is_the_codes() -> None:
+    fields = settings_fields()
+    found = [
+        (str(path.relative_to(TEMPLATE_ROOT)), name or row_name, value or row_value)
+        for path in DOCUMENTED
+        for name, value, row_name, row_value in DOCUMENTED_DEFAULT.findall(path.read_text())
+    ]
+    assert any(name == "DB_POOL_RECYCLE" for _, name, _ in found), found
+    wrong = [
+        (page, name, value, fields[name])
+        for page, name, value in found
+        if name in fields and not _same(value, fields[name])
+    ]
+    assert not wrong, f"(page, setting, documented default, default in the code): {wrong}"
+
+
+def _same(documented: str, default: str) -> bool:
+    try:
+        return float(documented) == float(default.replace("_", ""))
+    except ValueError:
+        return documented.strip("\"'").lower() == default.strip("\"'").lower()
+
+
+def test_the_example_settings_are_the_defaults() -> None:
+    """`.env.example` shows the defaults (bar where the data lives and the environment),
+    so copying it changes nothing until a value is edited."""
+    fields = settings_fields()
+    example = re.findall(r"^([A-Z][A-Z0-9_]+)=(.*)$", ENV_EXAMPLE.read_text(), re.MULTILINE)
+    assert example
+    differ = [
+        (name, value, fields.get(name))
+        for name, value in example
+        if name not in {"DATABASE_URL", "REDIS_URL"}
+        and not (name in fields and _same(value, fields[name]))
+    ]
+    assert not differ, f".env.example (name, value, default in config.py.jinja): {differ}"
