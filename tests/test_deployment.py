@@ -23,6 +23,7 @@ from .harness.boot import uvicorn
 from .harness.databases import POSTGRES_DSN, check_server, scratch_database
 from .harness.pgbouncer import pgbouncer
 from .harness.run import parse_pytest_summary, run
+from .harness.venv import service_venv
 
 pytestmark = pytest.mark.full
 
@@ -56,12 +57,15 @@ async def mixed_load(base: str, clients: int, seconds: float) -> Counter[int]:
     return statuses
 
 
+@pytest.mark.parametrize("resolution", ["highest", "lowest-direct"])
 def test_the_default_service_behind_pgbouncer(
-    render: Callable[[str], Rendered], venv_for: Callable[[Rendered], Path], tmp_path: Path
+    render: Callable[[str], Rendered], resolution: str, tmp_path: Path
 ) -> None:
+    """With the newest dependencies the pins allow, and with the lowest (`uv
+    --resolution lowest-direct`): the floors must hold behind PgBouncer too."""
     rendered = render("default")
-    bin_dir = venv_for(rendered)
-    with pgbouncer() as bouncer:
+    bin_dir = service_venv(rendered.path, rendered.python_version, resolution)
+    with pgbouncer(record=True) as bouncer:
         # Its own suite, every database it creates reached through PgBouncer.
         suite = run(
             bin_dir,
@@ -85,21 +89,43 @@ def test_the_default_service_behind_pgbouncer(
 
         with scratch_database("postgresql", "pgbouncer") as url:
             name = url.rsplit("/", 1)[1]
-            env = {
-                "DATABASE_URL": bouncer.url(name),
-                "DB_BEHIND_PGBOUNCER": "true",
-                "DATABASE_DIRECT_URL": SERVER,
-            }
+            env = {"DATABASE_URL": bouncer.url(name), "DB_BEHIND_PGBOUNCER": "true"}
+            # Without the server's own URL, migrations would run through the pooler.
+            refused = run(bin_dir, rendered.path, "alembic", "upgrade", "head", env=env)
+            assert not refused.ok, refused.output
+            assert "DB_BEHIND_PGBOUNCER=true needs DATABASE_DIRECT_URL" in refused.output
+            assert "Traceback" not in refused.output, refused.output
+            env["DATABASE_DIRECT_URL"] = SERVER
             migrated = run(bin_dir, rendered.path, "alembic", "upgrade", "head", env=env)
             assert migrated.ok, migrated.output
-            with uvicorn(bin_dir, rendered.path, rendered.package, env) as base:
+            # Production, 3 pods of 2 workers migrating at start-up: the pools are
+            # PgBouncer's clients (246 of its 500), the server sees 6 direct connections.
+            production = {
+                **env,
+                "ENVIRONMENT": "production",
+                "CURSOR_SECRET": "s" * 32,
+                "DB_PODS": "3",
+                "DB_PGBOUNCER_MAX_CLIENT_CONN": "500",
+                "MIGRATE_ON_STARTUP": "true",
+            }
+            log = tmp_path / "uvicorn.log"
+            with uvicorn(
+                bin_dir, rendered.path, rendered.package, production, workers=2, log=log
+            ) as base:
                 assert httpx.get(f"{base}/health/ready").json()["status"] == "ok"
                 statuses = asyncio.run(mixed_load(base, clients=16, seconds=4))
             pools = [row for row in bouncer.show("POOLS") if row["database"] == name]
+        started = log.read_text()
         assert statuses[201] > 0 and statuses[200] > 0, statuses
         assert set(statuses) <= {200, 201}, statuses
         # Transaction pooling: the service's connections shared a few server connections.
         assert pools and all(int(p["sv_active"]) + int(p["sv_idle"]) <= 20 for p in pools)
+        assert started.count("client connections of PgBouncer's 500") == 2, started
+        assert "6 direct connections (1 per worker" in started, started
+        # PgBouncer carried the service's statements, and nothing that outlives a
+        # transaction: every SET, RESET and session lock went to the server directly.
+        assert any(statement.startswith("INSERT INTO project") for statement in bouncer.sent)
+        assert bouncer.session_level() == []
 
 
 def test_two_workers_stay_within_the_connection_budget(
