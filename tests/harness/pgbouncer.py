@@ -62,6 +62,10 @@ SESSION_LEVEL = re.compile(
     r"|\bpg_(try_)?advisory_(un)?lock(_shared)?\s*\(|\bset_config\s*\(.*\bfalse\s*\)",
     re.IGNORECASE | re.DOTALL,
 )
+# asyncpg turns JIT off around its type introspection and back on right after it.
+_JIT_OFF = re.compile(r"set_config\('jit', 'off', false\)")
+_JIT_BACK = re.compile(r"set_config\('jit', \$1, false\)")
+_INTROSPECTION = re.compile(r"WITH RECURSIVE typeinfo_tree")
 
 
 @dataclass(frozen=True)
@@ -69,12 +73,12 @@ class PgBouncer:
     port: int
     user: str
     log: Path
-    # Statements PgBouncer sent to the server (with `record=True`), in order.
-    sent: list[str] = field(default_factory=list)
+    # Statements PgBouncer sent to the server (with `record=True`), in order, each with
+    # the number of the server connection that carried it.
+    sent: list[tuple[int, str]] = field(default_factory=list)
 
-    def session_level(self) -> list[str]:
-        """What of `sent` outlives its transaction (SESSION_LEVEL)."""
-        return [statement for statement in list(self.sent) if SESSION_LEVEL.search(statement)]
+    def statements(self) -> list[str]:
+        return [statement for _, statement in list(self.sent)]
 
     def dsn(self, database: str) -> str:
         """A libpq connection string (psycopg) to `database` through PgBouncer."""
@@ -94,6 +98,31 @@ class PgBouncer:
             cursor.execute(f"SHOW {what}".encode())
             names = [column.name for column in cursor.description or []]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def session_level(self) -> list[str]:
+        """What of `sent` outlives its transaction (SESSION_LEVEL).
+
+        But asyncpg's own JIT switch around its type introspection, when the server
+        connection carried nothing but the introspection between JIT off and JIT back
+        on: no other client's statement ran with it."""
+        carried: dict[int, list[str]] = {}
+        for number, statement in list(self.sent):
+            carried.setdefault(number, []).append(statement)
+        found: list[str] = []
+        for statements in carried.values():
+            switched_off = False
+            for statement in statements:
+                if _JIT_OFF.search(statement):
+                    switched_off = True
+                elif switched_off and _JIT_BACK.search(statement):
+                    switched_off = False
+                elif switched_off and not _INTROSPECTION.search(statement):
+                    found.append("JIT off (asyncpg's introspection) under: " + statement)
+                elif SESSION_LEVEL.search(statement):
+                    found.append(statement)
+            if switched_off:
+                found.append("JIT left off by asyncpg's introspection")
+        return found
 
 
 def _server() -> tuple[str, int]:
@@ -174,7 +203,9 @@ class _Frontend:
                 statements.append(payload.split(b"\0", 2)[1].decode(errors="replace"))
 
 
-def _relay(client: socket.socket, server: tuple[str, int], sent: list[str]) -> None:
+def _relay(
+    client: socket.socket, server: tuple[str, int], sent: list[tuple[int, str]], number: int
+) -> None:
     """Carry one of PgBouncer's server connections, noting the statements it sends."""
     upstream = socket.create_connection(server)
 
@@ -191,7 +222,7 @@ def _relay(client: socket.socket, server: tuple[str, int], sent: list[str]) -> N
     with contextlib.suppress(OSError):
         while data := client.recv(65536):
             upstream.sendall(data)
-            sent.extend(frontend.feed(data))
+            sent.extend((number, statement) for statement in frontend.feed(data))
     with contextlib.suppress(OSError):
         upstream.shutdown(socket.SHUT_WR)
     backwards.join(timeout=10)
@@ -200,17 +231,24 @@ def _relay(client: socket.socket, server: tuple[str, int], sent: list[str]) -> N
 
 
 @contextmanager
-def _recording_relay(server: tuple[str, int], sent: list[str]) -> Iterator[tuple[str, int]]:
+def _recording_relay(
+    server: tuple[str, int], sent: list[tuple[int, str]]
+) -> Iterator[tuple[str, int]]:
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
     def accept() -> None:
+        number = 0
         while not stop.is_set():
             try:
                 client, _ = listener.accept()
             except OSError:
                 return
-            threading.Thread(target=_relay, args=(client, server, sent), daemon=True).start()
+            number += 1
+            relay = threading.Thread(
+                target=_relay, args=(client, server, sent, number), daemon=True
+            )
+            relay.start()
 
     threading.Thread(target=accept, daemon=True).start()
     try:
@@ -235,7 +273,7 @@ def pgbouncer(
     user = str(psycopg.conninfo.conninfo_to_dict(POSTGRES_DSN).get("user", "postgres"))
     port = free_port()
     directory = Path(tempfile.mkdtemp(prefix="cfs-pgbouncer-"))
-    sent: list[str] = []
+    sent: list[tuple[int, str]] = []
     with contextlib.ExitStack() as stack:
         server = _server()
         if record:
@@ -249,7 +287,7 @@ def _run(
     port: int,
     user: str,
     server: tuple[str, int],
-    sent: list[str],
+    sent: list[tuple[int, str]],
     timeout: float,
     settings: dict[str, str | int],
 ) -> Iterator[PgBouncer]:

@@ -81,6 +81,7 @@ def service_venv(project: Path, python_version: str, resolution: str = "highest"
                     "pip",
                     "install",
                     "-q",
+                    "--compile-bytecode",  # the services run with PYTHONDONTWRITEBYTECODE
                     "--resolution",
                     resolution,
                     "--python",
