@@ -125,8 +125,9 @@ def serve_behind(bouncer: PgBouncer, rendered: Rendered, bin_dir: Path, tmp_path
             "MIGRATE_ON_STARTUP": "true",
         }
         log = tmp_path / "uvicorn.log"
+        # Two workers importing the app and migrating at start-up on a busy machine.
         with uvicorn(
-            bin_dir, rendered.path, rendered.package, production, workers=2, log=log
+            bin_dir, rendered.path, rendered.package, production, 90, workers=2, log=log
         ) as base:
             assert httpx.get(f"{base}/health/ready").json()["status"] == "ok"
             statuses = asyncio.run(mixed_load(base, clients=16, seconds=4))

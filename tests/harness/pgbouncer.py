@@ -111,7 +111,9 @@ class PgBouncer:
         found: list[str] = []
         for statements in carried.values():
             switched_off = False
-            for statement in statements:
+            for before, statement in zip(["", *statements], statements, strict=False):
+                if statement == before:
+                    continue  # an unnamed statement is parsed again to run it
                 if _JIT_OFF.search(statement):
                     switched_off = True
                 elif switched_off and _JIT_BACK.search(statement):
