@@ -21,8 +21,9 @@ import pytest
 from .conftest import Rendered
 from .harness.boot import uvicorn
 from .harness.databases import POSTGRES_DSN, check_server, scratch_database
-from .harness.pgbouncer import pgbouncer
+from .harness.pgbouncer import PgBouncer, pgbouncer
 from .harness.run import parse_pytest_summary, run
+from .harness.venv import service_venv
 
 pytestmark = pytest.mark.full
 
@@ -64,7 +65,7 @@ def test_the_default_service_behind_pgbouncer(
 ) -> None:
     rendered = render("default")
     bin_dir = venv_for(rendered)
-    with pgbouncer() as bouncer:
+    with pgbouncer(record=True) as bouncer:
         # Its own suite, every database it creates reached through PgBouncer.
         suite = run(
             bin_dir,
@@ -85,32 +86,75 @@ def test_the_default_service_behind_pgbouncer(
         counts = parse_pytest_summary(suite.output)
         assert suite.ok, suite.output[-5000:]
         assert counts.passed > 0 and counts.failed == counts.errors == counts.skipped == 0
+    # Served through a PgBouncer with fewer server connections per pool than the service
+    # opens to it: what transaction pooling is for.
+    with pgbouncer(record=True, default_pool_size=SERVER_CONNECTIONS) as bouncer:
+        serve_behind(bouncer, rendered, bin_dir, tmp_path)
 
-    # The load goes through a PgBouncer of its own, with fewer server connections per pool
-    # than the service opens to it: what transaction pooling is for.
-    with (
-        pgbouncer(default_pool_size=SERVER_CONNECTIONS) as bouncer,
-        scratch_database("postgresql", "pgbouncer") as url,
-    ):
+
+def test_the_lowest_pins_behind_pgbouncer(
+    render: Callable[[str], Rendered], tmp_path: Path
+) -> None:
+    """With the lowest version of each dependency the pins allow (`uv --resolution
+    lowest-direct`), two workers share PgBouncer's server connections: a driver that
+    leaves named prepared statements there fails the other worker's statements."""
+    rendered = render("default")
+    bin_dir = service_venv(rendered.path, rendered.python_version, "lowest-direct")
+    with pgbouncer(record=True, default_pool_size=SERVER_CONNECTIONS) as bouncer:
+        serve_behind(bouncer, rendered, bin_dir, tmp_path)
+
+
+def serve_behind(bouncer: PgBouncer, rendered: Rendered, bin_dir: Path, tmp_path: Path) -> None:
+    """Migrate through `alembic`, start 3 pods' worth of 2 workers in production that
+    migrate at start-up, put a mixed load on them: everything through PgBouncer but the
+    session-level work, which goes to the server directly."""
+    with scratch_database("postgresql", "pgbouncer") as url:
         name = url.rsplit("/", 1)[1]
-        env = {
-            "DATABASE_URL": bouncer.url(name),
-            "DB_BEHIND_PGBOUNCER": "true",
-            "DATABASE_DIRECT_URL": SERVER,
-        }
+        env = {"DATABASE_URL": bouncer.url(name), "DB_BEHIND_PGBOUNCER": "true"}
+        # Without the server's own URL, migrations would run through the pooler.
+        refused = run(bin_dir, rendered.path, "alembic", "upgrade", "head", env=env)
+        assert not refused.ok, refused.output
+        assert "DB_BEHIND_PGBOUNCER=true needs DATABASE_DIRECT_URL" in refused.output
+        assert "Traceback" not in refused.output, refused.output
+        env["DATABASE_DIRECT_URL"] = SERVER
         migrated = run(bin_dir, rendered.path, "alembic", "upgrade", "head", env=env)
         assert migrated.ok, migrated.output
-        with uvicorn(bin_dir, rendered.path, rendered.package, env, timeout=120) as base:
+        # Production, 3 pods of 2 workers: the pools are PgBouncer's clients (246 of its
+        # 500), the server sees 6 direct connections.
+        production = {
+            **env,
+            "ENVIRONMENT": "production",
+            "CURSOR_SECRET": "s" * 32,
+            "WEB_CONCURRENCY": "2",
+            "DB_PODS": "3",
+            "DB_PGBOUNCER_MAX_CLIENT_CONN": "500",
+            "MIGRATE_ON_STARTUP": "true",
+        }
+        log = tmp_path / "uvicorn.log"
+        # Two workers importing the app and migrating at start-up on a busy machine.
+        with uvicorn(
+            bin_dir, rendered.path, rendered.package, production, 90, workers=2, log=log
+        ) as base:
             assert httpx.get(f"{base}/health/ready").json()["status"] == "ok"
             statuses = asyncio.run(mixed_load(base, clients=16, seconds=4))
             # Taken while the service still holds its pools' connections.
             pools = [row for row in bouncer.show("POOLS") if row["database"] == name]
-        assert statuses[201] > 0 and statuses[200] > 0, statuses
-        assert set(statuses) <= {200, 201}, statuses
-        # Transaction pooling: the service's connections shared a few server connections.
-        clients = sum(int(p["cl_active"]) + int(p["cl_waiting"]) for p in pools)
-        servers = sum(int(p[f"sv_{state}"]) for p in pools for state in SERVER_STATES)
-        assert servers <= SERVER_CONNECTIONS < clients, (clients, servers, pools)
+    started = log.read_text()
+    assert statuses[201] > 0 and statuses[200] > 0, statuses
+    errors = [line for line in started.splitlines() if "Error" in line]
+    assert set(statuses) <= {200, 201}, (statuses, errors[-5:])
+    # Transaction pooling: the service's connections shared fewer server connections
+    # (the bouncer's pool size, which the caller sets below the service's pools).
+    clients = sum(int(p["cl_active"]) + int(p["cl_waiting"]) for p in pools)
+    servers = sum(int(p[f"sv_{state}"]) for p in pools for state in SERVER_STATES)
+    assert servers <= SERVER_CONNECTIONS < clients, (clients, servers, pools)
+    assert started.count("client connections of PgBouncer's 500") == 2, started
+    assert "6 direct connections (1 per worker" in started, started
+    # PgBouncer carried the service's statements, and nothing that outlives a
+    # transaction: every SET, RESET and session lock went to the server directly.
+    assert any(statement.startswith("INSERT INTO project") for statement in bouncer.statements())
+    leaks = bouncer.session_level()
+    assert not leaks, sorted({" ".join(statement.split()) for statement in leaks})
 
 
 def test_two_workers_stay_within_the_connection_budget(

@@ -55,14 +55,19 @@ def requirements(project: Path) -> list[str]:
     return [*data["project"]["dependencies"], *data["dependency-groups"]["dev"]]
 
 
-def service_venv(project: Path, python_version: str) -> Path:
-    """The shared venv for this Python, holding everything `project` needs; its bin dir."""
-    venv = CACHE_DIR / "venvs" / f"py{python_version}"
+def service_venv(project: Path, python_version: str, resolution: str = "highest") -> Path:
+    """The shared venv for this Python, holding everything `project` needs; its bin dir.
+
+    `resolution="lowest-direct"`: a venv of its own with the lowest version of each
+    dependency that the service's pins allow (uv's resolution of that name), to prove
+    the floors."""
+    suffix = "" if resolution == "highest" else f"-{resolution}"
+    venv = CACHE_DIR / "venvs" / f"py{python_version}{suffix}"
     venv.parent.mkdir(parents=True, exist_ok=True)
     reqs = sorted(requirements(project))
     stamp = hashlib.sha256("\n".join(reqs).encode()).hexdigest()[:16]
     uv = [sys.executable, "-m", "uv"]
-    with open(venv.parent / f".py{python_version}.lock", "w") as lock:
+    with open(venv.parent / f".py{python_version}{suffix}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         marker = venv / f".installed-{stamp}"
         if not marker.exists():
@@ -71,7 +76,18 @@ def service_venv(project: Path, python_version: str) -> Path:
                 subprocess.run([*uv, "venv", "-q", "--python", python, str(venv)], check=True)
             env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
             subprocess.run(
-                [*uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), *reqs],
+                [
+                    *uv,
+                    "pip",
+                    "install",
+                    "-q",
+                    "--compile-bytecode",  # the services run with PYTHONDONTWRITEBYTECODE
+                    "--resolution",
+                    resolution,
+                    "--python",
+                    str(venv / "bin" / "python"),
+                    *reqs,
+                ],
                 check=True,
                 env=env,
             )

@@ -10,9 +10,11 @@ every Python this template supports. aiomysql is pure Python on PyMySQL: the fal
 for a platform without asyncmy wheels (`mysql+aiomysql://`, and swap the dependency).
 """
 
+import asyncio
 import math
 import re
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -141,6 +143,11 @@ async def configure_server(connection: AsyncConnection, settings: Settings) -> N
     """Nothing to set on the server: every connection sets its own session (`prepare`)."""
 
 
+def pooler_limit(settings: Settings) -> tuple[str, int | None] | None:
+    """No pooler in front of MariaDB here: the pools reach the server itself."""
+    return None
+
+
 async def max_connections(connection: AsyncConnection, settings: Settings) -> int | None:
     """How many connections the server takes in all."""
     return int((await connection.execute(text("SELECT @@max_connections"))).scalar_one())
@@ -215,8 +222,9 @@ def is_retryable(error: DBAPIError) -> bool:
     return _errno(error) == _DEADLOCK
 
 
-# How long a replica starting up waits for another's migration (GET_LOCK's own limit).
+# How long a replica starting up waits for another's migration.
 MIGRATION_LOCK_WAIT_SECONDS = 600
+_LOCK_WAIT_TIMEOUT = 1205  # lock_wait_timeout (metadata) or innodb_lock_wait_timeout (rows)
 
 
 @asynccontextmanager
@@ -225,19 +233,30 @@ async def migration_lock(
 ) -> AsyncIterator[None]:
     """A named server lock: replicas starting together migrate one at a time.
 
-    The connection waits up to `MIGRATION_LOCK_WAIT_SECONDS` for the lock with no
-    statement time limit, then gives each statement `DB_MIGRATION_LOCK_TIMEOUT_MS`
-    (rounded up to seconds) to get its table locks. A lock not granted is an error,
-    never a migration run unlocked.
+    The lock is tried (GET_LOCK with no wait), a short transaction each time, and
+    between tries the connection is idle outside any transaction, holding no metadata
+    lock a migration's DDL would wait for. After `MIGRATION_LOCK_WAIT_SECONDS` without
+    it, start-up stops: a lock not granted is an error, never a migration run unlocked.
+    Once held, statements have no time limit and `DB_MIGRATION_LOCK_TIMEOUT_MS` (rounded
+    up to seconds) to get their table and row locks.
     """
     key = "migrate:" + name[-50:]
     await without_statement_timeout(connection)
-    lock = {"key": key, "seconds": MIGRATION_LOCK_WAIT_SECONDS}
-    got = (await connection.execute(text("SELECT GET_LOCK(:key, :seconds)"), lock)).scalar()
-    if got != 1:
-        raise RuntimeError(f"could not take the migration lock {key!r} (GET_LOCK gave {got})")
-    wait = max(1, math.ceil(settings.db_migration_lock_timeout_ms / 1000))
-    await connection.execute(text(f"SET SESSION lock_wait_timeout = {wait}"))
+    deadline = time.monotonic() + MIGRATION_LOCK_WAIT_SECONDS
+    pause = 0.05
+    while True:
+        got = (await connection.execute(text("SELECT GET_LOCK(:key, 0)"), {"key": key})).scalar()
+        await connection.commit()
+        if got == 1:
+            break
+        if got is None or time.monotonic() > deadline:
+            raise RuntimeError(f"could not take the migration lock {key!r} (GET_LOCK gave {got})")
+        await asyncio.sleep(pause)
+        pause = min(2 * pause, 1.0)
+    if settings.db_migration_lock_timeout_ms:  # 0: the server's own limits
+        wait = math.ceil(settings.db_migration_lock_timeout_ms / 1000)
+        await connection.execute(text(f"SET SESSION lock_wait_timeout = {wait}"))
+        await connection.execute(text(f"SET SESSION innodb_lock_wait_timeout = {wait}"))
     # No transaction left open: Alembic then records each migration as it lands (DDL
     # commits as it runs here), so a failed upgrade leaves the version where it stopped.
     await connection.commit()
@@ -246,6 +265,11 @@ async def migration_lock(
     finally:
         await connection.rollback()
         await connection.execute(text("SELECT RELEASE_LOCK(:key)"), {"key": key})
+
+
+def lock_timed_out(error: DBAPIError) -> bool:
+    """A statement waited for a table or row lock longer than `DB_MIGRATION_LOCK_TIMEOUT_MS`."""
+    return _errno(error) == _LOCK_WAIT_TIMEOUT
 
 
 async def insert_or_none(

@@ -5,6 +5,7 @@ the database it was asked for): connection arguments, how errors are recognised,
 how an INSERT yields to a concurrent one.
 """
 
+import asyncio
 import socket
 import zlib
 from collections.abc import AsyncIterator
@@ -123,6 +124,14 @@ async def configure_server(connection: AsyncConnection, settings: Settings) -> N
         await connection.execute(text(f"{role} {change}"))
 
 
+def pooler_limit(settings: Settings) -> tuple[str, int | None] | None:
+    """Behind PgBouncer the pools are its clients: the setting that holds its client
+    limit, and that limit (None when unset). None: the pools reach the server itself."""
+    if not settings.db_behind_pgbouncer:
+        return None
+    return "DB_PGBOUNCER_MAX_CLIENT_CONN", settings.db_pgbouncer_max_client_conn
+
+
 async def max_connections(connection: AsyncConnection, settings: Settings) -> int | None:
     """How many connections the server takes in all."""
     return int((await connection.execute(text("SHOW max_connections"))).scalar_one())
@@ -200,21 +209,31 @@ def is_retryable(error: DBAPIError) -> bool:
     return _sqlstate(error) in _RETRYABLE
 
 
+_LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout ran out
+
+
 @asynccontextmanager
 async def migration_lock(
     connection: AsyncConnection, name: str, settings: Settings
 ) -> AsyncIterator[None]:
     """A session-level advisory lock: replicas starting together migrate one at a time.
 
-    The connection waits for the lock as long as the migrating replica needs (no
-    statement timeout), then gives each statement `DB_MIGRATION_LOCK_TIMEOUT_MS` to get
-    its table locks. The lock is released after a rollback, so a failed migration's own
-    error is what the caller sees.
+    The lock is tried, a short transaction each time, and between tries the connection
+    is idle outside any transaction: a statement waiting for the lock would hold a
+    snapshot as long as it waits, and a CREATE INDEX CONCURRENTLY in the migration waits
+    for every older snapshot (a deadlock with the waiting replica). Once held, each
+    statement has no time limit and `DB_MIGRATION_LOCK_TIMEOUT_MS` to get its table
+    locks. The lock is released after a rollback, so a failed migration's own error is
+    what the caller sees.
     """
     key = zlib.crc32(name.encode())
     await without_statement_timeout(connection)
-    await connection.execute(text("SET lock_timeout = 0"))
-    await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+    pause = 0.05
+    try_lock = text("SELECT pg_try_advisory_lock(:key)")
+    while not (await connection.execute(try_lock, {"key": key})).scalar():
+        await connection.commit()
+        await asyncio.sleep(pause)  # as long as the migration takes: no time limit
+        pause = min(2 * pause, 1.0)
     await connection.execute(text(f"SET lock_timeout = {settings.db_migration_lock_timeout_ms}"))
     await connection.commit()
     try:
@@ -223,6 +242,11 @@ async def migration_lock(
         await connection.rollback()
         await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
         await connection.commit()
+
+
+def lock_timed_out(error: DBAPIError) -> bool:
+    """A statement waited for a table lock longer than `DB_MIGRATION_LOCK_TIMEOUT_MS`."""
+    return _sqlstate(error) == _LOCK_NOT_AVAILABLE
 
 
 async def insert_or_none(

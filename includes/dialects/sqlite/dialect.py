@@ -67,6 +67,11 @@ async def configure_server(connection: AsyncConnection, settings: Settings) -> N
     """Nothing to set: SQLite has no server."""
 
 
+def pooler_limit(settings: Settings) -> tuple[str, int | None] | None:
+    """No server and no pooler: the pools open the file."""
+    return None
+
+
 async def max_connections(connection: AsyncConnection, settings: Settings) -> int | None:
     """No server, no connection limit."""
     return None
