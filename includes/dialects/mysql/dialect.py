@@ -47,6 +47,7 @@ _VIOLATIONS = {
     1364: "not_null",
 }
 _DEADLOCK = 1213
+_NO_SAVEPOINT = 1305
 # The server shut down (1053), or this connection was killed (1927, MariaDB).
 _SERVER_ENDED = frozenset({1053, 1927})
 
@@ -168,8 +169,15 @@ def violated_constraint(error: DBAPIError) -> str | None:
 
 
 def is_retryable(error: DBAPIError) -> bool:
-    """InnoDB chose this transaction as a deadlock's victim: run it again."""
-    return _errno(error) == _DEADLOCK
+    """InnoDB chose this transaction as a deadlock's victim: run it again.
+
+    InnoDB rolls the victim's whole transaction back, savepoints included, so a deadlock
+    inside `begin_nested` reaches the unit of work as the savepoint's rollback failing
+    (the deadlock itself is lost on the way). SQLAlchemy names its savepoints, so one
+    that is missing means the server ended the transaction: nothing of it was kept, and
+    it runs again.
+    """
+    return _errno(error) in {_DEADLOCK, _NO_SAVEPOINT}
 
 
 # How long a replica starting up waits for another's migration (GET_LOCK's own limit).
