@@ -35,21 +35,50 @@ class CursorPage(BaseModel, Generic[T]):
     size: int
 
 
-async def page_size(
-    request: Request,
-    size: Annotated[
-        int,
-        Query(
-            ge=1,
-            description="Items per page, at most MAX_PAGE_SIZE",
-            json_schema_extra=maximum_from("max_page_size"),
-        ),
-    ] = 20,
-) -> int:
+_Size = Annotated[
+    int,
+    Query(
+        ge=1,
+        description="Items per page, at most MAX_PAGE_SIZE",
+        json_schema_extra=maximum_from("max_page_size"),
+    ),
+]
+
+
+async def page_size(request: Request, size: _Size = 20) -> int:
     settings = await app_settings(request)  # not a nested dependency: those cost per request
     if size > settings.max_page_size:
         raise InvalidQuery(f"size must be at most {settings.max_page_size}", field="size")
     return size
+
+
+async def page_number(
+    request: Request,
+    page: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=1_000_000,
+            description="1-based page number; the rows before it at most MAX_PAGE_OFFSET",
+        ),
+    ] = 1,
+    size: _Size = 20,
+) -> int:
+    """The page, refused when it starts past `MAX_PAGE_OFFSET` rows: the database reads
+    every row an offset skips, so deep pages are walked by cursor instead."""
+    settings = await app_settings(request)
+    if (page - 1) * size > settings.max_page_offset:
+        raise InvalidQuery(
+            f"page {page} of size {size} starts past row {settings.max_page_offset}, the "
+            "deepest an offset page goes: list by cursor to go further",
+            field="page",
+        )
+    return page
+
+
+async def children_per_parent(request: Request) -> int:
+    """How many children a listing of parents carries with each (`MAX_CHILDREN_PER_PARENT`)."""
+    return (await app_settings(request)).max_children_per_parent
 
 
 async def cursor_codec(request: Request) -> CursorCodec:
@@ -62,8 +91,9 @@ async def cursor_codec(request: Request) -> CursorCodec:
     return codec
 
 
-PageNumber = Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number")]
+PageNumber = Annotated[int, Depends(page_number)]
 PageSize = Annotated[int, Depends(page_size)]
+ChildrenPerParent = Annotated[int, Depends(children_per_parent)]
 Cursor = Annotated[
     str | None,
     Query(
