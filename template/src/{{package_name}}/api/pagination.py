@@ -35,17 +35,17 @@ class CursorPage(BaseModel, Generic[T]):
     size: int
 
 
-_Size = Annotated[
-    int,
-    Query(
-        ge=1,
-        description="Items per page, at most MAX_PAGE_SIZE",
-        json_schema_extra=maximum_from("max_page_size"),
-    ),
-]
-
-
-async def page_size(request: Request, size: _Size = 20) -> int:
+async def page_size(
+    request: Request,
+    size: Annotated[
+        int,
+        Query(
+            ge=1,
+            description="Items per page, at most MAX_PAGE_SIZE",
+            json_schema_extra=maximum_from("max_page_size"),
+        ),
+    ] = 20,
+) -> int:
     settings = await app_settings(request)  # not a nested dependency: those cost per request
     if size > settings.max_page_size:
         raise InvalidQuery(f"size must be at most {settings.max_page_size}", field="size")
@@ -58,19 +58,18 @@ async def page_number(
         int,
         Query(
             ge=1,
-            le=1_000_000,
-            description="1-based page number; the rows before it at most MAX_PAGE_OFFSET",
+            description="1-based page number, at most MAX_PAGE_OFFSET / MAX_PAGE_SIZE + 1",
+            json_schema_extra=maximum_from("max_page_number"),
         ),
     ] = 1,
-    size: _Size = 20,
 ) -> int:
-    """The page, refused when it starts past `MAX_PAGE_OFFSET` rows: the database reads
-    every row an offset skips, so deep pages are walked by cursor instead."""
-    settings = await app_settings(request)
-    if (page - 1) * size > settings.max_page_offset:
+    """The page, refused past `Settings.max_page_number`: the database reads every row an
+    offset skips, so deep pages are walked by cursor instead."""
+    last = (await app_settings(request)).max_page_number
+    if page > last:
         raise InvalidQuery(
-            f"page {page} of size {size} starts past row {settings.max_page_offset}, the "
-            "deepest an offset page goes: list by cursor to go further",
+            f"page must be at most {last}, the deepest an offset page goes: list by cursor "
+            "to go further",
             field="page",
         )
     return page
