@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,29 @@ def test_fuzz(variant: Rendered, venv_for: Callable[[Rendered], Path], tmp_path:
         assert not links, output
 
 
+def _create(url: str, body: dict[str, str]) -> dict[str, Any]:
+    created = httpx.post(url, json=body, timeout=30)
+    assert created.status_code == 201, created.text
+    return dict(created.json())
+
+
+def seed_two_rows(base: str, collection: str) -> str:
+    """Two rows of the example domain's `collection` (a page of one has a next one); a
+    project's tasks under a project made for them. The collection's concrete path."""
+    tag = uuid.uuid4().hex[:8]
+    if collection.endswith("/projects"):
+        for n in range(2):
+            _create(f"{base}{collection}", {"name": f"fuzz {n}", "slug": f"fuzz-{tag}-{n}"})
+        return collection
+    parents, _, _ = collection.partition("/{")
+    assert collection.endswith("/tasks") and parents.endswith("/projects"), collection
+    parent = _create(f"{base}{parents}", {"name": "fuzz parent", "slug": f"fuzz-{tag}"})
+    concrete = f"{parents}/{parent['id']}/tasks"
+    for n in range(2):
+        _create(f"{base}{concrete}", {"title": f"fuzz task {n}"})
+    return concrete
+
+
 def issued_values(base: str, database: str, url: str) -> dict[str, Any]:
     """What the hooks feed to valid cases: cursors the service issued, for each cursor page
     and each of its sorts (over two rows it makes), and a well-formed consistency token."""
@@ -82,14 +106,11 @@ def issued_values(base: str, database: str, url: str) -> dict[str, Any]:
             token_pattern = parameters["X-Consistency-Token"]["schema"]["pattern"]
         if "cursor" not in parameters:
             continue
-        collection = path.removesuffix("/cursor")
-        for n in range(2):  # the example domain's projects: a page of one has a next one
-            body = {"name": f"fuzz seed {n}", "slug": f"fuzz-seed-{n}"}
-            assert httpx.post(f"{base}{collection}", json=body, timeout=30).status_code == 201
+        page_path = seed_two_rows(base, path.removesuffix("/cursor"))
         sorts = ["", *parameters.get("sort", {}).get("schema", {}).get("enum", [])]
         for sort in sorts:
             params = {"size": 1} | ({"sort": sort} if sort else {})
-            page = httpx.get(f"{base}{path}", params=params, timeout=30)
+            page = httpx.get(f"{base}{page_path}/cursor", params=params, timeout=30)
             assert page.status_code == 200 and page.json()["next_cursor"], page.text
             cursors.setdefault(path, {})[sort] = page.json()["next_cursor"]
     token = None

@@ -20,7 +20,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 from typing import TypeVar
 
+from sqlalchemy import UniqueConstraint
 from sqlalchemy import event
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.engine import Engine
@@ -47,6 +49,7 @@ _VIOLATIONS = {
     1364: "not_null",
 }
 _DEADLOCK = 1213
+_NO_SAVEPOINT = 1305
 # The server shut down (1053), or this connection was killed (1927, MariaDB).
 _SERVER_ENDED = frozenset({1053, 1927})
 
@@ -218,8 +221,15 @@ def violated_constraint(error: DBAPIError) -> str | None:
 
 
 def is_retryable(error: DBAPIError) -> bool:
-    """InnoDB chose this transaction as a deadlock's victim: run it again."""
-    return _errno(error) == _DEADLOCK
+    """InnoDB chose this transaction as a deadlock's victim: run it again.
+
+    InnoDB rolls the victim's whole transaction back, savepoints included, so a deadlock
+    inside `begin_nested` reaches the unit of work as the savepoint's rollback failing
+    (the deadlock itself is lost on the way). SQLAlchemy names its savepoints, so one
+    that is missing means the server ended the transaction: nothing of it was kept, and
+    it runs again.
+    """
+    return _errno(error) in {_DEADLOCK, _NO_SAVEPOINT}
 
 
 # How long a replica starting up waits for another's migration.
@@ -278,14 +288,44 @@ async def insert_or_none(
     """INSERT in a savepoint: the new row, or None if a row with `keys` exists.
 
     A concurrent INSERT of the same keys makes this one wait on the unique index until
-    the first commits, then fail as a duplicate; only the savepoint is rolled back.
+    the first commits, then fail as a duplicate; only the savepoint is rolled back. A
+    duplicate on another unique key (the row's other values are taken) is no row with
+    `keys`: its error goes on, and the unit of work answers it as a conflict.
     """
     obj = model(**values)
     try:
         async with session.begin_nested():
             session.add(obj)
     except IntegrityError as error:
-        if violation(error) != "unique":
+        if violation(error) != "unique" or _duplicate_key(error) not in _keyed_by(model, keys):
             raise
         return None
     return obj
+
+
+_DUPLICATE_KEY = re.compile(r"for key '(?:[^'.]*\.)?([^']+)'")
+
+
+def _duplicate_key(error: IntegrityError) -> str | None:
+    """The key a duplicate entry hit, as the server names it (`PRIMARY`, `uq_…`)."""
+    found = _DUPLICATE_KEY.search(str(error.orig))
+    return found.group(1) if found else None
+
+
+def _keyed_by(model: type[Any], keys: list[str]) -> set[str]:
+    """The names of `model`'s unique keys whose columns are exactly `keys`."""
+    mapper = sa_inspect(model)
+    columns = {mapper.columns[key].name for key in keys}
+    table = mapper.local_table
+    names = {"PRIMARY"} if {c.name for c in table.primary_key} == columns else set()
+    names |= {
+        str(constraint.name)
+        for constraint in table.constraints
+        if isinstance(constraint, UniqueConstraint) and set(constraint.columns.keys()) == columns
+    }
+    names |= {
+        str(index.name)
+        for index in table.indexes
+        if index.unique and {c.name for c in index.columns} == columns
+    }
+    return names

@@ -52,6 +52,34 @@ async def page_size(
     return size
 
 
+async def page_number(
+    request: Request,
+    page: Annotated[
+        int,
+        Query(
+            ge=1,
+            description="1-based page number, at most MAX_PAGE_OFFSET / MAX_PAGE_SIZE + 1",
+            json_schema_extra=maximum_from("max_page_number"),
+        ),
+    ] = 1,
+) -> int:
+    """The page, refused past `Settings.max_page_number`: the database reads every row an
+    offset skips, so deep pages are walked by cursor instead."""
+    last = (await app_settings(request)).max_page_number
+    if page > last:
+        raise InvalidQuery(
+            f"page must be at most {last}, the deepest an offset page goes: list by cursor "
+            "to go further",
+            field="page",
+        )
+    return page
+
+
+async def children_per_parent(request: Request) -> int:
+    """How many children a listing of parents carries with each (`MAX_CHILDREN_PER_PARENT`)."""
+    return (await app_settings(request)).max_children_per_parent
+
+
 async def cursor_codec(request: Request) -> CursorCodec:
     """Signs and checks cursors with the app's `CURSOR_SECRET` (made once per app)."""
     state = request.app.state
@@ -62,8 +90,9 @@ async def cursor_codec(request: Request) -> CursorCodec:
     return codec
 
 
-PageNumber = Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number")]
+PageNumber = Annotated[int, Depends(page_number)]
 PageSize = Annotated[int, Depends(page_size)]
+ChildrenPerParent = Annotated[int, Depends(children_per_parent)]
 Cursor = Annotated[
     str | None,
     Query(

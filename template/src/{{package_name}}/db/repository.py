@@ -28,6 +28,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.base import ExecutableOption
 from sqlalchemy.sql.elements import ColumnElement
 
+from ..core.errors import Conflict
 from . import filters as f
 from .base import Base
 from .derived import derived
@@ -44,6 +45,8 @@ ModelT = TypeVar("ModelT", bound=Base)
 # Statements that depend on the repository class alone, built on first use.
 _SELECT: dict[type[Any], Select[Any]] = {}
 _BY_ID: dict[type[Any], Select[Any]] = {}
+# How often `get_or_create` tries again when the row in its way vanished before it read it.
+_GET_OR_CREATE_ROUNDS = 3
 
 
 class BaseRepository(Generic[ModelT]):
@@ -231,17 +234,21 @@ class BaseRepository(Generic[ModelT]):
         The INSERT yields to a concurrent one on the unique index (how depends on the
         database: see `dialect.insert_or_none`); the losers then read the winner's row
         with a locking read, which sees it committed whatever the isolation level.
-        `keys` must be covered by a unique constraint.
+        `keys` must be exactly the columns of a unique constraint. A row that breaks
+        another unique constraint is that constraint's error (a `Conflict` from the unit
+        of work), never taken for the existing row.
         """
         values = {**(defaults or {}), **keys}
-        created = await insert_or_none(self.session, self.model, values, list(keys))
-        if created is not None:
-            return created, True
         stmt = select(self.model).where(*f.where(self.model, keys, f.column_names(self.model)))
-        existing = await self.get_one_or_none(stmt.with_for_update(read=True))
-        if existing is None:  # pragma: no cover - only if the winner rolled back meanwhile
-            return await self.get_or_create(defaults, **keys)
-        return existing, False
+        for _ in range(_GET_OR_CREATE_ROUNDS):
+            created = await insert_or_none(self.session, self.model, values, list(keys))
+            if created is not None:
+                return created, True
+            existing = await self.get_one_or_none(stmt.with_for_update(read=True))
+            if existing is not None:
+                return existing, False
+            # The row that was in the way is gone again (deleted, or its insert rolled back).
+        raise Conflict("a record with these values keeps appearing and disappearing; try again")
 
     # Last in the class body: once defined, `list` names this method, not the builtin.
     async def list(

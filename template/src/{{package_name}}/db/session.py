@@ -35,8 +35,11 @@ from typing import TypeVar
 
 from sqlalchemy import MetaData
 from sqlalchemy import event
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstanceState
 from sqlalchemy.orm import ORMExecuteState
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -45,6 +48,7 @@ from sqlalchemy.sql.schema import ColumnCollectionConstraint
 from ..core.errors import Conflict
 from ..core.errors import DomainError
 from ..core.errors import InvalidData
+from ..core.errors import NotFound
 from ..core.errors import StaleVersion
 from ..core.metrics import RETRIES
 from .base import Base
@@ -203,6 +207,7 @@ def unit_of_work(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]
                 await session.rollback()
                 raise StaleVersion(getattr(args[0], "resource", "record")) from error
             except Exception as error:
+                given = _entities_among(args, kwargs)  # before the rollback expires them
                 await session.rollback()
                 if isinstance(error, DBAPIError) and violation(error) is not None:
                     raise constraint_error(error) from error
@@ -216,6 +221,7 @@ def unit_of_work(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]
                 log.warning("retrying a unit of work: %s (attempt %d)", why, attempt)
                 _WRITE_AGAIN[lost].inc()
                 await asyncio.sleep(0.02 * 2**attempt * (1 + random.random()))  # noqa: S311
+                await _reload(session, given)
             except BaseException:
                 await session.rollback()
                 raise
@@ -229,6 +235,41 @@ def unit_of_work(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]
         raise AssertionError("unreachable")  # pragma: no cover
 
     return run
+
+
+_Loaded = list[tuple[object, InstanceState[Any], list[str]]]
+
+
+def _entities_among(args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Loaded:
+    """The ORM objects among a unit of work's arguments (and in lists, tuples, sets and
+    dict values among them), each with its state and the attributes it has loaded."""
+    found: _Loaded = []
+    pending: list[Any] = [*args, *kwargs.values()]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, list | tuple | set | frozenset):
+            pending.extend(value)
+        elif isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(state := sa_inspect(value, raiseerr=False), InstanceState):
+            loaded = [a.key for a in state.attrs if a.key not in state.unloaded]
+            found.append((value, state, loaded))
+    return found
+
+
+async def _reload(session: AsyncSession, given: _Loaded) -> None:
+    """Load again what the rollback expired of the objects a retried unit of work was
+    given, from the database as the retry finds it: the retry starts from the rows, not
+    from what the failed attempt did to them, and reads them without lazy loading."""
+    for obj, state, loaded in given:
+        if not state.persistent or state.session is not session.sync_session:
+            continue  # another session's object, or one the failed attempt had added
+        try:
+            await session.refresh(obj, attribute_names=loaded or None)
+        except InvalidRequestError as error:  # its row is gone
+            name = str(state.mapper.local_table.name)  # type: ignore[attr-defined]
+            key = state.identity
+            raise NotFound(name, key[0] if key and len(key) == 1 else key) from error
 
 
 def _write_session_among(

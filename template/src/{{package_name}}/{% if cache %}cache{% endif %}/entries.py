@@ -15,12 +15,14 @@ the cached rows it changes or deletes; a deletion (soft or hard) also records th
 cached rows that cascade from the deleted one, since it hides or removes them; an
 UPDATE or DELETE statement on a cached table (`update_many`) records the rows its WHERE
 matches. Once the unit of work has sent its COMMIT (`db/session.py`), those entries
-are dropped, before the response is sent.
+are dropped, before the response is sent; after a soft delete, with the rows under the
+deleted ones read again then (a row added beside the deletion is hidden by it too).
 """
 
 import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -42,10 +44,13 @@ from ..db.session import ReadSession
 from ..db.session import WriteSession
 from .store import Cache
 
+log = logging.getLogger(__name__)
 # session.info keys: the process's cache (`DatabaseManager.session_info`), and the keys
 # the unit of work under way made stale.
 CACHE = "cache"
 _STALE = "cache_stale"
+# ... and the rows it soft-deleted, by table, whose hidden children are read after COMMIT.
+_HIDDEN = "cache_hidden"
 # Every cached model's table, and its `Cached`.
 _TABLES: dict[Table, "Cached"] = {}
 
@@ -129,6 +134,8 @@ def record_flush(session: Session, _context: Any, _instances: Any) -> None:
             stale.add(_TABLES[table].key(obj.id))
         if obj in session.deleted or _deletion_changed(obj):
             deleted.setdefault(table, []).append(obj.id)
+            if obj not in session.deleted:
+                _hidden(session).setdefault(table, set()).add(obj.id)
     for table, ids in deleted.items():
         stale |= _dependents(session.connection(), table, ids)
 
@@ -158,10 +165,45 @@ def record_statement(state: ORMExecuteState) -> None:
 async def drop_stale(session: WriteSession) -> None:
     """After a COMMIT: drop what the unit of work recorded. Shielded: a request cancelled
     now (its client hung up) has committed, and its drops must still happen."""
-    stale: set[str] | None = session.info.pop(_STALE, None)
+    stale: set[str] = session.info.pop(_STALE, None) or set()
+    hidden: dict[Table, set[Any]] = session.info.pop(_HIDDEN, None) or {}
     cache: Cache | None = session.info.get(CACHE)
-    if stale and cache is not None:
+    if cache is None:
+        return
+    if stale:
         await asyncio.shield(cache.invalidate(stale))
+    if hidden and (more := await _hidden_since(session, hidden) - stale):
+        await asyncio.shield(cache.invalidate(more))
+
+
+def _hidden(session: Session) -> dict[Table, set[Any]]:
+    hidden: dict[Table, set[Any]] = session.info.setdefault(_HIDDEN, {})
+    return hidden
+
+
+async def _hidden_since(session: WriteSession, hidden: dict[Table, set[Any]]) -> set[str]:
+    """The cached rows a committed soft delete hides, read again after its COMMIT.
+
+    The flush recorded the rows under the deleted ones as they were then; a row another
+    transaction added under them before this one committed (PostgreSQL lets an INSERT
+    through beside a non-key UPDATE of its parent) was read, and maybe cached, as live,
+    and is hidden from the COMMIT on. Read after it, nothing the deletion hides is
+    missed, and a read that cached such a row before is dropped with the others.
+    """
+
+    def read(sync: Session) -> set[str]:
+        connection = sync.connection()
+        return set().union(*(_dependents(connection, t, ids) for t, ids in hidden.items()))
+
+    try:
+        keys = await session.run_sync(read)
+        await session.commit()  # ends the read's transaction; nothing was written
+    except Exception:
+        # The commit's outcome is unknown, or the database is gone: drop what the flush
+        # recorded, and let the entries' time to live end the rest.
+        log.warning("cache: rows under a deletion could not be read again", exc_info=True)
+        return set()
+    return keys
 
 
 # Registered on first import (db/resource.py imports this module).

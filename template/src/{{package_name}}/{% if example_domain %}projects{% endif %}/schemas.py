@@ -45,4 +45,11 @@ class ProjectRead(EntityRead):
 
 
 class ProjectWithTasks(ProjectRead):
-    tasks: list[TaskRead]
+    tasks: list[TaskRead] = Field(
+        description="The first of its live tasks, oldest first, at most MAX_CHILDREN_PER_PARENT"
+    )
+    tasks_total: int = Field(description="How many live tasks the project has")
+    tasks_next: str | None = Field(
+        description="When it has more: `cursor` for /projects/{id}/tasks/cursor, which "
+        "lists the rest (sort created_at)"
+    )
