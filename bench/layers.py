@@ -90,14 +90,28 @@ LAYERS = {
     "fastapi_core": "FastAPI + SQLAlchemy Core (autocommit)",
     "fastapi_orm": "FastAPI + AsyncSession ORM, the leanest (reads in autocommit)",
     "fastapi_orm_dep": "the leanest, its session maker from a dependency",
+    "fastapi_orm_features": "the leanest with the service's features (ids, limit, metrics)",
     "usual": "FastAPI + AsyncSession ORM, the usual template pattern",
+    "s3rius": "in the style of s3rius/FastAPI-template (commit in finally, DAO)",
+    "fullstack": "in the style of full-stack-fastapi-template (sync def, psycopg)",
     "service": "the rendered service",
     "previous": "the previous render",
 }
 # What every app answers; the apps in FULL also answer the list pages and the parents
 # with their children, as the HTTP benchmark sends them.
 ENDPOINTS = ("get", "list_offset", "list_cursor", "with_tasks", "create")
-FULL = frozenset({"floor", "fastapi_orm", "usual", "service", "previous"})
+FULL = frozenset(
+    {
+        "floor",
+        "fastapi_orm",
+        "fastapi_orm_features",
+        "usual",
+        "s3rius",
+        "fullstack",
+        "service",
+        "previous",
+    }
+)
 BASIC = ("get", "create")
 # Requests per round, as a share of --n: a page of 20 costs several gets.
 SHARE = {"get": 1.0, "list_offset": 0.5, "list_cursor": 0.5, "with_tasks": 0.25, "create": 1.0}
@@ -237,7 +251,10 @@ def build_apps(
         "fastapi_core": fastapi_core,
         "fastapi_orm": orm_apps.lean_app(models, url, secret),
         "fastapi_orm_dep": orm_apps.lean_app_with_dependency(models, url),
+        "fastapi_orm_features": orm_apps.lean_features_app(models, url, secret),
         "usual": orm_apps.usual_app(models, url, secret),
+        "s3rius": orm_apps.s3rius_app(models, url, secret),
+        "fullstack": orm_apps.fullstack_app(models, url, secret),
         "service": service,
     }
     if previous is not None:
@@ -487,6 +504,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                             bad.setdefault(key, {})[name] = statuses
                 for name in order:
                     samples[key][name].append(spent[name])
+        calls = await count_calls(apps, samples, requests, args.calls)
     finally:
         for _, context in reversed(contexts):
             await context.__aexit__(None, None, None)
@@ -509,8 +527,64 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "samples": samples,
         "same_json": checked,
         "against_lean": against(samples, "fastapi_orm"),
+        "against_features": against(samples, "fastapi_orm_features"),
         "against_usual": against(samples, "usual"),
+        "against_s3rius": against(samples, "s3rius"),
+        "against_fullstack": against(samples, "fullstack"),
         "against_previous": against(samples, "previous"),
+        "calls": calls,
+        "calls_against": {
+            other: calls_against(calls, other)
+            for other in ("fastapi_orm", "fastapi_orm_features", "previous")
+        },
+    }
+
+
+# The apps whose function calls are counted: those the targets hold the service against.
+# (A sync app's routes run in the thread pool, which a profile function set here misses.)
+COUNTED = ("floor", "fastapi_orm", "fastapi_orm_features", "service", "previous")
+
+
+async def count_calls(
+    apps: dict[str, ASGI],
+    samples: dict[str, dict[str, list[float]]],
+    requests: dict[str, Callable[[str, int], tuple[str, str, bytes]]],
+    n: int,
+) -> dict[str, dict[str, float]]:
+    """Python and C function calls per request, one request at a time: a measure of the
+    work per request that does not depend on the machine's speed, its clock or its
+    neighbours (the same code on the same libraries makes the same calls), unlike CPU
+    time. It counts calls, not what each costs: work inside one C function (pydantic's
+    validation, asyncpg's protocol) is one call whatever its size."""
+    out: dict[str, dict[str, float]] = {}
+    if n <= 0:
+        return out
+    for key, by_app in samples.items():
+        for name in (a for a in COUNTED if a in by_app):
+            request = partial_request(requests[key], name)
+            await measure(apps[name], request, 5, 1)  # warm: nothing first-time counted
+            events = 0
+
+            def profile(frame: Any, event: str, arg: Any) -> None:
+                nonlocal events
+                if event == "call" or event == "c_call":
+                    events += 1
+
+            sys.setprofile(profile)
+            try:
+                await measure(apps[name], request, n, 1)
+            finally:
+                sys.setprofile(None)
+            out.setdefault(key, {})[name] = round(events / n, 1)
+    return out
+
+
+def calls_against(calls: dict[str, dict[str, float]], other: str) -> dict[str, float]:
+    """service / `other` in function calls per request, per endpoint."""
+    return {
+        key: round(by_app["service"] / by_app[other], 4)
+        for key, by_app in calls.items()
+        if by_app.get(other) and "service" in by_app
     }
 
 
@@ -560,6 +634,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--apps", help="comma-separated subset of the apps (default: all)")
     parser.add_argument(
+        "--calls", type=int, default=200, help="requests whose function calls are counted (0: none)"
+    )
+    parser.add_argument(
         "--endpoints", default=",".join(ENDPOINTS), help="comma-separated subset of the requests"
     )
     args = parser.parse_args()
@@ -569,10 +646,12 @@ if __name__ == "__main__":
     for key, by_app in result["cpu_ms"].items():
         for name, value in by_app.items():
             print(f"{key:11s} {LAYERS[name]:48s} {value:.3f} ms")
-    for other in ("lean", "usual", "previous"):
+    for other in ("lean", "features", "usual", "s3rius", "fullstack", "previous"):
         for key, ratio in result[f"against_{other}"].items():
             rounds = " ".join(f"{r:.3f}" for r in ratio["by_round"])
             print(f"{key:11s} service / {other:8s} {ratio['cpu']:.3f} (rounds {rounds})")
+    for key, by_app in result["calls"].items():
+        print(f"{key:11s} calls/request " + ", ".join(f"{a} {v:g}" for a, v in by_app.items()))
     for name, checks in result["same_json"].items():
         differ = [key for key, check in checks.items() if not check["identical"]]
         print(
