@@ -54,6 +54,7 @@ database; by hand:
 
 import argparse
 import asyncio
+import gc
 import importlib
 import json
 import os
@@ -69,11 +70,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import instructions
 import orjson
 import orm_apps
 import uvloop
 from fastapi import FastAPI, Request
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Engine, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.applications import Starlette
 from starlette.responses import Response
@@ -478,11 +480,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if "list_cursor" in keys:
             for name in samples["list_cursor"]:
                 cursors[name] = await cursor_paths(apps[name])
+        if args.instructions:
+            return {
+                "instructions": await count_instructions(
+                    apps, samples, requests, args.instructions
+                ),
+                "same_json": checked,
+            }
         # Creates last: the rows they add would otherwise lengthen the pages' counts.
         for key in keys:
             order = list(samples[key])
             n = max(args.concurrency, int(args.n * SHARE[key]))
             warmup = max(args.concurrency, int(args.warmup * SHARE[key]))
+            await release_idle()
             for name in order:  # warm-up: pools filled, statements prepared, caches hot
                 await measure(
                     apps[name], partial_request(requests[key], name), warmup, args.concurrency
@@ -579,6 +589,34 @@ async def count_calls(
     return out
 
 
+async def count_instructions(
+    apps: dict[str, ASGI],
+    samples: dict[str, dict[str, list[float]]],
+    requests: dict[str, Callable[[str, int], tuple[str, str, bytes]]],
+    n: int,
+) -> dict[str, dict[str, float]]:
+    """Machine instructions per request under callgrind (bench/instructions.py), one
+    request at a time after a warm-up, for the apps the targets compare."""
+    if not instructions.under_callgrind():
+        raise SystemExit("layers: --instructions needs this process to run under callgrind")
+    labels: dict[str, tuple[str, str]] = {}
+    for key, by_app in samples.items():
+        for name in (a for a in COUNTED if a in by_app):
+            request = partial_request(requests[key], name)
+            await measure(apps[name], request, 10, 1)  # warm: nothing first-time counted
+            label = f"{key}/{name}"
+            instructions.zero()
+            await measure(apps[name], request, n, 1)
+            instructions.dump(label)
+            labels[label] = (key, name)
+    out: dict[str, dict[str, float]] = {}
+    counted = instructions.read_dumps(Path(os.environ["CALLGRIND_DIR"]))
+    for label, (key, name) in labels.items():
+        if label in counted:
+            out.setdefault(key, {})[name] = round(counted[label] / n)
+    return out
+
+
 def calls_against(calls: dict[str, dict[str, float]], other: str) -> dict[str, float]:
     """service / `other` in function calls per request, per endpoint."""
     return {
@@ -586,6 +624,24 @@ def calls_against(calls: dict[str, dict[str, float]], other: str) -> dict[str, f
         for key, by_app in calls.items()
         if by_app.get(other) and "service" in by_app
     }
+
+
+async def release_idle() -> None:
+    """Close the idle connections of every SQLAlchemy engine in this process.
+
+    Each app keeps what its pools opened for as long as it lives, and a dozen apps at
+    `--concurrency` connections each, reads and writes on engines of their own, would
+    pass PostgreSQL's 100 connections. Between endpoints (before a warm-up, never
+    inside a measured round), every engine gives back what it holds; the warm-up opens
+    what the next endpoint needs. Engines are found by the garbage collector, as each
+    app keeps its own out of reach (the service's inside its session layer)."""
+    found = [o for o in gc.get_objects() if isinstance(o, AsyncEngine | Engine)]
+    wrapped = {id(o.sync_engine) for o in found if isinstance(o, AsyncEngine)}
+    for engine in found:
+        if isinstance(engine, AsyncEngine):
+            await engine.dispose()
+        elif id(engine) not in wrapped and type(engine) is Engine:
+            engine.dispose()
 
 
 def partial_request(
@@ -627,12 +683,20 @@ if __name__ == "__main__":
     parser.add_argument(
         "--slices", type=int, default=20, help="turns per round: apps alternate every n/slices"
     )
-    parser.add_argument("--concurrency", type=int, default=8)
+    # 4, not 8: a dozen apps, each with its pools, must fit in PostgreSQL's 100 connections.
+    parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--slug-prefix", default="bench-", help="what the cleanup removes")
     parser.add_argument(
         "--previous-package", help="also measure this package's app (an earlier render)"
     )
     parser.add_argument("--apps", help="comma-separated subset of the apps (default: all)")
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        help="under callgrind: count machine instructions over this many requests per app "
+        "and endpoint instead of timing (CALLGRIND_DIR: where callgrind writes)",
+    )
     parser.add_argument(
         "--calls", type=int, default=200, help="requests whose function calls are counted (0: none)"
     )
@@ -643,6 +707,13 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # floor_app
     result = uvloop.run(main(args))
     args.out.write_text(json.dumps(result, indent=2))
+    if args.instructions:
+        for key, by_app in result["instructions"].items():
+            print(
+                f"{key:11s} instructions/request "
+                + ", ".join(f"{a} {v:,.0f}" for a, v in by_app.items())
+            )
+        raise SystemExit(0)
     for key, by_app in result["cpu_ms"].items():
         for name, value in by_app.items():
             print(f"{key:11s} {LAYERS[name]:48s} {value:.3f} ms")
