@@ -27,7 +27,7 @@ from pathlib import Path
 _CODE = bytes.fromhex("4889f8 31d2 48c1c703 48c1c70d 48c1c73d 48c1c733 4887db 4889d0 c3")
 _RUNNING_ON_VALGRIND = 0x1001
 _CALLGRIND = (ord("C") << 24) | (ord("T") << 16)
-_ZERO_STATS, _DUMP_STATS_AT = _CALLGRIND + 2, _CALLGRIND + 3
+_ZERO_STATS, _DUMP_STATS_AT = _CALLGRIND + 1, _CALLGRIND + 3  # callgrind.h's order
 _keep: list[object] = []  # the page and the function, alive for the process
 
 

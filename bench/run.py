@@ -493,7 +493,7 @@ def load_phase(
                         )
                     )
                     say(
-                        f"round {number} {endpoint.key:<11} {name:<15} {result.rps:8.0f} req/s "
+                        f"round {number} {endpoint.key:<11} {name:<20} {result.rps:8.0f} req/s "
                         f"p99 {result.p99_ms:7.1f} ms  cpu {1000 * spent / max(result.requests, 1):.3f}"
                         f" ms/req  errors {sum(result.errors.values())}"
                     )
