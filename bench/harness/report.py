@@ -23,6 +23,11 @@ APP_LABELS = {
 TITLES = {endpoint.key: endpoint.title for endpoint in ENDPOINTS}
 
 
+def label(app: str) -> str:
+    """An app's name in the tables: the service's, the floor's, or an anchor's."""
+    return APP_LABELS.get(app) or ANCHORS.get(app, app)
+
+
 def table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -47,7 +52,7 @@ def _per_endpoint(results: dict[str, Any]) -> str:
             rows.append(
                 [
                     TITLES[endpoint.key] if app == SERVICE else "",
-                    APP_LABELS.get(app) or ANCHORS[app],
+                    label(app),
                     num(f["rps"], 0),
                     num(f["p50_ms"], 1),
                     num(f["p99_ms"], 1),
@@ -247,7 +252,7 @@ def _unavailable(results: dict[str, Any]) -> str:
     counts = results["meta"].get("database_unavailable_responses") or {}
     if not any(counts.values()):
         return ""
-    said = ", ".join(f"{APP_LABELS[app]} {n}" for app, n in counts.items() if n)
+    said = ", ".join(f"{label(app)} {n}" for app, n in counts.items() if n)
     return (
         f"\n\nErrors above include 503s the service answered because it could not get a "
         f"database connection ({said}; its log says which requests, PostgreSQL's log why)."
@@ -561,7 +566,7 @@ def _statements(results: dict[str, Any]) -> str:
             rows.append(
                 [
                     TITLES.get(key, key.replace("_", " ")),
-                    APP_LABELS[app],
+                    label(app),
                     num(c["round_trips"], 1),
                     num(c["statements"], 1),
                     kinds,
