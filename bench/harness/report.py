@@ -641,9 +641,8 @@ def generated_block(results: dict[str, Any]) -> str:
     )
     m = meta["machine"]
     loaded = ", ".join(
-        label
-        for app, label in APP_LABELS.items()
-        if any(app in apps for apps in results["summary"].values())
+        label(app)
+        for app in dict.fromkeys(app for apps in results["summary"].values() for app in apps)
     )
     return "\n\n".join(
         [
