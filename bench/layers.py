@@ -54,6 +54,7 @@ database; by hand:
 
 import argparse
 import asyncio
+import gc
 import importlib
 import json
 import os
@@ -69,11 +70,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import instructions
 import orjson
 import orm_apps
 import uvloop
 from fastapi import FastAPI, Request
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Engine, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.applications import Starlette
 from starlette.responses import Response
@@ -90,14 +92,28 @@ LAYERS = {
     "fastapi_core": "FastAPI + SQLAlchemy Core (autocommit)",
     "fastapi_orm": "FastAPI + AsyncSession ORM, the leanest (reads in autocommit)",
     "fastapi_orm_dep": "the leanest, its session maker from a dependency",
+    "fastapi_orm_features": "the leanest with the service's features (ids, limit, metrics)",
     "usual": "FastAPI + AsyncSession ORM, the usual template pattern",
+    "s3rius": "in the style of s3rius/FastAPI-template (commit in finally, DAO)",
+    "fullstack": "in the style of full-stack-fastapi-template (sync def, psycopg)",
     "service": "the rendered service",
     "previous": "the previous render",
 }
 # What every app answers; the apps in FULL also answer the list pages and the parents
 # with their children, as the HTTP benchmark sends them.
 ENDPOINTS = ("get", "list_offset", "list_cursor", "with_tasks", "create")
-FULL = frozenset({"floor", "fastapi_orm", "usual", "service", "previous"})
+FULL = frozenset(
+    {
+        "floor",
+        "fastapi_orm",
+        "fastapi_orm_features",
+        "usual",
+        "s3rius",
+        "fullstack",
+        "service",
+        "previous",
+    }
+)
 BASIC = ("get", "create")
 # Requests per round, as a share of --n: a page of 20 costs several gets.
 SHARE = {"get": 1.0, "list_offset": 0.5, "list_cursor": 0.5, "with_tasks": 0.25, "create": 1.0}
@@ -237,7 +253,10 @@ def build_apps(
         "fastapi_core": fastapi_core,
         "fastapi_orm": orm_apps.lean_app(models, url, secret),
         "fastapi_orm_dep": orm_apps.lean_app_with_dependency(models, url),
+        "fastapi_orm_features": orm_apps.lean_features_app(models, url, secret),
         "usual": orm_apps.usual_app(models, url, secret),
+        "s3rius": orm_apps.s3rius_app(models, url, secret),
+        "fullstack": orm_apps.fullstack_app(models, url, secret),
         "service": service,
     }
     if previous is not None:
@@ -461,11 +480,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if "list_cursor" in keys:
             for name in samples["list_cursor"]:
                 cursors[name] = await cursor_paths(apps[name])
+        if args.instructions:
+            return {
+                "instructions": await count_instructions(
+                    apps, samples, requests, args.instructions
+                ),
+                "same_json": checked,
+            }
         # Creates last: the rows they add would otherwise lengthen the pages' counts.
         for key in keys:
             order = list(samples[key])
             n = max(args.concurrency, int(args.n * SHARE[key]))
             warmup = max(args.concurrency, int(args.warmup * SHARE[key]))
+            await release_idle()
             for name in order:  # warm-up: pools filled, statements prepared, caches hot
                 await measure(
                     apps[name], partial_request(requests[key], name), warmup, args.concurrency
@@ -487,6 +514,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                             bad.setdefault(key, {})[name] = statuses
                 for name in order:
                     samples[key][name].append(spent[name])
+        calls = await count_calls(apps, samples, requests, args.calls)
     finally:
         for _, context in reversed(contexts):
             await context.__aexit__(None, None, None)
@@ -509,9 +537,117 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "samples": samples,
         "same_json": checked,
         "against_lean": against(samples, "fastapi_orm"),
+        "against_features": against(samples, "fastapi_orm_features"),
         "against_usual": against(samples, "usual"),
+        "against_s3rius": against(samples, "s3rius"),
+        "against_fullstack": against(samples, "fullstack"),
         "against_previous": against(samples, "previous"),
+        "calls": calls,
+        "calls_against": {
+            other: calls_against(calls, other)
+            for other in ("fastapi_orm", "fastapi_orm_features", "previous")
+        },
     }
+
+
+# The apps whose function calls are counted: those the targets hold the service against.
+# (A sync app's routes run in the thread pool, which a profile function set here misses.)
+COUNTED = ("floor", "fastapi_orm", "fastapi_orm_features", "service", "previous")
+
+
+async def count_calls(
+    apps: dict[str, ASGI],
+    samples: dict[str, dict[str, list[float]]],
+    requests: dict[str, Callable[[str, int], tuple[str, str, bytes]]],
+    n: int,
+) -> dict[str, dict[str, float]]:
+    """Python and C function calls per request, one request at a time: a measure of the
+    work per request that does not depend on the machine's speed, its clock or its
+    neighbours (the same code on the same libraries makes the same calls), unlike CPU
+    time. It counts calls, not what each costs: work inside one C function (pydantic's
+    validation, asyncpg's protocol) is one call whatever its size."""
+    out: dict[str, dict[str, float]] = {}
+    if n <= 0:
+        return out
+    for key, by_app in samples.items():
+        for name in (a for a in COUNTED if a in by_app):
+            request = partial_request(requests[key], name)
+            await measure(apps[name], request, 5, 1)  # warm: nothing first-time counted
+            events = 0
+
+            def profile(frame: Any, event: str, arg: Any) -> None:
+                nonlocal events
+                if event == "call" or event == "c_call":
+                    events += 1
+
+            sys.setprofile(profile)
+            try:
+                await measure(apps[name], request, n, 1)
+            finally:
+                sys.setprofile(None)
+            out.setdefault(key, {})[name] = round(events / n, 1)
+    return out
+
+
+async def count_instructions(
+    apps: dict[str, ASGI],
+    samples: dict[str, dict[str, list[float]]],
+    requests: dict[str, Callable[[str, int], tuple[str, str, bytes]]],
+    n: int,
+) -> dict[str, dict[str, float]]:
+    """Machine instructions per request under callgrind (bench/instructions.py), one
+    request at a time after a warm-up, for the apps the targets compare."""
+    if not instructions.under_callgrind():
+        raise SystemExit("layers: --instructions needs this process to run under callgrind")
+    labels: dict[str, tuple[str, str]] = {}
+    for key, by_app in samples.items():
+        for name in (a for a in COUNTED if a in by_app):
+            request = partial_request(requests[key], name)
+            await measure(apps[name], request, 10, 1)  # warm: nothing first-time counted
+            label = f"{key}/{name}"
+            # Every stretch starts with the collector in the same state, the objects of
+            # start-up frozen out of its scans as the service freezes its own: otherwise
+            # one full collection of the whole heap, falling in one app's stretch and
+            # not another's, outweighs tens of requests.
+            gc.collect()
+            gc.freeze()
+            instructions.zero()
+            await measure(apps[name], request, n, 1)
+            instructions.dump(label)
+            labels[label] = (key, name)
+    out: dict[str, dict[str, float]] = {}
+    counted = instructions.read_dumps(Path(os.environ["CALLGRIND_DIR"]))
+    for label, (key, name) in labels.items():
+        if label in counted:
+            out.setdefault(key, {})[name] = round(counted[label] / n)
+    return out
+
+
+def calls_against(calls: dict[str, dict[str, float]], other: str) -> dict[str, float]:
+    """service / `other` in function calls per request, per endpoint."""
+    return {
+        key: round(by_app["service"] / by_app[other], 4)
+        for key, by_app in calls.items()
+        if by_app.get(other) and "service" in by_app
+    }
+
+
+async def release_idle() -> None:
+    """Close the idle connections of every SQLAlchemy engine in this process.
+
+    Each app keeps what its pools opened for as long as it lives, and a dozen apps at
+    `--concurrency` connections each, reads and writes on engines of their own, would
+    pass PostgreSQL's 100 connections. Between endpoints (before a warm-up, never
+    inside a measured round), every engine gives back what it holds; the warm-up opens
+    what the next endpoint needs. Engines are found by the garbage collector, as each
+    app keeps its own out of reach (the service's inside its session layer)."""
+    found = [o for o in gc.get_objects() if isinstance(o, AsyncEngine | Engine)]
+    wrapped = {id(o.sync_engine) for o in found if isinstance(o, AsyncEngine)}
+    for engine in found:
+        if isinstance(engine, AsyncEngine):
+            await engine.dispose()
+        elif id(engine) not in wrapped and type(engine) is Engine:
+            engine.dispose()
 
 
 def partial_request(
@@ -553,12 +689,23 @@ if __name__ == "__main__":
     parser.add_argument(
         "--slices", type=int, default=20, help="turns per round: apps alternate every n/slices"
     )
-    parser.add_argument("--concurrency", type=int, default=8)
+    # 4, not 8: a dozen apps, each with its pools, must fit in PostgreSQL's 100 connections.
+    parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--slug-prefix", default="bench-", help="what the cleanup removes")
     parser.add_argument(
         "--previous-package", help="also measure this package's app (an earlier render)"
     )
     parser.add_argument("--apps", help="comma-separated subset of the apps (default: all)")
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        help="under callgrind: count machine instructions over this many requests per app "
+        "and endpoint instead of timing (CALLGRIND_DIR: where callgrind writes)",
+    )
+    parser.add_argument(
+        "--calls", type=int, default=200, help="requests whose function calls are counted (0: none)"
+    )
     parser.add_argument(
         "--endpoints", default=",".join(ENDPOINTS), help="comma-separated subset of the requests"
     )
@@ -566,13 +713,22 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # floor_app
     result = uvloop.run(main(args))
     args.out.write_text(json.dumps(result, indent=2))
+    if args.instructions:
+        for key, by_app in result["instructions"].items():
+            print(
+                f"{key:11s} instructions/request "
+                + ", ".join(f"{a} {v:,.0f}" for a, v in by_app.items())
+            )
+        raise SystemExit(0)
     for key, by_app in result["cpu_ms"].items():
         for name, value in by_app.items():
             print(f"{key:11s} {LAYERS[name]:48s} {value:.3f} ms")
-    for other in ("lean", "usual", "previous"):
+    for other in ("lean", "features", "usual", "s3rius", "fullstack", "previous"):
         for key, ratio in result[f"against_{other}"].items():
             rounds = " ".join(f"{r:.3f}" for r in ratio["by_round"])
             print(f"{key:11s} service / {other:8s} {ratio['cpu']:.3f} (rounds {rounds})")
+    for key, by_app in result["calls"].items():
+        print(f"{key:11s} calls/request " + ", ".join(f"{a} {v:g}" for a, v in by_app.items()))
     for name, checks in result["same_json"].items():
         differ = [key for key, check in checks.items() if not check["identical"]]
         print(

@@ -117,10 +117,31 @@ def parse_args() -> argparse.Namespace:
     profile.add_argument("--profile", dest="profile", action="store_true", default=None)
     profile.add_argument("--no-profile", dest="profile", action="store_false")
     parser.add_argument("--out", type=Path, help="directory for benchmarks.md and .json")
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        help="requests per app and endpoint counted under callgrind (full: 100, quick: 10; "
+        "0: none)",
+    )
+    parser.add_argument(
+        "--http-anchors",
+        default=",".join(ANCHOR_LABELS),
+        help="hand-written apps (bench/orm_apps.py) also served by uvicorn, counted on the "
+        "wire and loaded as the service is; '' for none",
+    )
+    parser.add_argument(
+        "--other-runs",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="JSON",
+        help="benchmarks.json of the same template run on other machines: issue 24's targets "
+        "judge the median of every run's paired in-process ratio",
+    )
     args = parser.parse_args()
-    full = {"rounds": 3, "seconds": 8.0, "warmup": 3.0, "profile": True}
+    full = {"rounds": 3, "seconds": 8.0, "warmup": 3.0, "profile": True, "instructions": 100}
     full |= {"price_rounds": 3, "scale_rounds": 2}
-    quick = {"rounds": 1, "seconds": 3.0, "warmup": 1.0, "profile": False}
+    quick = {"rounds": 1, "seconds": 3.0, "warmup": 1.0, "profile": False, "instructions": 10}
     quick |= {"price_rounds": 1, "scale_rounds": 1}
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
@@ -129,6 +150,9 @@ def parse_args() -> argparse.Namespace:
     args.selected = [endpoint for endpoint in ENDPOINTS if endpoint.key in keys]
     if not args.selected or keys - {endpoint.key for endpoint in ENDPOINTS}:
         parser.error(f"--endpoints: choose among {', '.join(e.key for e in ENDPOINTS)}")
+    args.http_anchors = tuple(name for name in args.http_anchors.split(",") if name)
+    if set(args.http_anchors) - set(ANCHOR_LABELS):
+        parser.error(f"--http-anchors: choose among {', '.join(ANCHOR_LABELS)}")
     if any("=" not in item for item in args.service_env):
         parser.error("--service-env takes NAME=VALUE")
     args.service_env = dict(item.split("=", 1) for item in args.service_env)
@@ -203,6 +227,7 @@ def make_apps(
     db_host: str | None = None,
     extra_env: dict[str, str] | None = None,
     previous: prepare.Service | None = None,
+    anchors: tuple[str, ...] = (),
 ) -> dict[str, App]:
     """The processes: the service as production runs it, the floor, and either the same
     service with pre-ping on or, when there is one, the previous render as production runs
@@ -228,6 +253,34 @@ def make_apps(
             cwd=render.directory,
             port=port,
             ready_path="/health/ready",
+            log_path=logs / f"{phase}-{name}.log",
+        )
+    for name in anchors:
+        port = free_port()
+        apps[name] = App(
+            name=name,
+            label=ANCHOR_LABELS[name],
+            argv=[
+                uvicorn,
+                "orm_server:app",
+                "--app-dir",
+                str(BENCH_DIR),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
+            env={
+                **base,
+                "ORM_APP": name,
+                "SERVICE_PACKAGE": service.package,
+                "CURSOR_SECRET": secret,
+                "DATABASE_URL": urls.sqlalchemy(db_port, db_host),
+            },
+            cwd=BENCH_DIR,
+            port=port,
+            ready_path="/health",
             log_path=logs / f"{phase}-{name}.log",
         )
     port = free_port()
@@ -257,6 +310,17 @@ def make_apps(
         log_path=logs / f"{phase}-{FLOOR}.log",
     )
     return apps
+
+
+# The hand-written apps of bench/orm_apps.py served by uvicorn (bench/orm_server.py), to
+# hold the service against over HTTP and on the wire as well as in process (issue 24).
+ANCHOR_LABELS = {
+    "fastapi_orm": "leanest FastAPI + ORM app",
+    "fastapi_orm_features": "leanest app with the service's features",
+    "usual": "usual template pattern",
+    "s3rius": "in the style of s3rius/FastAPI-template",
+    "fullstack": "in the style of full-stack-fastapi-template (sync)",
+}
 
 
 def start_all(apps: dict[str, App]) -> None:
@@ -303,13 +367,24 @@ def count_phase(
     secret: str,
     extra_env: dict[str, str],
     previous: prepare.Service | None,
+    anchors: tuple[str, ...] = (),
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, object]]]:
     """Round trips and statements per request through the wire counter; the shapes check."""
     counter = WireCounter(urls.host, urls.port)
     relay_port = counter.start()
     logs = work / "logs"
     apps = make_apps(
-        service, venv, urls, logs, "count", secret, relay_port, "127.0.0.1", extra_env, previous
+        service,
+        venv,
+        urls,
+        logs,
+        "count",
+        secret,
+        relay_port,
+        "127.0.0.1",
+        extra_env,
+        previous,
+        anchors,
     )
     results: dict[str, dict[str, Any]] = {}
     shapes: dict[str, dict[str, object]] = {}
@@ -360,6 +435,7 @@ def load_phase(
         secret,
         extra_env=args.service_env,
         previous=previous,
+        anchors=args.http_anchors,
     )
     paths_dir = work / "paths"
     paths_dir.mkdir(exist_ok=True)
@@ -417,7 +493,7 @@ def load_phase(
                         )
                     )
                     say(
-                        f"round {number} {endpoint.key:<11} {name:<15} {result.rps:8.0f} req/s "
+                        f"round {number} {endpoint.key:<11} {name:<20} {result.rps:8.0f} req/s "
                         f"p99 {result.p99_ms:7.1f} ms  cpu {1000 * spent / max(result.requests, 1):.3f}"
                         f" ms/req  errors {sum(result.errors.values())}"
                     )
@@ -486,7 +562,7 @@ def layers_phase(
         "layers (get, ms/req in process): "
         + ", ".join(f"{name} {value:.3f}" for name, value in get.items())
     )
-    for other in ("lean", "usual", "previous"):
+    for other in ("lean", "features", "usual", "s3rius", "fullstack", "previous"):
         for key, ratio in layers.get(f"against_{other}", {}).items():
             say(
                 f"layers {key}: service / {other} {ratio['cpu']:.3f} (by round {ratio['by_round']})"
@@ -498,6 +574,67 @@ def layers_phase(
             + (f"answers OTHER JSON for {differ}" if differ else "answers the service's JSON")
         )
     return layers
+
+
+def instructions_phase(
+    args: argparse.Namespace,
+    python: Path,
+    service: prepare.Service,
+    urls: Urls,
+    ids_file: Path,
+    work: Path,
+    secret: str,
+    previous: prepare.Service | None,
+) -> dict[str, Any]:
+    """Machine instructions per request, in process under callgrind (bench/layers.py
+    --instructions, bench/instructions.py): the measure issue 24's targets judge, since
+    it does not depend on the machine. Empty when Valgrind is not installed."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None or args.instructions <= 0:
+        say("instructions: not counted (no valgrind on PATH, or --instructions 0)")
+        return {}
+    dumps = work / "callgrind"
+    shutil.rmtree(dumps, ignore_errors=True)
+    dumps.mkdir(parents=True)
+    out = work / "instructions.json"
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "production",
+        "CURSOR_SECRET": secret,
+        "DATABASE_URL": urls.sqlalchemy(),
+        "FLOOR_DATABASE_URL": urls.plain(),
+        "LOG_LEVEL": "WARNING",
+        "CALLGRIND_DIR": str(dumps),
+        "PYTHONHASHSEED": "0",  # the same dict and set layouts in every run
+    }
+    apps = ["floor", "fastapi_orm", "fastapi_orm_features", "service"]
+    argv = [valgrind, "--tool=callgrind", f"--callgrind-out-file={dumps}/cg.%p"]
+    argv += [str(python), str(BENCH_DIR / "layers.py"), "--package", service.package]
+    argv += ["--ids", str(ids_file), "--out", str(out), "--slug-prefix", "load-"]
+    argv += ["--instructions", str(args.instructions)]
+    if previous is not None:
+        argv += ["--previous-package", previous.package]
+        apps.append("previous")
+    argv += ["--apps", ",".join(apps)]
+    started = time.monotonic()
+    prepare.run(argv, cwd=service.directory, env=env)
+    counted: dict[str, Any] = json.loads(out.read_text())
+    per_request = counted["instructions"]
+    say(f"instructions counted under callgrind in {time.monotonic() - started:.0f} s")
+    for key, by_app in per_request.items():
+        say(f"instructions {key}: " + ", ".join(f"{a} {v:,.0f}" for a, v in by_app.items()))
+    return {
+        "instructions": per_request,
+        "instructions_requests": args.instructions,
+        "instructions_against": {
+            other: {
+                key: round(by_app["service"] / by_app[other], 4)
+                for key, by_app in per_request.items()
+                if by_app.get(other) and "service" in by_app
+            }
+            for other in ("fastapi_orm", "fastapi_orm_features", "previous")
+        },
+    }
 
 
 # The renders the price table needs beside the default: each option's own names, so
@@ -606,7 +743,7 @@ def main() -> None:
         versions = prepare.dbtool(python, "versions", "--url", urls.plain())
 
         counts, shapes = count_phase(
-            service, venv, urls, work, ids, secret, args.service_env, previous
+            service, venv, urls, work, ids, secret, args.service_env, previous, args.http_anchors
         )
         prepare.dbtool(python, "cleanup", "--url", urls.plain(), "--slug-prefix", "load-")
         differ = [key for key, value in shapes.items() if not value["identical"]]
@@ -614,6 +751,7 @@ def main() -> None:
 
         windows, profiles = load_phase(args, service, venv, urls, work, ids, secret, previous)
         layers = layers_phase(args, python, service, urls, ids_file, work, secret, previous)
+        layers |= instructions_phase(args, python, service, urls, ids_file, work, secret, previous)
         prepare.dbtool(python, "cleanup", "--url", urls.plain(), "--slug-prefix", "load-")
         priced: dict[str, Any] = {}
         if args.prices:
@@ -631,7 +769,8 @@ def main() -> None:
     }
     summary = figures.summarise(windows)
     service_ratios = figures.ratios(summary, counts, SERVICE)
-    checks = figures.targets(summary, service_ratios, counts, args.slow_ms, layers)
+    others = [json.loads(path.read_text(encoding="utf-8")) for path in args.other_runs]
+    checks = figures.targets(summary, service_ratios, counts, args.slow_ms, layers, others)
     results: dict[str, Any] = {
         "meta": {
             "started": started_at.isoformat(timespec="seconds"),
@@ -668,6 +807,7 @@ def main() -> None:
                 "price_rounds": args.price_rounds if args.prices else 0,
                 "scale_rounds": args.scale_rounds if args.prices else 0,
                 "previous_ref": args.previous_ref,
+                "other_runs": [str(path) for path in args.other_runs],
             },
         },
         "summary": summary,
@@ -677,6 +817,7 @@ def main() -> None:
             PREVIOUS: figures.ratios(summary, counts, PREVIOUS),
         },
         "against_previous": figures.against_previous(summary, counts, layers),
+        "against_anchors_http": figures.against_anchors(summary, counts, args.http_anchors),
         "targets": checks,
         "verdict": figures.verdict(checks, counts),
         "counts": counts,

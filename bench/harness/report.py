@@ -23,6 +23,11 @@ APP_LABELS = {
 TITLES = {endpoint.key: endpoint.title for endpoint in ENDPOINTS}
 
 
+def label(app: str) -> str:
+    """An app's name in the tables: the service's, the floor's, or an anchor's."""
+    return APP_LABELS.get(app) or ANCHORS.get(app, app)
+
+
 def table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -37,15 +42,17 @@ def _per_endpoint(results: dict[str, Any]) -> str:
     rows = []
     counts = results["counts"]
     for endpoint in ENDPOINTS:
-        for app in (SERVICE, PREVIOUS, PING, FLOOR):
-            f = results["summary"].get(endpoint.key, {}).get(app)
+        measured = results["summary"].get(endpoint.key, {})
+        anchors = [app for app in measured if app in ANCHORS]
+        for app in (SERVICE, PREVIOUS, PING, *anchors, FLOOR):
+            f = measured.get(app)
             if f is None:
                 continue
             wire = counts.get(endpoint.key, {}).get(app, {})
             rows.append(
                 [
                     TITLES[endpoint.key] if app == SERVICE else "",
-                    APP_LABELS[app],
+                    label(app),
                     num(f["rps"], 0),
                     num(f["p50_ms"], 1),
                     num(f["p99_ms"], 1),
@@ -245,7 +252,7 @@ def _unavailable(results: dict[str, Any]) -> str:
     counts = results["meta"].get("database_unavailable_responses") or {}
     if not any(counts.values()):
         return ""
-    said = ", ".join(f"{APP_LABELS[app]} {n}" for app, n in counts.items() if n)
+    said = ", ".join(f"{label(app)} {n}" for app, n in counts.items() if n)
     return (
         f"\n\nErrors above include 503s the service answered because it could not get a "
         f"database connection ({said}; its log says which requests, PostgreSQL's log why)."
@@ -316,7 +323,7 @@ def _layers(results: dict[str, Any]) -> str:
         + "process: every row differs from the floor only by the layers it names. "
         + "Creates: one INSERT ... RETURNING, in "
         + "autocommit where the row says so, else BEGIN, INSERT, COMMIT (the ORM's unit of work); "
-        + "the usual template pattern adds a pre-ping per checkout and a refresh (BEGIN, "
+        + "the usual template pattern adds a refresh (BEGIN, "
         + "SELECT, COMMIT), and runs every read in a transaction."
     )
 
@@ -384,7 +391,7 @@ def _against_orm(results: dict[str, Any]) -> str:
         + "schemas. The leanest: statements built once, reads in autocommit, a create as "
         + "one unit of work, no dependency and no middleware. The usual pattern, as the "
         + "popular FastAPI templates write it: a `yield` dependency that commits in "
-        + "`finally`, pool pre-ping, statements built per request, a refresh after every "
+        + "`finally`, statements built per request, a refresh after every "
         + "insert, a class dependency run in the thread pool. In process (bench/layers.py): "
         + "each round's ratio, paired within the round (the apps take turns in short "
         + "slices), and in bold the median of those ratios. "
@@ -392,6 +399,95 @@ def _against_orm(results: dict[str, Any]) -> str:
         + (said or "not checked")
         + "."
         + _dependency_share(layers, lean)
+    )
+
+
+ANCHORS = {
+    "fastapi_orm": "leanest",
+    "fastapi_orm_features": "leanest with features",
+    "usual": "usual pattern",
+    "s3rius": "s3rius style",
+    "fullstack": "full-stack style",
+    "previous": "previous render",
+}
+
+
+def _anchors(results: dict[str, Any]) -> str:
+    """Issue 24: every anchor's CPU per request in process, the service over each
+    (paired rounds), and function calls per request (machine-independent)."""
+    layers = results.get("layers") or {}
+    cpu_ms = layers.get("cpu_ms", {})
+    present = [a for a in ANCHORS if any(a in by_app for by_app in cpu_ms.values())]
+    if not present:
+        return "Not measured in this run."
+    keys = {a: "lean" if a == "fastapi_orm" else a.removeprefix("fastapi_orm_") for a in present}
+    rows = []
+    for endpoint, by_app in cpu_ms.items():
+        row = [TITLES.get(endpoint, endpoint), num(by_app.get(SERVICE), 3)]
+        for anchor in present:
+            ratio = layers.get(f"against_{keys[anchor]}", {}).get(endpoint)
+            row.append(f"{num(by_app.get(anchor), 3)} ({num(ratio['cpu'], 3)}x)" if ratio else "-")
+        calls = layers.get("calls", {}).get(endpoint, {})
+        row.append(
+            ", ".join(f"{ANCHORS.get(a, a)} {v:g}" for a, v in calls.items() if a != "floor") or "-"
+        )
+        rows.append(row)
+    headers = [
+        "endpoint",
+        "service ms/req",
+        *(f"{ANCHORS[a]} ms/req (service / it)" for a in present),
+    ]
+    return (
+        table([*headers, "function calls/request"], rows)
+        + "\n\nIn process (bench/layers.py), CPU per request, median of the rounds; in "
+        + "brackets the service over that app, the median of ratios paired within each "
+        + "round. The apps in the style of s3rius/FastAPI-template and "
+        + "full-stack-fastapi-template are written for this benchmark (bench/orm_apps.py), "
+        + "no code copied. Function calls per request (Python and C calls, one request at a "
+        + "time) do not depend on the machine: the same code on the same libraries makes "
+        + "the same calls."
+        + _anchors_http(results)
+    )
+
+
+def _anchors_http(results: dict[str, Any]) -> str:
+    """The same anchors served by uvicorn: server and PostgreSQL CPU, round trips."""
+    compared = results.get("against_anchors_http") or {}
+    if not compared:
+        return ""
+    rows = []
+    for anchor, by_endpoint in compared.items():
+        for endpoint, r in by_endpoint.items():
+            trips = r["round_trips"]
+            rows.append(
+                [
+                    ANCHORS.get(anchor, anchor),
+                    TITLES.get(endpoint, endpoint),
+                    num(r["cpu_ms"][anchor], 3),
+                    num(r["cpu_ms"][SERVICE], 3),
+                    f"**{num(r['cpu'], 2, 'x')}**",
+                    " ".join(num(x, 2) for x in r["cpu_by_round"]) or "-",
+                    num(r["pg_cpu_ms"][anchor], 3),
+                    num(r["pg_cpu_ms"][SERVICE], 3),
+                    f"{num(trips[anchor], 0)} / {num(trips[SERVICE], 0)}",
+                ]
+            )
+    headers = [
+        "anchor",
+        "endpoint",
+        "its server CPU ms/req",
+        "service's",
+        "service / it",
+        "by round",
+        "its PostgreSQL CPU ms/req",
+        "service's",
+        "round trips (it / service)",
+    ]
+    return (
+        "\n\nOver HTTP, each anchor served by uvicorn (bench/orm_server.py) and loaded as "
+        + "the service is, one server at a time, in the same rounds; round trips counted "
+        + "on the wire (harness/wire.py), one request at a time.\n\n"
+        + table(headers, rows)
     )
 
 
@@ -470,7 +566,7 @@ def _statements(results: dict[str, Any]) -> str:
             rows.append(
                 [
                     TITLES.get(key, key.replace("_", " ")),
-                    APP_LABELS[app],
+                    label(app),
                     num(c["round_trips"], 1),
                     num(c["statements"], 1),
                     kinds,
@@ -545,9 +641,8 @@ def generated_block(results: dict[str, Any]) -> str:
     )
     m = meta["machine"]
     loaded = ", ".join(
-        label
-        for app, label in APP_LABELS.items()
-        if any(app in apps for apps in results["summary"].values())
+        label(app)
+        for app in dict.fromkeys(app for apps in results["summary"].values() for app in apps)
     )
     return "\n\n".join(
         [
@@ -577,6 +672,7 @@ def generated_block(results: dict[str, Any]) -> str:
             "### Targets\n\n" + _targets(results) + _unavailable(results),
             "### The service against hand-written ORM apps (issue 17, targets 1 and 2)\n\n"
             + _against_orm(results),
+            "### The service against each anchor (issue 24)\n\n" + _anchors(results),
             "### The service against the previous render\n\n" + _against_previous(results),
             "### Pre-ping on and off\n\n" + _pre_ping(results),
             "### Round trips and statements per request (counted on the wire)\n\n"
