@@ -65,8 +65,11 @@ def test_fuzz(variant: Rendered, venv_for: Callable[[Rendered], Path], tmp_path:
     )
     if variant.answers["example_domain"]:
         # Without links the stateful phase has nothing to chain and passes silently: it
-        # must follow at least half of the links it found, not one.
-        assert links and 2 * int(links[1]) >= int(links[2]), f"few links chained:\n{output}"
+        # must follow a large share of the links it found, not one. About a sixth of them
+        # start from a restore, which the stateful phase never calls (schemathesis.toml),
+        # so 45% of all is more than half of those it can follow.
+        covered, selected = (int(links[1]), int(links[2])) if links else (0, 1)
+        assert 20 * covered >= 9 * selected, f"few links chained:\n{output}"
     else:  # the skeleton: health probes only, nothing to chain
         assert not links, output
 
