@@ -22,7 +22,7 @@ from .harness.run import run
 pytestmark = pytest.mark.full
 
 # One variant per backend, between them both kinds of key and both kinds of delete.
-VARIANTS = ["default", "mysql-int-hard-delete", "sqlite-uuid-soft-delete"]
+VARIANTS = ["default", "mysql-int-hard-delete-cache", "sqlite-uuid-soft-delete-traces"]
 PAGES = TEMPLATE_ROOT / "docs" / "patterns"
 INITIAL = "12d2ea3c0a80"
 REVISION_FILE = re.compile(r"^# (migrations/versions/\S+\.py)\n")

@@ -27,7 +27,7 @@ from .variants import VARIANTS
 
 pytestmark = pytest.mark.full
 
-RENDERS = ["default", "mysql-int-soft-delete", "sqlite-uuid-soft-delete"]
+RENDERS = ["default", "mysql-int-soft-delete", "sqlite-uuid-soft-delete-traces"]
 WITH_DOMAIN = sorted(n for n, answers in VARIANTS.items() if answers.get("example_domain", True))
 
 LABELS = {

@@ -5,8 +5,10 @@ new choice there (a fourth database, a Python version) fails here until the tabl
 covers it.
 """
 
+import re
 from collections.abc import Iterable
 from itertools import combinations, product
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -80,3 +82,16 @@ def test_the_options_the_table_covers_are_all_the_questions_that_shape_code() ->
     # Every question with choices is in OPTIONS: one added to copier.yml needs a place here.
     with_choices = {name for name, spec in questions().items() if "choices" in spec}
     assert with_choices == set(OPTIONS)
+
+
+def test_every_variant_a_test_names_is_in_the_table() -> None:
+    # A test that picks variants by name (a representative per backend) must not name
+    # one the table no longer has: it would fail with a KeyError, or select nothing.
+    named = re.compile(r'"((?:postgresql|mysql|sqlite)-[a-z0-9-]+)"')
+    unknown = {
+        (path.name, name)
+        for path in Path(__file__).parent.glob("test_*.py")
+        for name in named.findall(path.read_text())
+        if name not in VARIANTS
+    }
+    assert not unknown, f"variants named by tests but not in tests/variants.py: {unknown}"

@@ -116,8 +116,13 @@ def _dependents(conn: Connection, table: Table, ids: Iterable[Any], depth: int =
 
 
 def _deletion_changed(obj: object) -> bool:
-    attrs = inspect(obj).attrs
-    return "deleted_at" in attrs and attrs["deleted_at"].history.has_changes()
+    """Whether the flush hides the row: it changes the column its model marks `hides_row`."""
+    state = inspect(obj)
+    for column in state.mapper.columns:
+        if column.info.get("hides_row"):
+            key = state.mapper.get_property_by_column(column).key
+            return bool(state.attrs[key].history.has_changes())
+    return False
 
 
 def record_flush(session: Session, _context: Any, _instances: Any) -> None:
