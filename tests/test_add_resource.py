@@ -18,7 +18,7 @@ import pytest
 
 from .conftest import Rendered
 from .harness.databases import admin_url, scratch_database
-from .harness.run import parse_pytest_summary, run
+from .harness.run import run, service_suite
 
 pytestmark = pytest.mark.full
 
@@ -127,18 +127,9 @@ def test_a_resource_added_as_the_readme_says_works(
         alembic("upgrade", "head")  # creates the table again: the downgrade dropped it
         assert "No new upgrade operations detected" in alembic("check")
 
-    suite = run(
-        bin_dir,
-        project,
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        "-rA",
-        env={"DATABASE_URL": admin_url(database, tmp_path)},
-    )
+    suite, counts = service_suite(bin_dir, project, admin_url(database, tmp_path))
     assert suite.ok, suite.output[-5000:]
     assert "PASSED tests/api/test_notes.py::test_a_note_and_its_answer" in suite.output
-    counts = parse_pytest_summary(suite.output)
     assert counts.failed == counts.errors == counts.skipped == 0
     for tool in (
         ["ruff", "check", "--no-cache", "."],

@@ -21,7 +21,7 @@ import pytest
 
 from .conftest import Rendered
 from .harness.databases import admin_url, scratch_database
-from .harness.run import parse_pytest_summary, run
+from .harness.run import run, service_suite
 from .test_add_resource import register_model, register_router
 from .variants import VARIANTS
 
@@ -160,19 +160,10 @@ def test_the_rendered_suite_passes_with_the_teams_own_model_and_routes(
     (migration,) = (project / "migrations" / "versions").glob("*_add_labels.py")
     assert "uq_label_name" in migration.read_text(), migration.read_text()
 
-    suite = run(
-        bin_dir,
-        project,
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        "-rA",
-        env={"DATABASE_URL": admin_url(database, tmp_path)},
-    )
+    suite, counts = service_suite(bin_dir, project, admin_url(database, tmp_path))
     failures = [line for line in suite.output.splitlines() if line.startswith(("FAILED", "ERROR"))]
     assert suite.ok, "\n".join([suite.output[-4000:], *failures])
     assert "PASSED tests/api/test_labels.py::" in suite.output, suite.output[-3000:]
-    counts = parse_pytest_summary(suite.output)
     assert counts.failed == counts.errors == counts.skipped == 0
 
 

@@ -57,3 +57,18 @@ def parse_pytest_summary(output: str) -> TestCounts:
             field = "errors" if word.startswith("error") else word
             setattr(counts, field, int(number))
     return counts
+
+
+def service_suite(bin_dir: Path, project: Path, database_url: str) -> tuple[Outcome, TestCounts]:
+    """A rendered service's own suite, run as its developers run it, with every outcome
+    listed (`-rA`) so that a test can say which of its tests passed."""
+    outcome = run(
+        bin_dir,
+        project,
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-rA",
+        env={"DATABASE_URL": database_url},
+    )
+    return outcome, parse_pytest_summary(outcome.output)
