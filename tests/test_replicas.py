@@ -253,6 +253,9 @@ def service(
         until(lambda: bool(replica.fetch("SELECT 1 FROM alembic_version", database)), "the schema")
         env = {"DATABASE_URL": url, "DB_REPLICA_URLS": replica.url(database), **settings}
         env.setdefault("HEALTH_CACHE_SECONDS", "0")  # each probe asks the replicas now
+        if env.get("DB_BEHIND_PGBOUNCER") == "true":
+            # PgBouncer's transaction mode without a bouncer: the server is its own direct URL.
+            env.setdefault("DATABASE_DIRECT_URL", url)
         with driver(bin_dir, rendered, env) as call:
             yield call
 
@@ -455,8 +458,8 @@ def test_a_replica_cut_off_from_the_primary_leaves_the_rotation(
         call("GET", first["headers"]["location"])  # finds the position stale and has it checked
         ready = call("GET", "/health/ready")
         assert ready["status"] == 200, ready
-        replicas = ready["body"]["checks"]["replicas"]
-        assert replicas.startswith(f"1 of 1 out: 127.0.0.1:{replica.port} (cut off"), replicas
+        # Which replica is out, and why, is in the service's log, not in the body.
+        assert ready["body"]["checks"]["replicas"] == "degraded", ready
         unseen = call("GET", second["headers"]["location"])
         assert unseen["status"] == 200 and served_by_primary(unseen), unseen
 
@@ -467,7 +470,7 @@ def test_a_replica_cut_off_from_the_primary_leaves_the_rotation(
         )
         time.sleep(1.1)  # DB_REPLICA_RETRY_SECONDS
         ready = call("GET", "/health/ready")
-        assert ready["body"]["checks"]["replicas"] == "1 in rotation", ready
+        assert ready["body"]["checks"]["replicas"] == "ok", ready
         back = call("GET", second["headers"]["location"])
         assert back["status"] == 200 and served_by_replica(back), back
 
@@ -543,7 +546,7 @@ def test_a_read_a_recovery_conflict_cancels_runs_again_on_the_primary(
         # The replica counts it as a lock conflict (a backend sends its counts within 10 s).
         until(lambda: replica.fetch(conflicts)[0][0] == before + 1, "the conflict counted")
         ready = call("GET", "/health/ready")
-        assert ready["body"]["checks"]["replicas"] == "1 in rotation", ready
+        assert ready["body"]["checks"]["replicas"] == "ok", ready
 
 
 def test_a_read_a_recovery_conflict_ends_between_statements_runs_again_on_the_primary(
