@@ -131,7 +131,7 @@ def build_apps(
     table = project_model.__table__
     by_id = select(*table.c).where(table.c.id == bindparam("id"))
     insert_row = insert(table).returning(*table.c)  # built once, like the lookups
-    new_key = importlib.import_module(f"{package}.db.uuid7").uuid7  # the service's keys
+    new_key = importlib.import_module(f"{package}.kit.db.uuid7").uuid7  # the service's keys
     constant = {
         "id": uuid.uuid4(),
         "name": "n",
@@ -239,8 +239,8 @@ def build_apps(
         read=read_schema,
         with_tasks=importlib.import_module(f"{package}.projects.schemas").ProjectWithTasks,
         create=create_schema,
-        offset_page=importlib.import_module(f"{package}.api.pagination").OffsetPage,
-        cursor_page=importlib.import_module(f"{package}.api.pagination").CursorPage,
+        offset_page=importlib.import_module(f"{package}.kit.http.pagination").OffsetPage,
+        cursor_page=importlib.import_module(f"{package}.kit.http.pagination").CursorPage,
     )
 
     floor = importlib.import_module("floor_app").app

@@ -28,7 +28,7 @@ def models(package: str) -> orm_apps.Models:
     """The rendered service's mapped classes and schemas, as bench/layers.py takes them."""
     importlib.import_module(f"{package}.models")  # every mapper, so relationships resolve
     schemas = importlib.import_module(f"{package}.projects.schemas")
-    pagination = importlib.import_module(f"{package}.api.pagination")
+    pagination = importlib.import_module(f"{package}.kit.http.pagination")
     return orm_apps.Models(
         project=importlib.import_module(f"{package}.projects.models").Project,
         task=importlib.import_module(f"{package}.tasks.models").Task,

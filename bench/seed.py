@@ -25,9 +25,9 @@ from typing import Any
 async def seed(
     package: str, projects: int, tasks_per_project: int, batch: int
 ) -> tuple[list[str], dict[str, Any]]:
-    config = importlib.import_module(f"{package}.core.config")
-    engine_mod = importlib.import_module(f"{package}.db.engine")
-    session_mod = importlib.import_module(f"{package}.db.session")
+    config = importlib.import_module(f"{package}.kit.settings")
+    engine_mod = importlib.import_module(f"{package}.kit.db.engine")
+    session_mod = importlib.import_module(f"{package}.kit.db.session")
     project_repo_mod = importlib.import_module(f"{package}.projects.repository")
     task_repo_mod = importlib.import_module(f"{package}.tasks.repository")
     project_schemas = importlib.import_module(f"{package}.projects.schemas")

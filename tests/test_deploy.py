@@ -146,14 +146,14 @@ def test_the_shipped_budget_fits_a_default_server(deployed: Rendered) -> None:
 
 
 def test_config_names_only_settings_the_service_reads(deployed: Rendered) -> None:
-    source = (deployed.path / "src" / deployed.package / "core" / "config.py").read_text()
+    source = (deployed.path / "src" / deployed.package / "kit" / "settings.py").read_text()
     fields = {name.upper() for name in re.findall(r"^    (\w+): ", source, flags=re.MULTILINE)}
     assert set(env_file(k8s(deployed) / "config.env")) <= fields
 
 
 def test_probes_ask_for_routes_the_app_serves(deployed: Rendered) -> None:
     package = deployed.path / "src" / deployed.package
-    health = (package / "api" / "health.py").read_text()
+    health = (package / "kit" / "http" / "health.py").read_text()
     match = re.search(r'APIRouter\(prefix="([^"]*)"', health)
     assert match is not None
     served = {match[1] + path for path in re.findall(r'@router\.get\(\s*"([^"]*)"', health)}

@@ -114,7 +114,7 @@ def test_every_question_has_a_section_on_the_questions_page() -> None:
 
 # -- settings: what the documentation names is what the code reads ---------------------
 
-CONFIG = TEMPLATE_ROOT / "template" / "src" / "{{package_name}}" / "core" / "config.py.jinja"
+CONFIG = TEMPLATE_ROOT / "template" / "src" / "{{package_name}}" / "kit" / "settings.py.jinja"
 DEPLOY = TEMPLATE_ROOT / "template" / "{% if server_database %}deploy{% endif %}" / "k8s"
 ENV_EXAMPLE = TEMPLATE_ROOT / "template" / ".env.example.jinja"
 # Where settings are documented for people: the site, both READMEs, the example files.
@@ -169,7 +169,7 @@ def test_every_setting_the_docs_name_exists_in_the_code() -> None:
         if name not in known and not name.startswith("OTEL_")  # OpenTelemetry's own
     }
     assert not unknown, (
-        "documented but neither a setting (core/config.py.jinja) nor a name in the "
+        "documented but neither a setting (kit/settings.py.jinja) nor a name in the "
         f"template's code: {sorted(unknown)}"
     )
 
@@ -224,4 +224,4 @@ def test_the_example_settings_are_the_defaults() -> None:
         if name not in {"DATABASE_URL", "REDIS_URL"}
         and not (name in fields and _same(value, fields[name]))
     ]
-    assert not differ, f".env.example (name, value, default in config.py.jinja): {differ}"
+    assert not differ, f".env.example (name, value, default in settings.py.jinja): {differ}"

@@ -59,7 +59,7 @@ def test_answers_file_records_every_answer(variant: Rendered) -> None:
 def test_the_package_is_where_its_name_says(variant: Rendered) -> None:
     package = variant.path / "src" / variant.package
     assert (package / "main.py").is_file()
-    assert (package / "db" / "repository.py").is_file()
+    assert (package / "kit" / "repository" / "repository.py").is_file()
     text = (variant.path / "pyproject.toml").read_text()
     assert f'name = "{variant.answers["project_slug"]}"' in text
     assert f'requires-python = ">={variant.python_version}"' in text
@@ -79,14 +79,14 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
         package / "projects": answers["example_domain"],
         package / "tasks": answers["example_domain"],
         variant.path / "tests" / "db": answers["example_domain"],
-        package / "db" / "soft_delete.py": answers["soft_delete"],
-        package / "db" / "uuid7.py": answers["primary_key"] == "uuid",
-        package / "db" / "replicas.py": answers["database"] == "postgresql",
-        package / "api" / "consistency.py": answers["database"] == "postgresql",
-        package / "cache": answers["cache"],
+        package / "kit" / "repository" / "soft_delete.py": answers["soft_delete"],
+        package / "kit" / "db" / "uuid7.py": answers["primary_key"] == "uuid",
+        package / "kit" / "replicas" / "replicas.py": answers["database"] == "postgresql",
+        package / "kit" / "replicas" / "consistency.py": answers["database"] == "postgresql",
+        package / "kit" / "cache": answers["cache"],
         variant.path / "tests" / "api" / "test_cache.py": answers["cache"]
         and answers["example_domain"],
-        package / "core" / "tracing.py": answers["tracing"],
+        package / "kit" / "observability" / "tracing.py": answers["tracing"],
         variant.path / "tests" / "api" / "test_tracing.py": answers["tracing"],
     }
     assert {str(p): p.exists() for p in expected} == {str(p): v for p, v in expected.items()}
@@ -100,7 +100,7 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
     if not answers["tracing"]:
         assert "opentelemetry" not in source + (variant.path / "pyproject.toml").read_text()
     if answers["primary_key"] == "int":
-        assert "uuid" not in (package / "db" / "keys.py").read_text().lower()
+        assert "uuid" not in (package / "kit" / "db" / "keys.py").read_text().lower()
         assert "uuid7" not in source
 
 

@@ -36,9 +36,9 @@ import asyncpg, httpx
 from sqlalchemy import event, text
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.util import await_
-from {package}.api.dependencies import ReadSessionDep
-from {package}.core.config import Settings
-from {package}.db.session import WriteSession
+from {package}.kit.http.dependencies import ReadSessionDep
+from {package}.kit.settings import Settings
+from {package}.kit.db.session import WriteSession
 from {package}.main import create_app
 
 # Long on a replica only: a recovery conflict can cancel it there, the primary answers at once.

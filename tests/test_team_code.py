@@ -38,7 +38,7 @@ from sqlalchemy import UniqueConstraint
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
-from ..db.resource import Entity
+from ..kit.repository.resource import Entity
 
 
 class Label(Entity):
@@ -51,7 +51,7 @@ class Label(Entity):
 from pydantic import BaseModel
 from pydantic import Field
 
-from ..api.schemas import EntityRead
+from ..kit.http.schemas import EntityRead
 
 
 class LabelCreate(BaseModel):
@@ -62,10 +62,10 @@ class LabelRead(EntityRead):
     name: str
 """,
     "service.py": """\
-from ..db.resource import Repository
-from ..db.resource import Service
-from ..db.session import WriteSession
-from ..db.session import unit_of_work
+from ..kit.repository.resource import Repository
+from ..kit.repository.resource import Service
+from ..kit.db.session import WriteSession
+from ..kit.db.session import unit_of_work
 from .models import Label
 from .schemas import LabelCreate
 
@@ -91,7 +91,7 @@ from typing import Literal
 from fastapi import APIRouter
 from fastapi import Request
 
-from ..api.dependencies import WriteSessionDep
+from ..kit.http.dependencies import WriteSessionDep
 from .schemas import LabelCreate
 from .schemas import LabelRead
 from .service import labels
@@ -172,7 +172,7 @@ MESSAGES = """\
 import json
 from sqlalchemy import CheckConstraint, ForeignKeyConstraint, UniqueConstraint
 from {package} import models
-from {package}.db.session import constraint_messages
+from {package}.kit.db.session import constraint_messages
 
 kinds = (UniqueConstraint, CheckConstraint, ForeignKeyConstraint)
 declared = sorted(

@@ -18,9 +18,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from {{ package_name }}.core.config import Settings
-from {{ package_name }}.db.dialect import CHARACTER_SET
-from {{ package_name }}.db.dialect import COLLATION
+from {{ package_name }}.kit.db.dialect import CHARACTER_SET
+from {{ package_name }}.kit.db.dialect import COLLATION
+from {{ package_name }}.kit.settings import Settings
 
 HOW_TO_GET_ONE = (
     "The tests need a MariaDB or MySQL server where this user may CREATE DATABASE and USER.\n"

@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..core.config import Settings
+from ..settings import Settings
 
 T = TypeVar("T")
 _NAMED = re.compile(r"\b((?:uq|ck|fk|pk)_\w+)")

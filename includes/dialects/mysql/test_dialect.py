@@ -8,12 +8,12 @@ from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from {{ package_name }}.core.config import Settings
-from {{ package_name }}.db.dialect import ONE_OFF_CONNECT_ARGS
-from {{ package_name }}.db.dialect import is_mariadb
-from {{ package_name }}.db.dialect import statement_timeout
-from {{ package_name }}.db.dialect import without_statement_timeout
-from {{ package_name }}.db.engine import DatabaseManager
+from {{ package_name }}.kit.db.dialect import ONE_OFF_CONNECT_ARGS
+from {{ package_name }}.kit.db.dialect import is_mariadb
+from {{ package_name }}.kit.db.dialect import statement_timeout
+from {{ package_name }}.kit.db.dialect import without_statement_timeout
+from {{ package_name }}.kit.db.engine import DatabaseManager
+from {{ package_name }}.kit.settings import Settings
 {% if example_domain %}
 from {{ package_name }}.models import Project
 from {{ package_name }}.models import Task

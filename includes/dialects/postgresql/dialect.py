@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..core.config import Settings
+from ..settings import Settings
 
 T = TypeVar("T")
 

@@ -8,11 +8,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from {{ package_name }}.core.config import Settings
-from {{ package_name }}.db.dialect import ONE_OFF_CONNECT_ARGS
-from {{ package_name }}.db.dialect import configure_server
-from {{ package_name }}.db.dialect import engine_options
-from {{ package_name }}.db.engine import DatabaseManager
+from {{ package_name }}.kit.db.dialect import ONE_OFF_CONNECT_ARGS
+from {{ package_name }}.kit.db.dialect import configure_server
+from {{ package_name }}.kit.db.dialect import engine_options
+from {{ package_name }}.kit.db.engine import DatabaseManager
+from {{ package_name }}.kit.settings import Settings
 
 from .databases import scratch_database
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..core.config import Settings
+from ..settings import Settings
 
 T = TypeVar("T")
 _NAMED = re.compile(r"\b((?:uq|ck|fk|pk)_\w+)")
@@ -109,7 +109,7 @@ def violation(error: DBAPIError) -> str | None:
 def refused_value(error: DBAPIError) -> str | None:
     """Why SQLite refused a value `error` was raised for: none of its own. It stores any
     text in any column; what sqlite3 cannot bind (an integer beyond 64 bits, text with
-    an unpaired surrogate) the engine reports as a DataError (`db/engine.py`)."""
+    an unpaired surrogate) the engine reports as a DataError (`kit/db/engine.py`)."""
     if "string or blob too big" in str(error.orig):
         return "a text is longer than the database can store"
     return None

@@ -4,10 +4,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from {{ package_name }}.core.config import Settings
-from {{ package_name }}.db.dialect import violated_constraint
-from {{ package_name }}.db.dialect import violation
-from {{ package_name }}.db.engine import DatabaseManager
+from {{ package_name }}.kit.db.dialect import violated_constraint
+from {{ package_name }}.kit.db.dialect import violation
+from {{ package_name }}.kit.db.engine import DatabaseManager
+from {{ package_name }}.kit.settings import Settings
 
 
 async def test_every_connection_enforces_foreign_keys_in_wal_mode(settings: Settings) -> None:

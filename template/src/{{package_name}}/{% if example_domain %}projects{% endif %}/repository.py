@@ -1,6 +1,6 @@
 from typing import ClassVar
 
-from ..db.resource import Repository
+from ..kit.repository.resource import Repository
 from .models import Project
 
 

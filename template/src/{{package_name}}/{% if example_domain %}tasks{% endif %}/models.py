@@ -11,11 +11,11 @@ from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
 
-from ..db.keys import Key
-from ..db.keys import KeyType
-from ..db.resource import Entity
-from ..db.resource import listing_index
-from ..db.types import Timestamp
+from ..kit.db.keys import Key
+from ..kit.db.keys import KeyType
+from ..kit.db.types import Timestamp
+from ..kit.repository.resource import Entity
+from ..kit.repository.resource import listing_index
 
 if TYPE_CHECKING:
     from ..projects.models import Project

@@ -8,8 +8,8 @@ from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from ..db.keys import Key
-from ..db.resource import Repository
+from ..kit.db.keys import Key
+from ..kit.repository.resource import Repository
 from .models import Task
 
 # `first_of_each`'s statement, built on first use (it depends on the class alone).

@@ -7,13 +7,13 @@ from pydantic import BeforeValidator
 from pydantic import ConfigDict
 from pydantic import Field
 
-from ..api.schemas import EntityRead
-from ..api.schemas import Omittable
-from ..api.schemas import StorableDatetime
-from ..api.schemas import StorableStr
-from ..api.schemas import Version
-from ..api.schemas import json_integer
-from ..db.keys import Key
+from ..kit.db.keys import Key
+from ..kit.http.schemas import EntityRead
+from ..kit.http.schemas import Omittable
+from ..kit.http.schemas import StorableDatetime
+from ..kit.http.schemas import StorableStr
+from ..kit.http.schemas import Version
+from ..kit.http.schemas import json_integer
 from .models import TaskStatus
 
 TaskTitle = Annotated[StorableStr, Field(min_length=1, max_length=200)]

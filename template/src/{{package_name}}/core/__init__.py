@@ -1,1 +1,0 @@
-"""Settings, errors and logging: what every layer of the service shares."""

@@ -1,0 +1,1 @@
+"""Schema migrations at start-up, under a lock, and the lineage table they keep."""

@@ -1,0 +1,98 @@
+"""Every Prometheus metric the service exposes, defined once, and how a scrape reads them.
+
+The figures are counted in each worker process. With one process, a scrape reads them
+from prometheus-client's default registry. With several (`uvicorn --workers`), set
+`PROMETHEUS_MULTIPROC_DIR` to an empty directory the workers share before they start:
+each then writes its figures to files there (prometheus-client's multiprocess mode,
+chosen when the library is imported) and a scrape of any worker adds up all of them.
+Gauges of a worker that stopped are dropped at its shutdown (`forget_this_process`).
+"""
+
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter
+from prometheus_client import Gauge
+from prometheus_client import Histogram
+from prometheus_client import generate_latest
+from prometheus_client import multiprocess
+
+MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+# Requests. The histogram's `_count` is the request count: no counter repeats it.
+REQUEST_SECONDS = Histogram(
+    "http_request_duration_seconds",
+    "Time from a request's arrival to its last response byte, by route template and status class",
+    ["method", "route", "status"],
+)
+IN_FLIGHT = Gauge(
+    "http_requests_in_flight", "Requests being served right now", multiprocess_mode="livesum"
+)
+PROBLEMS = Counter(
+    "http_problems",
+    "Error responses (kit/http/problems.py) by problem type and status",
+    ["type", "status"],
+)
+
+# Connection pools, by pool: `write`, `read`, `probe` (readiness), `replica`.
+POOL_SIZE = Gauge(
+    "db_pool_size", "Connections a pool keeps open", ["pool"], multiprocess_mode="livesum"
+)
+POOL_CHECKED_OUT = Gauge(
+    "db_pool_checked_out", "Connections in use", ["pool"], multiprocess_mode="livesum"
+)
+POOL_OVERFLOW = Gauge(
+    "db_pool_overflow",
+    "Connections open beyond the pool size (DB_MAX_OVERFLOW)",
+    ["pool"],
+    multiprocess_mode="livesum",
+)
+POOL_WAITING = Gauge(
+    "db_pool_waiting",
+    "Callers waiting for a connection (or for a new one to open)",
+    ["pool"],
+    multiprocess_mode="livesum",
+)
+_FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+POOL_WAIT_SECONDS = Histogram(
+    "db_pool_checkout_wait_seconds",
+    "Time to get a connection from a pool (DB_POOL_TIMEOUT ends it with a 503)",
+    ["pool"],
+    buckets=_FAST,
+)
+
+# Statements and retries.
+STATEMENT_SECONDS = Histogram(
+    "db_statement_duration_seconds",
+    "Time a statement took on the database",
+    ["pool"],
+    buckets=_FAST,
+)
+RETRIES = Counter(
+    "db_retries",
+    "Statements and units of work run again (kind: deadlock_or_serialization, lost_connection)",
+    ["kind", "session"],
+)
+
+
+def registry() -> CollectorRegistry:
+    """What a scrape reads: this process's figures, or every worker's in multiprocess mode."""
+    if MULTIPROCESS_DIR is None:
+        return REGISTRY
+    combined = CollectorRegistry()
+    # Reads the workers' files at each scrape (prometheus-client leaves it unannotated).
+    multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+    return combined
+
+
+def exposition() -> tuple[bytes, str]:
+    """The current figures in Prometheus' text format, and its content type."""
+    return generate_latest(registry()), CONTENT_TYPE_LATEST
+
+
+def forget_this_process() -> None:
+    """In multiprocess mode, drop this worker's gauges: it is shutting down."""
+    if MULTIPROCESS_DIR is not None:
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -1,0 +1,1 @@
+"""Read replicas and read-your-writes (PostgreSQL streaming replication)."""

@@ -1,0 +1,1 @@
+"""Repositories, services and pages: what a domain package builds its resource on."""
