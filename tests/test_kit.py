@@ -1,0 +1,86 @@
+"""The kit (`src/<pkg>/kit/`) is the template's, the same bytes in every render.
+
+A service updates its kit by taking the template's files whole, and a reader learns one
+kit, not one per answer: so no answer may change a byte of it. Backends differ at run
+time, options are idle code until configured (issue 24).
+
+Until every module is converted, `NOT_YET_SHARED` names the kit's files that still
+differ between variants; the test fails both when a file outside it differs and when a
+file in it no longer does (so the list only shrinks).
+"""
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from .conftest import Rendered
+from .variants import VARIANTS
+
+# Kit files (relative to kit/) still rendered per answer; each goes as it is converted.
+NOT_YET_SHARED = frozenset(
+    {
+        "settings.py",
+        "observability/logging.py",
+        "observability/tracing.py",
+        "db/types.py",
+        "db/keys.py",
+        "db/uuid7.py",
+        "db/mixins.py",
+        "db/limits.py",
+        "db/dialect.py",
+        "migrations/startup.py",
+        "repository/soft_delete.py",
+        "repository/resource.py",
+        "replicas/replicas.py",
+        "replicas/consistency.py",
+        "http/dependencies.py",
+        "http/health.py",
+        "http/schemas.py",
+        "cache/__init__.py",
+        "cache/entries.py",
+        "cache/store.py",
+    }
+)
+
+
+def kit_files(rendered: Rendered) -> dict[str, bytes]:
+    kit = rendered.path / "src" / rendered.package / "kit"
+    return {
+        path.relative_to(kit).as_posix(): path.read_bytes()
+        for path in sorted(kit.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def test_the_kit_is_the_same_in_every_variant(render: Callable[[str], Rendered]) -> None:
+    kits = {name: kit_files(render(name)) for name in sorted(VARIANTS)}
+    every_name = set().union(*kits.values())
+    differing = set()
+    for name in every_name:
+        contents = {kit.get(name) for kit in kits.values()}
+        if len(contents) > 1:  # absent from some variant (None) or different bytes
+            differing.add(name)
+    assert differing - NOT_YET_SHARED == set(), "kit files that differ between variants"
+    assert NOT_YET_SHARED - differing == set(), "now shared: remove them from NOT_YET_SHARED"
+
+
+def test_the_kit_holds_no_jinja() -> None:
+    """The kit's sources in the template are its files as rendered: no `.jinja` suffix,
+    no name that depends on an answer (but those not yet shared)."""
+    kit = Path(__file__).parents[1] / "template" / "src" / "{{package_name}}" / "kit"
+    templated = set()
+    for path in kit.rglob("*"):
+        if not path.is_file() or "__pycache__" in path.parts:
+            continue
+        relative = path.relative_to(kit).as_posix()
+        # Copier renders only `.jinja` files; others, and names without tags, it copies.
+        if relative.endswith(".jinja") or "{%" in relative or "{{" in relative:
+            templated.add(relative)
+    plain = {_rendered_name(name) for name in templated}
+    assert plain - NOT_YET_SHARED == set(), "templated kit files outside NOT_YET_SHARED"
+
+
+def _rendered_name(relative: str) -> str:
+    """`db/{% if x %}uuid7.py{% endif %}` and `db/keys.py.jinja` as a render names them."""
+    name = re.sub(r"\{%[^%]*%\}", "", relative)
+    return name.removesuffix(".jinja")
