@@ -107,8 +107,8 @@ def test_the_lowest_pins_behind_pgbouncer(
     lowest-direct`), two workers share PgBouncer's server connections: a driver that
     leaves named prepared statements there fails the other worker's statements. The
     service's own tests of what its web stack does without a database (routes, schemas,
-    settings, middleware) pass at those versions too: a floor below the FastAPI or
-    Pydantic behaviour they rely on fails here."""
+    settings, middleware), ruff and mypy --strict pass at those versions too: a floor
+    below the behaviour, the API or the rules the service relies on fails here."""
     rendered = render("default")
     bin_dir = service_venv(rendered.path, rendered.python_version, "lowest-direct")
     suite = run(
@@ -123,6 +123,13 @@ def test_the_lowest_pins_behind_pgbouncer(
     counts = parse_pytest_summary(suite.output)
     assert suite.ok, suite.output[-5000:]
     assert counts.passed > 0 and counts.failed == counts.errors == counts.skipped == 0
+    for tool in (
+        ("ruff", "check", "--no-cache", "."),
+        ("ruff", "format", "--no-cache", "--check", "."),
+        ("mypy", "--strict", "--cache-dir", "/dev/null"),
+    ):
+        checked = run(bin_dir, rendered.path, *tool)
+        assert checked.ok, (tool, checked.output[-5000:])
     with pgbouncer(record=True, default_pool_size=SERVER_CONNECTIONS) as bouncer:
         serve_behind(bouncer, rendered, bin_dir, tmp_path)
 
