@@ -49,10 +49,15 @@ NEXT_CURSOR_PAGE = (
     f"SELECT {PROJECT} FROM project WHERE deleted_at IS NULL AND (created_at, id) > ($2, $3)"
     " ORDER BY created_at, id LIMIT $1"
 )
-# One statement for any page size: an array parameter instead of an IN list.
-LIVE_TASKS = (
-    f"SELECT {TASK} FROM task WHERE project_id = ANY($1::uuid[]) AND deleted_at IS NULL"
-    " ORDER BY created_at"
+# Each project's first $2 live tasks, oldest first, with how many live tasks it has: one
+# statement for any page size (an array parameter instead of an IN list), as the service
+# bounds what a listing of parents carries.
+FIRST_TASKS = (
+    f"SELECT {TASK}, in_project FROM (SELECT {TASK},"
+    " row_number() OVER (PARTITION BY project_id ORDER BY created_at, id) AS rank_in_project,"
+    " count(*) OVER (PARTITION BY project_id) AS in_project"
+    " FROM task WHERE project_id = ANY($1::uuid[]) AND deleted_at IS NULL) AS ranked"
+    " WHERE rank_in_project <= $2 ORDER BY project_id, rank_in_project"
 )
 INSERT_PROJECT = (
     "INSERT INTO project (id, name, slug, description, version)"
@@ -60,6 +65,7 @@ INSERT_PROJECT = (
 )
 
 MAX_PAGE_SIZE = 100
+MAX_CHILDREN_PER_PARENT = 20  # the service's default MAX_CHILDREN_PER_PARENT
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
@@ -180,15 +186,24 @@ async def list_projects_with_tasks(request: Request) -> Response:
     if isinstance(args, JSON):
         return args
     size, page = args
+    cursors: Cursors = request.app.state.cursors
     async with pool(request).acquire() as conn:
         total = await conn.fetchval(COUNT_LIVE)
         projects = [row_dict(r) for r in await conn.fetch(PAGE, size, (page - 1) * size)]
-        by_id: dict[uuid.UUID, list[dict[str, Any]]] = {}
+        by_id: dict[uuid.UUID, dict[str, Any]] = {}
         for project in projects:
-            project["tasks"] = by_id.setdefault(project["id"], [])
+            by_id[project["id"]] = project
+            project.update(tasks=[], tasks_total=0, tasks_next=None)
         if projects:
-            for task in await conn.fetch(LIVE_TASKS, list(by_id)):
-                by_id[task["project_id"]].append(row_dict(task))
+            for row in await conn.fetch(FIRST_TASKS, list(by_id), MAX_CHILDREN_PER_PARENT):
+                task = row_dict(row)
+                project = by_id[task["project_id"]]
+                project["tasks_total"] = task.pop("in_project")
+                project["tasks"].append(task)
+    for project in projects:
+        tasks = project["tasks"]
+        if len(tasks) < project["tasks_total"]:  # the rest: by cursor, from the last one
+            project["tasks_next"] = cursors.encode(tasks[-1]["created_at"], tasks[-1]["id"])
     return JSON({"items": projects, "total": total, "page": page, "size": size})
 
 

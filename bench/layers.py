@@ -75,6 +75,7 @@ import orjson
 import orm_apps
 import uvloop
 from fastapi import FastAPI, Request
+from harness.endpoints import with_positions
 from sqlalchemy import Engine, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.applications import Starlette
@@ -364,6 +365,8 @@ def comparable(key: str, body: Any) -> Any:
         return {**body, "next_cursor": body.get("next_cursor") is not None}
     if key == "create":
         return {k: type(v).__name__ if k in CREATED_OWN else v for k, v in body.items()}
+    if key == "with_tasks":
+        return with_positions(body)
     return body
 
 
@@ -477,6 +480,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     bad: dict[str, dict[str, dict[int, int]]] = {}
     try:
         checked = await same_json(apps, ids[0], f"{args.slug_prefix}{run}-json")
+        if args.check_json:
+            # The service's own page of the JSON check, for a caller to see what it held.
+            statuses: dict[int, int] = {}
+            answer = bytearray()
+            await call(apps["service"], "GET", JSON_READS["with_tasks"], b"", statuses, answer)
+            return {"same_json": checked, "service_with_tasks": orjson.loads(answer)}
         if "list_cursor" in keys:
             for name in samples["list_cursor"]:
                 cursors[name] = await cursor_paths(apps[name])
@@ -709,10 +718,26 @@ if __name__ == "__main__":
     parser.add_argument(
         "--endpoints", default=",".join(ENDPOINTS), help="comma-separated subset of the requests"
     )
+    parser.add_argument(
+        "--check-json",
+        action="store_true",
+        help="only send every app the service's requests and compare the JSON (no timing); "
+        "exit 1 if an app answers otherwise",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # floor_app
     result = uvloop.run(main(args))
     args.out.write_text(json.dumps(result, indent=2))
+    if args.check_json:
+        differ = {
+            name: [key for key, check in checks.items() if not check["identical"]]
+            for name, checks in result["same_json"].items()
+        }
+        for name, keys in differ.items():
+            print(
+                f"same JSON as the service: {name}: " + (f"DIFFERS for {keys}" if keys else "yes")
+            )
+        raise SystemExit(1 if not result["same_json"] or any(differ.values()) else 0)
     if args.instructions:
         for key, by_app in result["instructions"].items():
             print(

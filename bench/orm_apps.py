@@ -1,10 +1,11 @@
 """The two hand-written ORM apps the service is held against (issue 17, targets 1 and 2).
 
 Both answer every endpoint the benchmark loads (get, the offset page with its total,
-the cursor page, 20 parents with their live children, create) with the same JSON as
-the rendered service: its models, its read and create schemas, its cursor format
-(signed with the same secret), the same rows in the same order. bench/layers.py checks
-that, request by request, before it measures them.
+the cursor page, 20 parents each with its first 20 live children, how many it has and a
+cursor to the rest, create) with the same JSON as the rendered service: its models, its
+read and create schemas, its cursor format (signed with the same secret), the same rows
+in the same order. bench/layers.py checks that, request by request, before it measures
+them.
 
 - `lean_app`: the leanest FastAPI + SQLAlchemy ORM code a person could write by hand.
   Every statement is built once, at start-up, with bound parameters; reads run on a
@@ -38,13 +39,14 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from floor_app import Cursors  # the service's cursor format, written by hand
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from pydantic import BaseModel
-from sqlalchemy import bindparam, func, select, tuple_
+from sqlalchemy import Select, bindparam, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 BASE = "/api/v1/projects"
 MAX_PAGE_SIZE = 100  # the service's default MAX_PAGE_SIZE
+MAX_CHILDREN = 20  # the service's default MAX_CHILDREN_PER_PARENT
 POOL = {"pool_size": 40, "max_overflow": 0}  # as every app in the layers table
 # The request id, for log lines (the lean app with features logs nothing per request).
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
@@ -70,6 +72,60 @@ CursorText = Annotated[str | None, Query(max_length=512)]
 
 def bad_cursor() -> HTTPException:
     return HTTPException(422, "cursor is malformed or was not issued by this service")
+
+
+def first_tasks(task_model: Any, ids: Any, size: Any) -> Select[Any]:
+    """Each of the projects `ids`' first `size` live tasks, oldest first, and how many live
+    tasks it has: one statement for the whole page, as the service bounds a listing."""
+    ranked = (
+        select(task_model)
+        .where(task_model.project_id.in_(ids), task_model.deleted_at.is_(None))
+        .add_columns(
+            func.row_number()
+            .over(
+                partition_by=task_model.project_id,
+                order_by=(task_model.created_at, task_model.id),
+            )
+            .label("rank_in_project"),
+            func.count().over(partition_by=task_model.project_id).label("in_project"),
+        )
+        .subquery()
+    )
+    task = aliased(task_model, ranked)
+    return (
+        select(task, ranked.c.in_project)
+        .where(ranked.c.rank_in_project <= size)
+        .order_by(ranked.c.project_id, ranked.c.rank_in_project)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectTasks:
+    """A project (its attributes read through), its first live tasks, how many it has,
+    and the cursor that lists the rest: what ProjectWithTasks is read from."""
+
+    project: Any
+    tasks: list[Any]
+    tasks_total: int
+    tasks_next: str | None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.project, name)
+
+
+def with_tasks(projects: Any, rows: Any, cursors: Cursors) -> list[ProjectTasks]:
+    """`projects` with the rows of `first_tasks` for them."""
+    found: dict[Any, tuple[list[Any], int]] = {}
+    for task, total in rows:
+        found.setdefault(task.project_id, ([], total))[0].append(task)
+    items = []
+    for project in projects:
+        tasks, total = found.get(project.id, ([], 0))
+        after = None
+        if len(tasks) < total:
+            after = cursors.encode(tasks[-1].created_at, tasks[-1].id)
+        items.append(ProjectTasks(project, tasks, total, after))
+    return items
 
 
 def lean_lifespan(
@@ -123,9 +179,7 @@ def lean_app(models: Models, url: str, secret: str, *, features: bool = False) -
         .order_by(*order)
         .limit(bindparam("limit"))
     )
-    with_tasks_page = offset_page.options(
-        selectinload(Project.tasks.and_(Task.deleted_at.is_(None)))
-    )
+    tasks_of = first_tasks(Task, bindparam("ids", expanding=True), bindparam("n"))
     cursors = Cursors(secret)
     sessions: dict[str, async_sessionmaker[AsyncSession]] = {}
     title = "fastapi_orm_features" if features else "fastapi_orm"
@@ -161,7 +215,12 @@ def lean_app(models: Models, url: str, secret: str, *, features: bool = False) -
         async with sessions["read"]() as session:
             total = await session.scalar(count_live)
             params = {"limit": size, "offset": (page - 1) * size}
-            items = (await session.scalars(with_tasks_page, params)).all()
+            projects = (await session.scalars(offset_page, params)).all()
+            rows = []
+            if projects:
+                ids = [project.id for project in projects]
+                rows = (await session.execute(tasks_of, {"ids": ids, "n": MAX_CHILDREN})).all()
+        items = with_tasks(projects, rows, cursors)
         return {"items": items, "total": total, "page": page, "size": size}
 
     if features:
@@ -393,7 +452,7 @@ def usual_app(models: Models, url: str, secret: str, *, s3rius: bool = False) ->
             )
             return int((await self.session.execute(statement)).scalar_one())
 
-        async def page(self, limit: int, offset: int, *, tasks: bool = False) -> list[Any]:
+        async def page(self, limit: int, offset: int) -> list[Any]:
             statement = (
                 select(Project)
                 .where(Project.deleted_at.is_(None))
@@ -401,10 +460,14 @@ def usual_app(models: Models, url: str, secret: str, *, s3rius: bool = False) ->
                 .limit(limit)
                 .offset(offset)
             )
-            if tasks:
-                live_tasks = Project.tasks.and_(Task.deleted_at.is_(None))
-                statement = statement.options(selectinload(live_tasks))
             return list((await self.session.execute(statement)).scalars().all())
+
+        async def first_tasks(self, projects: list[Any]) -> list[Any]:
+            if not projects:
+                return []
+            ids = [project.id for project in projects]
+            statement = first_tasks(Task, ids, MAX_CHILDREN)
+            return list((await self.session.execute(statement)).all())
 
         async def after(self, position: tuple[Any, Any] | None, limit: int) -> list[Any]:
             statement = select(Project).where(Project.deleted_at.is_(None))
@@ -462,7 +525,8 @@ def usual_app(models: Models, url: str, secret: str, *, s3rius: bool = False) ->
     @app.get(f"{BASE}/with-tasks", response_model=models.offset_page[WithTasks])
     async def read_projects_with_tasks(dao: DAO, size: Size = 20, page: PageNumber = 1) -> Any:
         count = await dao.count()
-        items = await dao.page(size, (page - 1) * size, tasks=True)
+        projects = await dao.page(size, (page - 1) * size)
+        items = with_tasks(projects, await dao.first_tasks(projects), cursors)
         return models.offset_page[WithTasks](
             items=[WithTasks.model_validate(item) for item in items],
             total=count,
@@ -564,14 +628,14 @@ def fullstack_app(models: Models, url: str, secret: str) -> FastAPI:
     def read_projects_with_tasks(session: SessionDep, size: Size = 20, page: PageNumber = 1) -> Any:
         total = count(session)
         statement = (
-            select(Project)
-            .where(live)
-            .order_by(*order)
-            .offset((page - 1) * size)
-            .limit(size)
-            .options(selectinload(Project.tasks.and_(Task.deleted_at.is_(None))))
+            select(Project).where(live).order_by(*order).offset((page - 1) * size).limit(size)
         )
-        items = session.execute(statement).scalars().all()
+        projects = session.execute(statement).scalars().all()
+        rows: list[Any] = []
+        if projects:
+            ids = [project.id for project in projects]
+            rows = list(session.execute(first_tasks(Task, ids, MAX_CHILDREN)).all())
+        items = with_tasks(projects, rows, cursors)
         return models.offset_page[WithTasks](
             items=[WithTasks.model_validate(i) for i in items], total=total, page=page, size=size
         )

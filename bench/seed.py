@@ -9,6 +9,10 @@ seconds, not the minutes that one request per row would.
 
     python bench/seed.py --package my_service --projects 10000 --tasks-per-project 5 \
         --ids-out ids.txt    # DATABASE_URL names the database
+
+`--tasks-per-project 0,25,3` gives project n the n-th count of the list, round and
+round: parents with none, with more than a listing carries (MAX_CHILDREN_PER_PARENT)
+and with fewer, for the checks that the apps answer those alike.
 """
 
 import argparse
@@ -23,7 +27,7 @@ from typing import Any
 
 
 async def seed(
-    package: str, projects: int, tasks_per_project: int, batch: int
+    package: str, projects: int, tasks_per_project: list[int], batch: int
 ) -> tuple[list[str], dict[str, Any]]:
     config = importlib.import_module(f"{package}.kit.settings")
     engine_mod = importlib.import_module(f"{package}.kit.db.engine")
@@ -35,8 +39,9 @@ async def seed(
     statuses = ("todo", "doing", "done")
 
     @session_mod.unit_of_work
-    async def store(session: Any, rows: list[dict[str, Any]]) -> list[Any]:
-        """One batch of parents and their children: all stored, or none."""
+    async def store(session: Any, rows: list[dict[str, Any]], counts: list[int]) -> list[Any]:
+        """One batch of parents and their children (`counts`: how many each): all stored,
+        or none."""
         parents = await project_repo_mod.ProjectRepository(session).create_many(rows)
         children = [
             {
@@ -46,8 +51,8 @@ async def seed(
                 "project_id": parent.id,
                 "created_at": parent.created_at + timedelta(milliseconds=k),
             }
-            for parent in parents
-            for k in range(tasks_per_project)
+            for parent, tasks in zip(parents, counts, strict=True)
+            for k in range(tasks)
         ]
         await task_repo_mod.TaskRepository(session).create_many(children)
         return list(parents)
@@ -72,15 +77,16 @@ async def seed(
                 }
                 for n in numbers
             ]
+            counts = [tasks_per_project[n % len(tasks_per_project)] for n in numbers]
             async with db.write_session() as session:
-                parents = await store(session, rows)
+                parents = await store(session, rows, counts)
             ids.extend(str(parent.id) for parent in parents)
     finally:
         await db.disconnect()
     elapsed = time.perf_counter() - began
     return ids, {
         "projects": len(ids),
-        "tasks": len(ids) * tasks_per_project,
+        "tasks": sum(tasks_per_project[n % len(tasks_per_project)] for n in range(len(ids))),
         "seconds": round(elapsed, 2),
         "batch": batch,
     }
@@ -90,7 +96,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--package", required=True)
     parser.add_argument("--projects", type=int, default=10_000)
-    parser.add_argument("--tasks-per-project", type=int, default=5)
+    parser.add_argument(
+        "--tasks-per-project",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[5],
+        help="children per parent; a comma-separated list: project n takes the n-th",
+    )
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--ids-out", required=True, help="file for a sample of project ids")
     parser.add_argument("--sample", type=int, default=2000)

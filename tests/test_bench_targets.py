@@ -1,19 +1,29 @@
 """Issue 24's benchmark targets judge what they say they judge (bench/harness/figures.py),
-and instructions are counted under callgrind (bench/instructions.py).
+instructions are counted under callgrind (bench/instructions.py), and the apps the
+service is compared with answer what it answers.
 
 The benchmark itself runs outside CI (bench/run.py); these feed its judging made-up
 in-process figures, to show that a target fails when the measure it judges is over its
 limit and only then, and run a real Valgrind to show that the count is of the marked
-stretch alone.
+stretch alone. The JSON check (bench/layers.py --check-json) runs on a real, seeded
+database, as the benchmark runs it before it measures.
 """
 
+import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from .conftest import Rendered
+from .harness.databases import check_server, scratch_database
 from .harness.paths import TEMPLATE_ROOT
+from .harness.run import run
+from .harness.venv import service_venv
 
 sys.path.insert(0, str(TEMPLATE_ROOT / "bench"))
 
@@ -130,3 +140,55 @@ def test_callgrind_counts_each_marked_stretch(tmp_path: Path) -> None:
     # Ten times the loop: many times the instructions, and nothing of the start-up
     # (importing Python's modules runs far more than the short loop).
     assert 5 * counted["short"] < counted["long"] < 20 * counted["short"]
+
+
+BENCH = TEMPLATE_ROOT / "bench"
+# The apps that answer every endpoint the benchmark loads (bench/layers.py's FULL), but
+# the service itself and a previous render.
+ANCHORS = {"floor", "fastapi_orm", "fastapi_orm_features", "usual", "s3rius", "fullstack"}
+# Children of project n: the n-th, round and round. The JSON check reads page 2 of 3
+# (projects 3 to 5): 25 and 21 tasks, more than a listing carries (20), and none.
+TASKS_PER_PROJECT = "3,20,0,25,0,21"
+
+
+@pytest.mark.full
+def test_every_anchor_answers_the_services_json(
+    render: Callable[[str], Rendered], tmp_path: Path
+) -> None:
+    """Each app the benchmark holds the service against answers the service's requests
+    with the service's JSON, /with-tasks included: at most 20 tasks a project, how many
+    it has, and a cursor to the same next task."""
+    rendered = render("default")
+    check_server("postgresql")
+    bin_dir = service_venv(
+        rendered.path, rendered.python_version, extra=BENCH / "requirements-server.txt"
+    )
+    ids, out = tmp_path / "ids.txt", tmp_path / "layers.json"
+    with scratch_database("postgresql", "bench_json") as url:
+        # The service is not installed in the venv: its package is imported from `src`.
+        env = {"DATABASE_URL": url, "PYTHONPATH": str(rendered.path / "src")}
+        migrated = run(bin_dir, rendered.path, "alembic", "upgrade", "head", env=env)
+        assert migrated.ok, migrated.output
+        seed = [str(BENCH / "seed.py"), "--package", rendered.package, "--projects", "12"]
+        seed += ["--tasks-per-project", TASKS_PER_PROJECT, "--ids-out", str(ids)]
+        seeded = run(bin_dir, rendered.path, "python", *seed, env=env)
+        assert seeded.ok, seeded.output
+        env |= {
+            "FLOOR_DATABASE_URL": url.replace("postgresql+asyncpg://", "postgresql://"),
+            "CURSOR_SECRET": "bench-json-check-secret-0123456789",
+        }
+        apps = ",".join([*sorted(ANCHORS), "service"])
+        layers = [str(BENCH / "layers.py"), "--package", rendered.package, "--ids", str(ids)]
+        layers += ["--out", str(out), "--apps", apps, "--check-json"]
+        checked = run(bin_dir, rendered.path, "python", *layers, env=env)
+    result = json.loads(out.read_text()) if out.exists() else {}
+    assert checked.ok, (checked.output[-3000:], result.get("same_json"))
+    assert set(result["same_json"]) == ANCHORS
+    for app, checks in result["same_json"].items():
+        assert checks["with_tasks"]["identical"], (app, checks["with_tasks"])
+        assert all(check["identical"] for check in checks.values()), (app, checks)
+    # What the apps agreed on: the page the check asked for holds the bound and its cursor.
+    page = result["service_with_tasks"]["items"]
+    assert [item["tasks_total"] for item in page] == [25, 0, 21]
+    assert [len(item["tasks"]) for item in page] == [20, 0, 20]
+    assert [item["tasks_next"] is not None for item in page] == [True, False, True]

@@ -31,6 +31,14 @@ SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432"  # the server itself, no
 # PgBouncer's server connections for the load (its default is 20), and their states.
 SERVER_CONNECTIONS = 3
 SERVER_STATES = ("active", "idle", "used", "tested", "login")
+# The service's tests that run at the lowest pins: none of them needs a database, so the
+# run costs a second.
+LOWEST_PINS_TESTS = (
+    "tests/api/test_routes.py",
+    "tests/api/test_schemas.py",
+    "tests/api/test_middleware.py",
+    "tests/test_settings.py",
+)
 
 
 async def mixed_load(base: str, clients: int, seconds: float) -> Counter[int]:
@@ -97,9 +105,31 @@ def test_the_lowest_pins_behind_pgbouncer(
 ) -> None:
     """With the lowest version of each dependency the pins allow (`uv --resolution
     lowest-direct`), two workers share PgBouncer's server connections: a driver that
-    leaves named prepared statements there fails the other worker's statements."""
+    leaves named prepared statements there fails the other worker's statements. The
+    service's own tests of what its web stack does without a database (routes, schemas,
+    settings, middleware), ruff and mypy --strict pass at those versions too: a floor
+    below the behaviour, the API or the rules the service relies on fails here."""
     rendered = render("default")
     bin_dir = service_venv(rendered.path, rendered.python_version, "lowest-direct")
+    suite = run(
+        bin_dir,
+        rendered.path,
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        *LOWEST_PINS_TESTS,
+        env={"DATABASE_URL": f"{SERVER}/postgres"},
+    )
+    counts = parse_pytest_summary(suite.output)
+    assert suite.ok, suite.output[-5000:]
+    assert counts.passed > 0 and counts.failed == counts.errors == counts.skipped == 0
+    for tool in (
+        ("ruff", "check", "--no-cache", "."),
+        ("ruff", "format", "--no-cache", "--check", "."),
+        ("mypy", "--strict", "--cache-dir", "/dev/null"),
+    ):
+        checked = run(bin_dir, rendered.path, *tool)
+        assert checked.ok, (tool, checked.output[-5000:])
     with pgbouncer(record=True, default_pool_size=SERVER_CONNECTIONS) as bouncer:
         serve_behind(bouncer, rendered, bin_dir, tmp_path)
 

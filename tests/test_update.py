@@ -4,7 +4,9 @@ From every release so far and every backend it offered: a service rendered then,
 resource its team added the way that release's README and example domain showed, takes
 the working tree's release without a conflict, keeps every edit, and passes its own
 tests (the team's included) with the team's old names still working, each warning
-which name replaces it.
+which name replaces it. Its database, migrated under the old release, reaches the new
+release's schema through the new release's migrations and the step the CHANGELOG
+documents (`alembic merge heads`), with nothing left for `alembic check` to report.
 """
 
 import filecmp
@@ -23,7 +25,7 @@ from copier import run_copy, run_update
 
 from .conftest import Rendered
 from .harness import releases
-from .harness.databases import admin_url, check_server, scratch_database
+from .harness.databases import admin_url, check_server, mariadb, scratch_database
 from .harness.run import Outcome, parse_pytest_summary, run
 
 ANSWERS = {"project_name": "Ledger", "author_email": "ops@example.org"}
@@ -416,6 +418,33 @@ def assert_clean_merge(project: Path) -> None:
             assert "<<<<<<< " not in text and ">>>>>>> " not in text, path
 
 
+def alembic(bin_dir: Path, project: Path, url: str, *args: str) -> str:
+    outcome = run(bin_dir, project, "alembic", *args, env={"DATABASE_URL": url})
+    assert outcome.ok, outcome.output[-3000:]
+    return outcome.output
+
+
+def latin1_by_default(database: str, url: str) -> None:
+    """Make a scratch MariaDB database's default character set latin1, as on a server
+    configured so (the old releases' tables declared none, and took it)."""
+    if database == "mysql":
+        name = url.rsplit("/", 1)[1]
+        mariadb(f"ALTER DATABASE `{name}` CHARACTER SET latin1 COLLATE latin1_swedish_ci")
+
+
+def table_charsets(database: str, url: str) -> dict[str, str]:
+    """MariaDB: each base table's character set (from its collation), but Alembic's own."""
+    name = url.rsplit("/", 1)[1]
+    rows = mariadb(
+        "SELECT t.table_name, c.character_set_name FROM information_schema.tables t "
+        "JOIN information_schema.collation_character_set_applicability c "
+        "ON c.collation_name = t.table_collation "
+        f"WHERE t.table_schema = '{name}' AND t.table_type = 'BASE TABLE' "
+        "AND t.table_name <> 'alembic_version'"
+    )
+    return {str(table): str(charset) for table, charset in rows}
+
+
 def recorded_commit(project: Path) -> str:
     return str(answers_of(project)["_commit"])
 
@@ -502,18 +531,33 @@ def test_update_keeps_every_user_edit_and_the_tests_pass(
     added = releases.git(project, "diff", "--name-only", "--diff-filter=A", "HEAD~", "HEAD")
     theirs = {project / name: (project / name).read_text() for name in added.split()}
     assert len(theirs) == len(NOTES) + 2  # the package, its migration and its test
+    with scratch_database(database, f"deployed-{tag}") as deployed:
+        # The team's database, migrated by the old release (the team's revision included).
+        latin1_by_default(database, deployed)
+        alembic(old_bin, project, deployed, "upgrade", "head")
 
-    update(project, template_releases.new)
+        update(project, template_releases.new)
 
-    assert_clean_merge(project)
-    for path, text in theirs.items():
-        assert path.read_text() == text, f"the update changed {path}"
-    for path, text in kept:
-        assert text in path.read_text(), f"{path} lost {text!r}"
-    assert recorded_commit(project) == template_releases.new
-    after = service_tests(
-        venv_for(Rendered("updated", project, answers_of(project))), project, database, tmp_path
-    )
+        assert_clean_merge(project)
+        for path, text in theirs.items():
+            assert path.read_text() == text, f"the update changed {path}"
+        for path, text in kept:
+            assert text in path.read_text(), f"{path} lost {text!r}"
+        assert recorded_commit(project) == template_releases.new
+        new_bin = venv_for(Rendered("updated", project, answers_of(project)))
+        # The template's new revisions and the team's own both follow the initial one:
+        # two heads, which the CHANGELOG's step for this update merges.
+        assert len(alembic(new_bin, project, deployed, "heads").strip().splitlines()) == 2
+        alembic(new_bin, project, deployed, "merge", "heads", "-m", "merge template revisions")
+        alembic(new_bin, project, deployed, "upgrade", "head")
+        assert "(head)" in alembic(new_bin, project, deployed, "current")
+        assert "No new upgrade operations detected" in alembic(
+            new_bin, project, deployed, "check"
+        )
+        if database == "mysql":
+            charsets = table_charsets(database, deployed)
+            assert "note" in charsets and set(charsets.values()) == {"utf8mb4"}, charsets
+    after = service_tests(new_bin, project, database, tmp_path)
     counts = parse_pytest_summary(after.output)
     assert after.ok, after.output[-5000:]
     assert counts.passed > 0 and counts.failed == counts.errors == 0

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import count, cycle
 
-from .endpoints import BASE, fetch
+from .endpoints import BASE, fetch, with_positions
 from .wire import WireCounter
 
 Request = tuple[str, str, bytes | None]
@@ -111,7 +111,7 @@ def compare_shapes(
             "with_tasks",
             ("GET", f"{BASE}/with-tasks?size=3&page=2", None),
             ("GET", f"{BASE}/with-tasks?size=3&page=2", None),
-            dict,
+            with_positions,
         ),
     ]
     created = iter(creates(prefix))

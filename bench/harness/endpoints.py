@@ -5,10 +5,12 @@ row or page is all the database serves; both apps get the same lists, except cur
 which each app issues and signs itself and which are therefore collected from each.
 """
 
+import base64
 import http.client
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BASE = "/api/v1/projects"
 PAGES = 50
@@ -75,3 +77,20 @@ def write_paths(directory: Path, name: str, paths: list[str]) -> Path:
     path = directory / f"{name}.txt"
     path.write_text("\n".join(paths) + "\n", encoding="utf-8")
     return path
+
+
+def with_positions(body: Any) -> Any:
+    """A /with-tasks page with each `tasks_next` read as the position it holds: apps sign
+    the same position in JSON of their own spacing, so the bytes differ, the position
+    (the sort and the last task's created_at and id) must not."""
+    if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+        return body
+    items = []
+    for item in body["items"]:
+        cursor = item.get("tasks_next") if isinstance(item, dict) else None
+        if isinstance(cursor, str):
+            payload = cursor.partition(".")[0]
+            position = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            item = {**item, "tasks_next": position}
+        items.append(item)
+    return {**body, "items": items}

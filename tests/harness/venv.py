@@ -55,16 +55,23 @@ def requirements(project: Path) -> list[str]:
     return [*data["project"]["dependencies"], *data["dependency-groups"]["dev"]]
 
 
-def service_venv(project: Path, python_version: str, resolution: str = "highest") -> Path:
+def service_venv(
+    project: Path, python_version: str, resolution: str = "highest", extra: Path | None = None
+) -> Path:
     """The shared venv for this Python, holding everything `project` needs; its bin dir.
 
     `resolution="lowest-direct"`: a venv of its own with the lowest version of each
     dependency that the service's pins allow (uv's resolution of that name), to prove
-    the floors."""
+    the floors. `extra`: a requirements file installed too, in a venv of its own named
+    after it, so that the services' venvs hold only what the services declare."""
     suffix = "" if resolution == "highest" else f"-{resolution}"
+    suffix += "" if extra is None else f"-{extra.stem}"
     venv = CACHE_DIR / "venvs" / f"py{python_version}{suffix}"
     venv.parent.mkdir(parents=True, exist_ok=True)
     reqs = sorted(requirements(project))
+    if extra is not None:
+        lines = (line.split("#")[0].strip() for line in extra.read_text().splitlines())
+        reqs += [line for line in lines if line]
     stamp = hashlib.sha256("\n".join(reqs).encode()).hexdigest()[:16]
     uv = [sys.executable, "-m", "uv"]
     with open(venv.parent / f".py{python_version}{suffix}.lock", "w") as lock:
