@@ -110,7 +110,7 @@ async def scratch_database(label: str) -> AsyncIterator[URL]:
 SLOW_QUERY = "SELECT pg_sleep(0.1), :marker"
 UNREACHABLE_URL = URL.create("postgresql+asyncpg", host="127.0.0.1", port=1, database="x")
 PLAIN_URL = "postgres://app:s3cr3t@db:5432/app"
-FOREIGN_URL = "mysql://root:s3cr3t@db/app"
+FOREIGN_URL = "oracle://app:s3cr3t@db/app"  # no backend of the kit
 NO_DATABASE_URL = "postgresql://db:5432"
 # Values the database refuses, by kind (tests/api/test_errors.py).
 REFUSED_VALUES = frozenset({"int32", "int64", "too-long", "nul", "surrogate", "huge-text", "date"})
