@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from {{ package_name }}.kit.db.dialect import CHARACTER_SET
 from {{ package_name }}.kit.db.dialect import COLLATION
-from {{ package_name }}.kit.settings import Settings
+from {{ package_name }}.settings import Settings
 
 HOW_TO_GET_ONE = (
     "The tests need a MariaDB or MySQL server where this user may CREATE DATABASE and USER.\n"

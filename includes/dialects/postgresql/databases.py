@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from {{ package_name }}.kit.db.dialect import ONE_OFF_CONNECT_ARGS
-from {{ package_name }}.kit.settings import Settings
+from {{ package_name }}.settings import Settings
 
 HOW_TO_GET_ONE = (
     "The tests need a PostgreSQL server where this user may CREATE DATABASE.\n"
