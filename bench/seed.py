@@ -29,7 +29,7 @@ from typing import Any
 async def seed(
     package: str, projects: int, tasks_per_project: list[int], batch: int
 ) -> tuple[list[str], dict[str, Any]]:
-    config = importlib.import_module(f"{package}.kit.settings")
+    config = importlib.import_module(f"{package}.settings")
     engine_mod = importlib.import_module(f"{package}.kit.db.engine")
     session_mod = importlib.import_module(f"{package}.kit.db.session")
     project_repo_mod = importlib.import_module(f"{package}.projects.repository")

@@ -64,7 +64,7 @@ from datetime import UTC, datetime
 from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from {package}.kit.settings import Settings
+from {package}.settings import Settings
 from {package}.kit.db.engine import build_engine
 from {package}.projects.models import Project
 from {package}.tasks.models import Task

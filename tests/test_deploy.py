@@ -146,7 +146,9 @@ def test_the_shipped_budget_fits_a_default_server(deployed: Rendered) -> None:
 
 
 def test_config_names_only_settings_the_service_reads(deployed: Rendered) -> None:
-    source = (deployed.path / "src" / deployed.package / "kit" / "settings.py").read_text()
+    package = deployed.path / "src" / deployed.package
+    sources = [*sorted((package / "kit" / "settings").glob("*.py")), package / "settings.py"]
+    source = "\n".join(path.read_text() for path in sources)
     fields = {name.upper() for name in re.findall(r"^    (\w+): ", source, flags=re.MULTILINE)}
     assert set(env_file(k8s(deployed) / "config.env")) <= fields
 

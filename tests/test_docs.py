@@ -114,7 +114,9 @@ def test_every_question_has_a_section_on_the_questions_page() -> None:
 
 # -- settings: what the documentation names is what the code reads ---------------------
 
-CONFIG = TEMPLATE_ROOT / "template" / "src" / "{{package_name}}" / "kit" / "settings.py.jinja"
+PACKAGE = TEMPLATE_ROOT / "template" / "src" / "{{package_name}}"
+# The kit's settings (every field), then the service's own (its defaults, its fields).
+CONFIG = [*sorted((PACKAGE / "kit" / "settings").glob("*.py")), PACKAGE / "settings.py.jinja"]
 DEPLOY = TEMPLATE_ROOT / "template" / "{% if server_database %}deploy{% endif %}" / "k8s"
 ENV_EXAMPLE = TEMPLATE_ROOT / "template" / ".env.example.jinja"
 # Where settings are documented for people: the site, both READMEs, the example files.
@@ -139,12 +141,14 @@ NOT_SETTINGS = {
 
 
 def settings_fields() -> dict[str, str]:
-    """Every field of `Settings` in any variant, upper-cased, with its default as written."""
-    source = CONFIG.read_text().split("class Settings(BaseSettings):", 1)[1]
+    """Every field of the settings in any variant, upper-cased, with its default as
+    written (the service's own default where its `Settings` gives one)."""
     fields: dict[str, str] = {}
-    for name, rest in re.findall(r"^    ([a-z_]+): [^=\n]+?(?: = (.+))?$", source, re.MULTILINE):
-        default = re.search(r"^Field\(default=([^,)]+)", rest)
-        fields[name.upper()] = default.group(1) if default else rest
+    for path in CONFIG:
+        source = path.read_text()
+        for name, rest in re.findall(r"^    ([a-z_]+): [^=\n]+?(?: = (.+))?$", source, re.MULTILINE):
+            default = re.search(r"^Field\(default=([^,)]+)", rest)
+            fields[name.upper()] = default.group(1) if default else rest
     return fields
 
 
@@ -169,7 +173,7 @@ def test_every_setting_the_docs_name_exists_in_the_code() -> None:
         if name not in known and not name.startswith("OTEL_")  # OpenTelemetry's own
     }
     assert not unknown, (
-        "documented but neither a setting (kit/settings.py.jinja) nor a name in the "
+        "documented but neither a setting (kit/settings/, settings.py.jinja) nor a name in the "
         f"template's code: {sorted(unknown)}"
     )
 
@@ -224,4 +228,4 @@ def test_the_example_settings_are_the_defaults() -> None:
         if name not in {"DATABASE_URL", "REDIS_URL"}
         and not (name in fields and _same(value, fields[name]))
     ]
-    assert not differ, f".env.example (name, value, default in settings.py.jinja): {differ}"
+    assert not differ, f".env.example (name, value, default in the settings): {differ}"

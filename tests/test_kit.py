@@ -19,9 +19,6 @@ from .variants import VARIANTS
 # Kit files (relative to kit/) still rendered per answer; each goes as it is converted.
 NOT_YET_SHARED = frozenset(
     {
-        "settings.py",
-        "observability/logging.py",
-        "observability/tracing.py",
         "db/types.py",
         "db/keys.py",
         "db/uuid7.py",
@@ -36,9 +33,6 @@ NOT_YET_SHARED = frozenset(
         "http/dependencies.py",
         "http/health.py",
         "http/schemas.py",
-        "cache/__init__.py",
-        "cache/entries.py",
-        "cache/store.py",
     }
 )
 

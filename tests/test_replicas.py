@@ -37,7 +37,7 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.util import await_
 from {package}.kit.http.dependencies import ReadSessionDep
-from {package}.kit.settings import Settings
+from {package}.settings import Settings
 from {package}.kit.db.session import WriteSession
 from {package}.main import create_app
 

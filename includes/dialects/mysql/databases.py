@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from {{ package_name }}.kit.db.dialect import CHARACTER_SET
 from {{ package_name }}.kit.db.dialect import COLLATION
-from {{ package_name }}.kit.settings import Settings
+from {{ package_name }}.settings import Settings
 
 HOW_TO_GET_ONE = (
     "The tests need a MariaDB or MySQL server where this user may CREATE DATABASE and USER.\n"
@@ -123,7 +123,7 @@ async def scratch_database(
 SLOW_QUERY = "SELECT SLEEP(0.1), :marker"
 UNREACHABLE_URL = URL.create("mysql+asyncmy", host="127.0.0.1", port=1, database="x")
 PLAIN_URL = "mysql://app:s3cr3t@db:3306/app"
-FOREIGN_URL = "postgresql://app:s3cr3t@db/app"
+FOREIGN_URL = "oracle://app:s3cr3t@db/app"  # no backend of the kit
 NO_DATABASE_URL = "mysql://db:3306"
 # Values the database refuses, by kind (tests/api/test_errors.py).
 REFUSED_VALUES = frozenset({"int32", "int64", "too-long", "surrogate", "huge-text", "date"})

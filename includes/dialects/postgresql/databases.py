@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from {{ package_name }}.kit.db.dialect import ONE_OFF_CONNECT_ARGS
-from {{ package_name }}.kit.settings import Settings
+from {{ package_name }}.settings import Settings
 
 HOW_TO_GET_ONE = (
     "The tests need a PostgreSQL server where this user may CREATE DATABASE.\n"
@@ -110,7 +110,7 @@ async def scratch_database(label: str) -> AsyncIterator[URL]:
 SLOW_QUERY = "SELECT pg_sleep(0.1), :marker"
 UNREACHABLE_URL = URL.create("postgresql+asyncpg", host="127.0.0.1", port=1, database="x")
 PLAIN_URL = "postgres://app:s3cr3t@db:5432/app"
-FOREIGN_URL = "mysql://root:s3cr3t@db/app"
+FOREIGN_URL = "oracle://app:s3cr3t@db/app"  # no backend of the kit
 NO_DATABASE_URL = "postgresql://db:5432"
 # Values the database refuses, by kind (tests/api/test_errors.py).
 REFUSED_VALUES = frozenset({"int32", "int64", "too-long", "nul", "surrogate", "huge-text", "date"})

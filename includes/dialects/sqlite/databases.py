@@ -22,7 +22,7 @@ SLOW_QUERY = (
     "SELECT count(*), :marker FROM c"
 )
 PLAIN_URL = "sqlite:///./app.db"
-FOREIGN_URL = "postgresql://app:s3cr3t@db/app"
+FOREIGN_URL = "oracle://app:s3cr3t@db/app"  # no backend of the kit
 NO_DATABASE_URL = "sqlite://"
 # Values the database refuses, by kind (tests/api/test_errors.py).
 REFUSED_VALUES = frozenset({"int64", "surrogate"})

@@ -32,7 +32,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from ..settings import Settings
+from ..settings import KitSettings
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,9 @@ class Cache:
     """One per process (created in the lifespan); every method is safe to call when Redis
     is down: none raises a Redis error."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: KitSettings) -> None:
+        if settings.redis_url is None:
+            raise ValueError("no REDIS_URL: the service has no cache (kit.cache.open_cache)")
         self.prefix = f"{settings.cache_key_prefix}:"
         self.ttl_ms = int(settings.cache_ttl_seconds * 1000)
         self.retry_seconds = settings.cache_retry_seconds

@@ -26,6 +26,7 @@ import logging
 from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from typing import Any
 
 from pydantic import BaseModel
@@ -42,12 +43,14 @@ from sqlalchemy.sql.dml import DMLWhereBase
 from ..db.session import AFTER_COMMIT
 from ..db.session import ReadSession
 from ..db.session import WriteSession
-from .store import Cache
+from . import CACHE
+
+if TYPE_CHECKING:  # Redis is imported only where a cache is configured (`open_cache`)
+    from .store import Cache
 
 log = logging.getLogger(__name__)
-# session.info keys: the process's cache (`DatabaseManager.session_info`), and the keys
-# the unit of work under way made stale.
-CACHE = "cache"
+# session.info keys (beside CACHE, the process's cache): the keys the unit of work under
+# way made stale.
 _STALE = "cache_stale"
 # ... and the rows it soft-deleted, by table, whose hidden children are read after COMMIT.
 _HIDDEN = "cache_hidden"

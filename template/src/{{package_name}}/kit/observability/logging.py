@@ -1,4 +1,5 @@
-"""Log lines with the request id{{ " and the trace id" if tracing else "" }}, as text or JSON, set up once per process.
+"""Log lines with the request id (and the trace id once traces are on), as text or JSON,
+set up once per process.
 
 uvicorn's own loggers (`uvicorn`, `uvicorn.error`, `uvicorn.access`) are handed to the
 same handler, so a log collector reads one format. uvicorn configures them before it
@@ -10,29 +11,30 @@ runs it) stays out: uvicorn writes access lines whenever its logger has a handle
 
 import json
 import logging
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC
 from datetime import datetime
 from typing import Any
 
-{% if tracing %}
-from opentelemetry import trace
-
-{% endif %}
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
-TEXT_FORMAT = "%(asctime)s %(levelname)s [%(request_id)s{{ ' %(trace_id)s' if tracing else '' }}] %(name)s: %(message)s"
+# `ids`: the request id, then the trace id once traces are on.
+TEXT_FORMAT = "%(asctime)s %(levelname)s [%(ids)s] %(name)s: %(message)s"
+# The current trace's id (or `-`): set by kit/observability/tracing.py when it starts, so
+# that this module imports no OpenTelemetry of its own.
+trace_id_source: list[Callable[[], str]] = []
 
 
 class RequestIdFilter(logging.Filter):
-    """Stamps each record with the id of the request being served (or `-`){{ ",\n    and the id of the trace it belongs to (or `-`)" if tracing else "" }}."""
+    """Stamps each record with the id of the request being served (or `-`), and with
+    the id of the trace it belongs to (or `-`) once traces are on."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        {% if tracing %}
-        span = trace.get_current_span().get_span_context()
-        record.trace_id = format(span.trace_id, "032x") if span.is_valid else "-"
-        {% endif %}
+        request_id = record.request_id = record.ids = request_id_var.get()
+        if trace_id_source:
+            trace_id = record.trace_id = trace_id_source[0]()
+            record.ids = f"{request_id} {trace_id}"
         return True
 
 
