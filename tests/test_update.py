@@ -591,17 +591,21 @@ def move_to_the_guide(project: Path) -> list[Path]:
     return written
 
 
+# The slugs of the revisions the team writes: its notes, the merge of the heads the
+# bridge's update makes, and the notes answering each other (the bridge's README).
+TEAM_REVISIONS = ("add_notes", "merge_template_revisions", "notes_answer")
+
+
 def own_files(project: Path) -> dict[Path, str]:
-    """Every file the team added since the first render, with its text."""
-    first = releases.git(project, "rev-list", "--max-parents=0", "HEAD").strip()
-    added = releases.git(project, "diff", "--name-only", "--diff-filter=A", first, "HEAD")
-    return {project / name: (project / name).read_text() for name in added.split()}
-
-
-def changed_files(project: Path) -> set[Path]:
-    """Every file the team added or changed since the first render (committed)."""
-    first = releases.git(project, "rev-list", "--max-parents=0", "HEAD").strip()
-    return {project / name for name in releases.git(project, "diff", "--name-only", first).split()}
+    """Every file the team added (its notes, their test, its revisions), with its text."""
+    notes = project / "src" / package_of(project) / "notes"
+    versions = project / "migrations" / "versions"
+    paths = [
+        *notes.glob("*.py"),
+        project / "tests" / "api" / "test_notes.py",
+        *(path for slug in TEAM_REVISIONS for path in versions.glob(f"*_{slug}.py")),
+    ]
+    return {path: path.read_text() for path in sorted(paths)}
 
 
 def service_tests(
@@ -644,14 +648,18 @@ CONFLICT = re.compile(
 )
 
 
-def resolve_as_documented(path: Path, package: str, renames: dict[str, str]) -> None:
+def resolve_as_documented(project: Path, path: Path, package: str, renames: dict[str, str]) -> None:
     """The CHANGELOG's resolution of a conflict next to a renamed import: the template's
-    side, then the team's lines it lacks, renamed by the table."""
+    side, then the team's own lines there (those the old release did not render, which
+    copier keeps as the index's stage 1), renamed by the table."""
+    relative = str(path.relative_to(project))
+    old_render = set(releases.git(project, "show", f":1:{relative}").splitlines(keepends=True))
 
     def keep_both(match: re.Match[str]) -> str:
         theirs = match["theirs"].splitlines(keepends=True)
+        team = [line for line in match["ours"].splitlines(keepends=True) if line not in old_render]
         scratch = path.with_name(f".{path.name}.ours")
-        scratch.write_text(match["ours"])
+        scratch.write_text("".join(team))
         try:
             rename_modules(scratch, package, renames)
             ours = scratch.read_text().splitlines(keepends=True)
@@ -660,6 +668,7 @@ def resolve_as_documented(path: Path, package: str, renames: dict[str, str]) -> 
         return "".join([*theirs, *(line for line in ours if line not in theirs)])
 
     path.write_text(CONFLICT.sub(keep_both, path.read_text()))
+    releases.git(project, "add", relative)
 
 
 def alembic(bin_dir: Path, project: Path, url: str, *args: str) -> str:
@@ -855,21 +864,24 @@ def test_update_keeps_every_user_edit_and_the_tests_pass(
             )
             commit_all(project, "update to v0.3.0")
             move_to_the_guide(project)
-            alembic(bin_dir, project, deployed, "revision", "--autogenerate", "-m", "notes answer")
+            message = "notes answer"  # one of TEAM_REVISIONS
+            alembic(bin_dir, project, deployed, "revision", "--autogenerate", "-m", message)
         assert_no_drift(bin_dir, project, deployed)
         commit_all(project, f"our notes in {BRIDGE}'s names")
         theirs = own_files(project)
-        touched = changed_files(project)
-        config, *kept = kept  # core/config.py: the template's kit/settings.py now
+        touched = {*theirs, *(path for path, _ in kept + registered(project))}
+        # core/config.py is the template's kit/settings.py now: the edit goes with it.
+        config = project / "src" / package / "core" / "config.py"
+        kept = [(path, text) for path, text in kept if path != config]
 
         update(project, template_releases.new)
 
         assert recorded_commit(project) == template_releases.new
-        assert not config[0].exists(), "core/config.py is kit/settings.py now"
+        assert not config.exists(), "core/config.py is kit/settings.py now"
         conflicts = conflicted(project)
         assert conflicts <= touched, f"conflicts in files the team did not touch: {conflicts}"
         for path in conflicts:
-            resolve_as_documented(path, package, renames)
+            resolve_as_documented(project, path, package, renames)
         assert_clean_merge(project)
         for path, text in theirs.items():
             assert path.read_text() == text, f"the update changed {path}"
