@@ -862,7 +862,7 @@ def test_update_keeps_every_user_edit_and_the_tests_pass(
             bin_dir, kept = update_to_the_bridge(
                 project, tag, database, deployed, template_releases, venv_for, tmp_path
             )
-            commit_all(project, "update to v0.3.0")
+            commit_all(project, f"update to {BRIDGE}")
             move_to_the_guide(project)
             message = "notes answer"  # one of TEAM_REVISIONS
             alembic(bin_dir, project, deployed, "revision", "--autogenerate", "-m", message)
