@@ -27,8 +27,8 @@ class TimestampMixin:
 
 
 class SoftDelete:
-    """Rows are hidden, not removed: the repository sees live rows only, turns `delete`
-    into a timestamp and can `restore` (`kit/repository/soft_delete.py`)."""
+    """Rows are hidden, not removed: the service's repositories see live rows only, turn
+    `delete` into a timestamp and can `restore` them."""
 
     # `hides_row`: setting this column hides the row (the cache drops what it hid).
     deleted_at: Mapped[datetime | None] = mapped_column(

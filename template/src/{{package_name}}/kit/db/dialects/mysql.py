@@ -1,8 +1,9 @@
 """MariaDB and MySQL through asyncmy: what the service needs to know of its database.
 
-Every choice particular to MariaDB and MySQL lives in this module (`dialects/__init__.py`
-picks it for a `mysql` URL): connection set-up, how errors are recognised, the migration
-lock, how an INSERT yields to a concurrent one, and how times are stored.
+Every choice particular to MariaDB and MySQL lives in this module, which
+`kit/db/dialects/__init__.py` picks for a `mysql` URL: connection set-up, how errors are
+recognised, the migration lock, how an INSERT yields to a concurrent one, and how times
+are stored.
 
 asyncmy rather than aiomysql: both speak the protocol SQLAlchemy supports, but asyncmy's
 protocol core is compiled (Cython) and costs less CPU per row, and it ships wheels for

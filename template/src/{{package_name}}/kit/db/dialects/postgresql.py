@@ -1,8 +1,9 @@
 """PostgreSQL through asyncpg: what the service needs to know of its database.
 
-Every choice particular to PostgreSQL lives in this module (`dialects/__init__.py`
-picks it for a `postgresql` URL): connection arguments, how errors are recognised, the
-migration lock, how an INSERT yields to a concurrent one, and how times are stored.
+Every choice particular to PostgreSQL lives in this module, which
+`kit/db/dialects/__init__.py` picks for a `postgresql` URL: connection arguments, how
+errors are recognised, the migration lock, how an INSERT yields to a concurrent one, and
+how times are stored.
 """
 
 import asyncio
@@ -15,7 +16,8 @@ from typing import Any
 from typing import Protocol
 from typing import TypeVar
 
-import asyncpg
+# asyncpg ships no type information, and only a service on PostgreSQL installs it.
+import asyncpg  # type: ignore[import-untyped,import-not-found,unused-ignore]
 from sqlalchemy import DateTime
 from sqlalchemy import event
 from sqlalchemy import text

@@ -1,8 +1,8 @@
 """SQLite through aiosqlite: what the service needs to know of its database.
 
-Every choice particular to SQLite lives in this module (`dialects/__init__.py` picks it
-for a `sqlite` URL): connection set-up, how errors are recognised, how an INSERT yields
-to a concurrent one, and how times are stored.
+Every choice particular to SQLite lives in this module, which
+`kit/db/dialects/__init__.py` picks for a `sqlite` URL: connection set-up, how errors
+are recognised, how an INSERT yields to a concurrent one, and how times are stored.
 """
 
 import re
