@@ -6,6 +6,7 @@ migration lock, how an INSERT yields to a concurrent one, how times are stored. 
 the module of the backend in use is imported: its driver is the one installed.
 """
 
+import functools
 import importlib
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
@@ -72,6 +73,7 @@ class Backend(Protocol):
     def current_time_sql(self) -> str: ...
 
 
+@functools.cache  # asked per value bound (`types.Timestamp`): a dict lookup after the first
 def backend(name: str) -> Backend:
     """The module of the backend SQLAlchemy calls `name` (a dialect's or URL's name)."""
     if name not in BACKENDS:
