@@ -1,10 +1,18 @@
-"""What the SQLite module promises: foreign keys enforced, WAL, nested transactions."""
+"""What the SQLite module promises: foreign keys enforced, WAL, nested transactions, and
+keys of deleted rows never given again."""
 
 import pytest
+from sqlalchemy import Column
+from sqlalchemy import Integer
+from sqlalchemy import Table
+from sqlalchemy import delete
+from sqlalchemy import insert
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from {{ package_name }}.core.config import Settings
+from {{ package_name }}.db.base import Base
 from {{ package_name }}.db.dialect import violated_constraint
 from {{ package_name }}.db.dialect import violation
 from {{ package_name }}.db.engine import DatabaseManager
@@ -38,3 +46,21 @@ async def test_savepoints_roll_back_only_their_part(settings: Settings) -> None:
         await db.disconnect()
     assert violation(caught.value) == "unique"
     assert violated_constraint(caught.value) == "uq_t_x"
+
+
+async def test_a_table_of_your_own_never_gives_a_deleted_rows_key_again(
+    connection: AsyncConnection,
+) -> None:
+    """Every table of the models' metadata is AUTOINCREMENT (`TABLE_OPTIONS`), yours too:
+    without it SQLite gives the next row the largest key + 1, so deleting the newest row
+    would hand its key to the next one, and a client holding it would reach that row."""
+    table = Table("own_keys", Base.metadata, Column("id", Integer, primary_key=True))
+    try:
+        await connection.run_sync(table.create)
+        first = (await connection.execute(insert(table).returning(table.c.id))).scalar_one()
+        newest = (await connection.execute(insert(table).returning(table.c.id))).scalar_one()
+        await connection.execute(delete(table).where(table.c.id == newest))
+        again = (await connection.execute(insert(table).returning(table.c.id))).scalar_one()
+    finally:
+        Base.metadata.remove(table)
+    assert again not in {first, newest}, (first, newest, again)
