@@ -29,8 +29,12 @@ LOST_CONNECTION: tuple[type[Exception], ...] = ()
 # Connect arguments for a short-lived engine (migrations, test set-up): none needed here.
 ONE_OFF_CONNECT_ARGS: dict[str, Any] = {}
 
-# Options every table declares: none (SQLite's text is UTF-8).
-TABLE_OPTIONS: dict[str, str] = {}
+# Options every table declares. AUTOINCREMENT on an INTEGER PRIMARY KEY: SQLite then
+# never gives a key again (without it, the next row takes the largest key + 1, so deleting
+# the newest row would hand its key to the next). No effect on other keys (UUID, composite,
+# or a foreign key). On a BIGINT key SQLite refuses it: declare the key INTEGER (only an
+# INTEGER PRIMARY KEY is assigned by SQLite), or the table sqlite_autoincrement=False.
+TABLE_OPTIONS: dict[str, bool] = {"sqlite_autoincrement": True}
 
 
 def engine_options(settings: Settings, *, read_only: bool = False) -> dict[str, Any]:

@@ -18,8 +18,9 @@ _metadata = MetaData(naming_convention=NAMING_CONVENTION)
 @event.listens_for(Table, "after_parent_attach")
 def _backend_table_options(table: Table, parent: SchemaEventTarget) -> None:
     """Every table of the service's models declares the backend's table options (on
-    MariaDB/MySQL: utf8mb4, so any text is stored whatever the database's default),
-    unless it declares its own. Autogenerate writes them into the migration."""
+    MariaDB/MySQL: utf8mb4, so any text is stored whatever the database's default; on
+    SQLite: AUTOINCREMENT, so no key is given twice), unless it declares its own.
+    Autogenerate writes them into the migration."""
     if parent is _metadata and not any(key in table.dialect_kwargs for key in TABLE_OPTIONS):
         table.dialect_kwargs.update(TABLE_OPTIONS)
 
