@@ -2,8 +2,12 @@
 keys of deleted rows never given again."""
 
 import pytest
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
 from sqlalchemy import Column
+from sqlalchemy import Connection
 from sqlalchemy import Integer
+from sqlalchemy import String
 from sqlalchemy import Table
 from sqlalchemy import delete
 from sqlalchemy import insert
@@ -64,3 +68,18 @@ async def test_a_table_of_your_own_never_gives_a_deleted_rows_key_again(
     finally:
         Base.metadata.remove(table)
     assert again not in {first, newest}, (first, newest, again)
+
+
+async def test_a_table_batch_mode_copies_stays_autoincrement(connection: AsyncConnection) -> None:
+    """SQLite's reflection leaves AUTOINCREMENT out; the dialect puts it back, so a later
+    migration that copies the table (batch mode) keeps it."""
+
+    def copy(sync: Connection) -> str:
+        sync.exec_driver_sql("CREATE TABLE copied (id INTEGER PRIMARY KEY AUTOINCREMENT, x INT)")
+        with Operations(MigrationContext.configure(sync)).batch_alter_table("copied") as batch:
+            batch.alter_column("x", existing_type=Integer(), type_=String(10))
+        read = "SELECT sql FROM sqlite_master WHERE name = 'copied'"
+        return str(sync.exec_driver_sql(read).scalar())
+
+    created = await connection.run_sync(copy)
+    assert "VARCHAR(10)" in created and "AUTOINCREMENT" in created, created
