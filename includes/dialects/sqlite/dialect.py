@@ -9,6 +9,9 @@ import re
 from typing import Any
 from typing import TypeVar
 
+from sqlalchemy import Connection
+from sqlalchemy import Inspector
+from sqlalchemy import Table
 from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import URL
@@ -29,8 +32,26 @@ LOST_CONNECTION: tuple[type[Exception], ...] = ()
 # Connect arguments for a short-lived engine (migrations, test set-up): none needed here.
 ONE_OFF_CONNECT_ARGS: dict[str, Any] = {}
 
-# Options every table declares: none (SQLite's text is UTF-8).
-TABLE_OPTIONS: dict[str, str] = {}
+# Options every table declares. AUTOINCREMENT on an INTEGER PRIMARY KEY: SQLite then
+# never gives a key again (without it, the next row takes the largest key + 1, so deleting
+# the newest row would hand its key to the next). No effect on other keys (UUID, composite,
+# or a foreign key). On a BIGINT key SQLite refuses it: declare the key INTEGER (only an
+# INTEGER PRIMARY KEY is assigned by SQLite), or the table sqlite_autoincrement=False.
+TABLE_OPTIONS: dict[str, bool] = {"sqlite_autoincrement": True}
+_AUTOINCREMENT = re.compile(r"\bAUTOINCREMENT\b", re.IGNORECASE)
+
+
+@event.listens_for(Table, "column_reflect")
+def _reflected_autoincrement(inspector: Inspector, table: Table, column: Any) -> None:
+    """A table read from the database keeps AUTOINCREMENT, which SQLite's reflection
+    leaves out: Alembic's batch mode copies a table as it reads it, and a copy without
+    AUTOINCREMENT would give deleted rows' keys again."""
+    bind = inspector.bind
+    if not column.get("primary_key") or table.schema or not isinstance(bind, Connection):
+        return
+    found = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?"
+    if _AUTOINCREMENT.search(bind.exec_driver_sql(found, (table.name,)).scalar() or ""):
+        table.dialect_kwargs["sqlite_autoincrement"] = True
 
 
 def engine_options(settings: Settings, *, read_only: bool = False) -> dict[str, Any]:

@@ -18,9 +18,11 @@ _metadata = MetaData(naming_convention=NAMING_CONVENTION)
 @event.listens_for(Table, "after_parent_attach")
 def _backend_table_options(table: Table, parent: SchemaEventTarget) -> None:
     """Every table of the service's models declares the backend's table options (on
-    MariaDB/MySQL: utf8mb4, so any text is stored whatever the database's default),
-    unless it declares its own. Autogenerate writes them into the migration."""
-    if parent is _metadata and not any(key in table.dialect_kwargs for key in TABLE_OPTIONS):
+    MariaDB/MySQL: utf8mb4, so any text is stored whatever the database's default; on
+    SQLite: AUTOINCREMENT, so no key is given twice), unless it declares its own.
+    Autogenerate writes them into the migration."""
+    # Iterating the view gives the options declared; `in` is true of any with a default.
+    if parent is _metadata and set(table.dialect_kwargs).isdisjoint(TABLE_OPTIONS):
         table.dialect_kwargs.update(TABLE_OPTIONS)
 
 
