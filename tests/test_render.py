@@ -95,7 +95,7 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
     assert {str(p): p.exists() for p in expected} == {str(p): v for p, v in expected.items()}
     versions = list((variant.path / "migrations" / "versions").glob("*.py"))
     # The example domain's revisions (the initial one and those releases added after it).
-    assert len(versions) == (2 if answers["example_domain"] else 0)
+    assert len(versions) == (3 if answers["example_domain"] else 0)
     source = "\n".join(
         p.read_text() for p in answered(variant) if p.suffix == ".py" and p.is_relative_to(package)
     )

@@ -28,8 +28,15 @@ T = TypeVar("T")
 
 # Options every table declares. Prefixed with the dialect's name, they reach only that
 # dialect's DDL: MariaDB and MySQL store full Unicode whatever the server's default;
-# PostgreSQL's and SQLite's text has their database's encoding already.
-TABLE_OPTIONS: dict[str, str] = {"mysql_charset": CHARACTER_SET, "mysql_collate": COLLATION}
+# SQLite's INTEGER PRIMARY KEY is AUTOINCREMENT, so a deleted row's key is never given to
+# the next row (without it SQLite takes the largest key + 1). AUTOINCREMENT leaves other
+# keys alone (UUID, composite), and SQLite refuses it on a BIGINT key: declare an integer
+# key INTEGER there (`IntKey` does), or give the table `sqlite_autoincrement=False`.
+TABLE_OPTIONS: dict[str, str | bool] = {
+    "mysql_charset": CHARACTER_SET,
+    "mysql_collate": COLLATION,
+    "sqlite_autoincrement": True,
+}
 
 
 def _installed_drivers_lost_connection() -> tuple[type[Exception], ...]:
