@@ -19,13 +19,6 @@ from .variants import VARIANTS
 # Kit files (relative to kit/) still rendered per answer; each goes as it is converted.
 NOT_YET_SHARED = frozenset(
     {
-        "db/types.py",
-        "db/keys.py",
-        "db/uuid7.py",
-        "db/mixins.py",
-        "db/limits.py",
-        "db/dialect.py",
-        "migrations/startup.py",
         "repository/soft_delete.py",
         "repository/resource.py",
     }

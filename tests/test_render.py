@@ -2,10 +2,12 @@
 
 import re
 import tomllib
+from pathlib import Path
 
 import yaml
 
 from .conftest import Rendered
+from .test_kit import NOT_YET_SHARED
 from .variants import VARIANTS
 
 # Files whose own syntax uses {{ }} or {% %}: GitHub expressions in the CI workflow
@@ -81,7 +83,6 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
         package / "tasks": answers["example_domain"],
         variant.path / "tests" / "db": answers["example_domain"],
         package / "kit" / "repository" / "soft_delete.py": answers["soft_delete"],
-        package / "kit" / "db" / "uuid7.py": answers["primary_key"] == "uuid",
         # Replicas and their consistency token: idle code until DB_REPLICA_URLS is set.
         package / "kit" / "replicas" / "replicas.py": True,
         package / "kit" / "replicas" / "consistency.py": True,
@@ -95,14 +96,12 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
     assert {str(p): p.exists() for p in expected} == {str(p): v for p, v in expected.items()}
     versions = list((variant.path / "migrations" / "versions").glob("*.py"))
     # The example domain's revisions (the initial one and those releases added after it).
-    assert len(versions) == (2 if answers["example_domain"] else 0)
-    source = "\n".join(p.read_text() for p in package.rglob("*.py"))
+    assert len(versions) == (3 if answers["example_domain"] else 0)
+    source = "\n".join(
+        p.read_text() for p in answered(variant) if p.suffix == ".py" and p.is_relative_to(package)
+    )
     if not answers["soft_delete"]:
-        # The kit knows soft-deleted models in every variant (their read schema).
-        own_source = "\n".join(
-            p.read_text() for p in package.rglob("*.py") if "kit" not in p.relative_to(package).parts
-        )
-        assert "deleted_at" not in own_source and "restore" not in source
+        assert "deleted_at" not in source and "restore" not in source
     # An option not chosen adds nothing to what the service installs; its packages are
     # an extra, and the user's part does not use it.
     project = tomllib.loads((variant.path / "pyproject.toml").read_text())["project"]
@@ -114,8 +113,19 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
     if not answers["tracing"]:
         assert "opentelemetry" not in own + installed
     if answers["primary_key"] == "int":
-        assert "uuid" not in (package / "kit" / "db" / "keys.py").read_text().lower()
+        assert "uuid" not in (package / "entity.py").read_text().lower()
         assert "uuid7" not in source
+
+
+def answered(variant: Rendered) -> list[Path]:
+    """The files the answers shape: all but the kit's shared files, which hold the code of
+    every backend and option alike (tests/test_kit.py)."""
+    kit = variant.path / "src" / variant.package / "kit"
+    return [
+        path
+        for path in variant.files
+        if not path.is_relative_to(kit) or path.relative_to(kit).as_posix() in NOT_YET_SHARED
+    ]
 
 
 OTHER_BACKENDS = {
@@ -130,9 +140,7 @@ def test_no_code_for_other_backends(variant: Rendered) -> None:
     run time from DATABASE_URL (tests/test_kit.py checks it is the same everywhere)."""
     kit = variant.path / "src" / variant.package / "kit"
     rendered = "\n".join(
-        path.read_text()
-        for path in variant.files
-        if path.suffix in {".py", ".toml", ".ini"} and not path.is_relative_to(kit)
+        path.read_text() for path in answered(variant) if path.suffix in {".py", ".toml", ".ini"}
     )
     for backend, markers in OTHER_BACKENDS.items():
         if backend != variant.answers["database"]:

@@ -35,6 +35,9 @@ RELEASES = (
     Release(
         "v0.2.0", "a4954be5a5902cee4ba2be9e147399f6d98476bd", ("postgresql", "mysql", "sqlite")
     ),
+    Release(
+        "v0.3.0", "36b361fc247fb7a3e49f33073663f82c64536995", ("postgresql", "mysql", "sqlite")
+    ),
 )
 BY_TAG = {release.tag: release for release in RELEASES}
 

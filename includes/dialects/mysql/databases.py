@@ -18,8 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from {{ package_name }}.kit.db.dialect import CHARACTER_SET
-from {{ package_name }}.kit.db.dialect import COLLATION
+from {{ package_name }}.kit.db.dialects.mysql import CHARACTER_SET
+from {{ package_name }}.kit.db.dialects.mysql import COLLATION
 from {{ package_name }}.settings import Settings
 
 HOW_TO_GET_ONE = (

@@ -8,10 +8,10 @@ from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from {{ package_name }}.kit.db.dialect import ONE_OFF_CONNECT_ARGS
-from {{ package_name }}.kit.db.dialect import is_mariadb
-from {{ package_name }}.kit.db.dialect import statement_timeout
+from {{ package_name }}.kit.db.dialect import one_off_connect_args
 from {{ package_name }}.kit.db.dialect import without_statement_timeout
+from {{ package_name }}.kit.db.dialects.mysql import is_mariadb
+from {{ package_name }}.kit.db.dialects.mysql import statement_timeout
 from {{ package_name }}.kit.db.engine import DatabaseManager
 from {{ package_name }}.kit.settings import Settings
 {% if example_domain %}
@@ -87,7 +87,7 @@ async def test_tables_hold_full_unicode_on_a_latin1_database() -> None:
     that store any text: each table declares utf8mb4 itself."""
     latin1 = {"character_set": "latin1", "collation": "latin1_swedish_ci"}
     async with scratch_database("latin1", **latin1) as url:
-        engine = create_async_engine(url, connect_args=ONE_OFF_CONNECT_ARGS)
+        engine = create_async_engine(url, connect_args=one_off_connect_args(url))
         try:
             async with engine.begin() as conn:
                 default = await conn.scalar(text("SELECT @@character_set_database"))

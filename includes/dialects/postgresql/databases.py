@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from {{ package_name }}.kit.db.dialect import ONE_OFF_CONNECT_ARGS
+from {{ package_name }}.kit.db.dialect import one_off_connect_args
 from {{ package_name }}.settings import Settings
 
 HOW_TO_GET_ONE = (
@@ -35,7 +35,7 @@ def server_url() -> URL:
 async def admin(statement: str) -> None:
     url = server_url().set(database="postgres")
     engine = create_async_engine(
-        url, isolation_level="AUTOCOMMIT", connect_args={"timeout": 5, **ONE_OFF_CONNECT_ARGS}
+        url, isolation_level="AUTOCOMMIT", connect_args={"timeout": 5, **one_off_connect_args(url)}
     )
     try:
         async with engine.connect() as conn:
@@ -52,10 +52,9 @@ async def admin(statement: str) -> None:
 
 async def open_transactions(url: URL) -> int:
     """Sessions of one database that sit inside a transaction doing nothing."""
+    server = server_url().set(database="postgres")
     engine = create_async_engine(
-        server_url().set(database="postgres"),
-        isolation_level="AUTOCOMMIT",
-        connect_args=ONE_OFF_CONNECT_ARGS,
+        server, isolation_level="AUTOCOMMIT", connect_args=one_off_connect_args(server)
     )
     try:
         async with engine.connect() as conn:

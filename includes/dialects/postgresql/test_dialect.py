@@ -8,9 +8,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from {{ package_name }}.kit.db.dialect import ONE_OFF_CONNECT_ARGS
 from {{ package_name }}.kit.db.dialect import configure_server
 from {{ package_name }}.kit.db.dialect import engine_options
+from {{ package_name }}.kit.db.dialect import one_off_connect_args
 from {{ package_name }}.kit.db.engine import DatabaseManager
 from {{ package_name }}.kit.settings import Settings
 
@@ -72,7 +72,9 @@ async def test_workers_starting_together_set_the_role_settings_in_turn(
 
         async def start() -> None:
             engine = create_async_engine(
-                mine.migration_url, poolclass=NullPool, connect_args=ONE_OFF_CONNECT_ARGS
+                mine.migration_url,
+                poolclass=NullPool,
+                connect_args=one_off_connect_args(mine.migration_url),
             )
             try:
                 async with engine.connect() as conn:

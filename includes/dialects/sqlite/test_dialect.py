@@ -1,13 +1,25 @@
-"""What the SQLite module promises: foreign keys enforced, WAL, nested transactions."""
+"""What the SQLite module promises: foreign keys enforced, WAL, nested transactions, and
+keys of deleted rows never given again."""
 
 import pytest
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy import Column
+from sqlalchemy import Connection
+from sqlalchemy import Integer
+from sqlalchemy import String
+from sqlalchemy import Table
+from sqlalchemy import delete
+from sqlalchemy import insert
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from {{ package_name }}.kit.db.base import Base
 from {{ package_name }}.kit.db.dialect import violated_constraint
 from {{ package_name }}.kit.db.dialect import violation
 from {{ package_name }}.kit.db.engine import DatabaseManager
-from {{ package_name }}.kit.settings import Settings
+from {{ package_name }}.settings import Settings
 
 
 async def test_every_connection_enforces_foreign_keys_in_wal_mode(settings: Settings) -> None:
@@ -38,3 +50,36 @@ async def test_savepoints_roll_back_only_their_part(settings: Settings) -> None:
         await db.disconnect()
     assert violation(caught.value) == "unique"
     assert violated_constraint(caught.value) == "uq_t_x"
+
+
+async def test_a_table_of_your_own_never_gives_a_deleted_rows_key_again(
+    connection: AsyncConnection,
+) -> None:
+    """Every table of the models' metadata is AUTOINCREMENT (`TABLE_OPTIONS`), yours too:
+    without it SQLite gives the next row the largest key + 1, so deleting the newest row
+    would hand its key to the next one, and a client holding it would reach that row."""
+    table = Table("own_keys", Base.metadata, Column("id", Integer, primary_key=True))
+    try:
+        await connection.run_sync(table.create)
+        first = (await connection.execute(insert(table).returning(table.c.id))).scalar_one()
+        newest = (await connection.execute(insert(table).returning(table.c.id))).scalar_one()
+        await connection.execute(delete(table).where(table.c.id == newest))
+        again = (await connection.execute(insert(table).returning(table.c.id))).scalar_one()
+    finally:
+        Base.metadata.remove(table)
+    assert again not in {first, newest}, (first, newest, again)
+
+
+async def test_a_table_batch_mode_copies_stays_autoincrement(connection: AsyncConnection) -> None:
+    """SQLite's reflection leaves AUTOINCREMENT out; the dialect puts it back, so a later
+    migration that copies the table (batch mode) keeps it."""
+
+    def copy(sync: Connection) -> str:
+        sync.exec_driver_sql("CREATE TABLE copied (id INTEGER PRIMARY KEY AUTOINCREMENT, x INT)")
+        with Operations(MigrationContext.configure(sync)).batch_alter_table("copied") as batch:
+            batch.alter_column("x", existing_type=Integer(), type_=String(10))
+        read = "SELECT sql FROM sqlite_master WHERE name = 'copied'"
+        return str(sync.exec_driver_sql(read).scalar())
+
+    created = await connection.run_sync(copy)
+    assert "VARCHAR(10)" in created and "AUTOINCREMENT" in created, created

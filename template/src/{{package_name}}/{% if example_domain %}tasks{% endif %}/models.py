@@ -11,10 +11,10 @@ from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
 
-from ..kit.db.keys import Key
-from ..kit.db.keys import KeyType
+from ..entity import Entity
+from ..entity import Key
+from ..entity import KeyType
 from ..kit.db.types import Timestamp
-from ..kit.repository.resource import Entity
 from ..kit.repository.resource import listing_index
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from ..kit.db.keys import Key
+from ..entity import Key
 from ..kit.repository.resource import Repository
 from .models import Task
 

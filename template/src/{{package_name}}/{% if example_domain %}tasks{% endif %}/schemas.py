@@ -7,7 +7,7 @@ from pydantic import BeforeValidator
 from pydantic import ConfigDict
 from pydantic import Field
 
-from ..kit.db.keys import Key
+from ..entity import Key
 from ..kit.http.schemas import Omittable
 from ..kit.http.schemas import StorableDatetime
 from ..kit.http.schemas import StorableStr

@@ -1,7 +1,10 @@
 """The declarative base every model inherits."""
 
+import re
 from typing import Any
 
+from sqlalchemy import Connection
+from sqlalchemy import Inspector
 from sqlalchemy import MetaData
 from sqlalchemy import Table
 from sqlalchemy import event
@@ -13,15 +16,36 @@ from .dialect import TABLE_OPTIONS
 from .naming import NAMING_CONVENTION
 
 _metadata = MetaData(naming_convention=NAMING_CONVENTION)
+_AUTOINCREMENT = re.compile(r"\bAUTOINCREMENT\b", re.IGNORECASE)
 
 
 @event.listens_for(Table, "after_parent_attach")
 def _backend_table_options(table: Table, parent: SchemaEventTarget) -> None:
     """Every table of the service's models declares the backend's table options (on
-    MariaDB/MySQL: utf8mb4, so any text is stored whatever the database's default),
-    unless it declares its own. Autogenerate writes them into the migration."""
-    if parent is _metadata and not any(key in table.dialect_kwargs for key in TABLE_OPTIONS):
+    MariaDB/MySQL: utf8mb4, so any text is stored whatever the database's default; on
+    SQLite: AUTOINCREMENT, so no key is given twice), unless it declares its own.
+    Autogenerate writes them into the migration."""
+    # Iterating the view gives the options declared; `in` is true of any with a default.
+    if parent is _metadata and set(table.dialect_kwargs).isdisjoint(TABLE_OPTIONS):
         table.dialect_kwargs.update(TABLE_OPTIONS)
+
+
+@event.listens_for(Table, "column_reflect")
+def _reflected_autoincrement(inspector: Inspector, table: Table, column: Any) -> None:
+    """A SQLite table read from the database keeps AUTOINCREMENT, which SQLite's reflection
+    leaves out: Alembic's batch mode copies a table as it reads it, and a copy without
+    AUTOINCREMENT would give deleted rows' keys again."""
+    bind = inspector.bind
+    if (
+        not column.get("primary_key")
+        or table.schema
+        or not isinstance(bind, Connection)
+        or bind.dialect.name != "sqlite"
+    ):
+        return
+    found = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?"
+    if _AUTOINCREMENT.search(bind.exec_driver_sql(found, (table.name,)).scalar() or ""):
+        table.dialect_kwargs["sqlite_autoincrement"] = True
 
 
 class Base(DeclarativeBase):

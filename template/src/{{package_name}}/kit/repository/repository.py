@@ -31,7 +31,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..db.base import Base
 from ..db.derived import derived
 from ..db.dialect import insert_or_none
-from ..db.keys import Key
+from ..db.keys import AnyKey
 from ..db.mixins import VersionedMixin
 from ..errors import Conflict
 from . import filters as f
@@ -95,7 +95,7 @@ class BaseRepository(Generic[ModelT]):
             stmt = _BY_ID[type(self)] = self.select().where(self._id == bindparam("id"))
         return stmt
 
-    def by_id(self, id: Key) -> ColumnElement[bool]:
+    def by_id(self, id: AnyKey) -> ColumnElement[bool]:
         return self._id == id  # type: ignore[no-any-return]
 
     def filter(self, stmt: Select[ModelT], filters: Mapping[str, object]) -> Select[ModelT]:
@@ -115,7 +115,7 @@ class BaseRepository(Generic[ModelT]):
 
     async def get(
         self,
-        id: Key,
+        id: AnyKey,
         *,
         options: Sequence[ExecutableOption] = (),
         for_update: bool = False,

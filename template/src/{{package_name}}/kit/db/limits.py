@@ -18,26 +18,16 @@ INT64_MAX = 2**63 - 1
 # written. Those years lie inside the columns' range (EARLIEST to LATEST, in UTC) by more
 # than any zone's offset, so every instant the pattern admits is storable, and the rule
 # fits in the OpenAPI document (a pattern), which no range in UTC does.
-{% if database == "postgresql" %}
-# Instants, in UTC: what Python's datetime holds, but for its first and last microsecond,
-# which asyncpg writes as PostgreSQL's -infinity and infinity.
-EARLIEST = datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
-LATEST = datetime(9999, 12, 31, 23, 59, 59, 999_998, tzinfo=UTC)
-FIRST_YEAR, LAST_YEAR = 2, 9998
-_YEARS = "000[2-9]|00[1-9][0-9]|0[1-9][0-9][0-9]|[1-8][0-9][0-9][0-9]"
-{% elif database == "mysql" %}
-# Instants, in UTC: DATETIME's range on MariaDB and MySQL.
+# Instants, in UTC: the intersection of the backends' ranges, so the OpenAPI document
+# and what the API accepts are the same whatever the database:
+# - PostgreSQL: what Python's datetime holds, but for its first and last microsecond,
+#   which asyncpg writes as PostgreSQL's -infinity and infinity;
+# - MariaDB and MySQL: DATETIME's range, from the year 1000;
+# - SQLite: what Python's datetime holds (it stores them as text).
 EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
-LATEST = datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999_998, tzinfo=UTC)
 FIRST_YEAR, LAST_YEAR = 1001, 9998
 _YEARS = "100[1-9]|10[1-9][0-9]|1[1-9][0-9][0-9]|[2-8][0-9][0-9][0-9]"
-{% else %}
-# Instants, in UTC: what Python's datetime holds (SQLite stores them as text).
-EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
-LATEST = datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
-FIRST_YEAR, LAST_YEAR = 2, 9998
-_YEARS = "000[2-9]|00[1-9][0-9]|0[1-9][0-9][0-9]|[1-8][0-9][0-9][0-9]"
-{% endif %}
 _YEARS += "|9[0-8][0-9][0-9]|99[0-8][0-9]|999[0-8]"
 DATETIME_PATTERN = f"^({_YEARS})-[0-9][0-9]-[0-9][0-9][Tt ]"
 

@@ -1,17 +1,18 @@
-"""Reusable columns. A model lists the mixins it needs before `Base`."""
+"""Reusable columns. A model lists the mixins it needs before `Base`.
+
+The service's `entity.py` composes its models' base from these: a key (`keys.py`),
+`SoftDelete` if rows are hidden rather than removed, `TimestampMixin` and
+`VersionedMixin`.
+"""
 
 from datetime import datetime
 from typing import Any
 
-{% if soft_delete %}
 from sqlalchemy.ext.hybrid import hybrid_property
-{% endif %}
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import declared_attr
 from sqlalchemy.orm import mapped_column
-{% if soft_delete %}
 from sqlalchemy.sql.elements import ColumnElement
-{% endif %}
 
 from .types import Timestamp
 from .types import inserted_at
@@ -23,11 +24,11 @@ class TimestampMixin:
 
     created_at: Mapped[datetime] = mapped_column(Timestamp, sort_order=90, **inserted_at())
     updated_at: Mapped[datetime] = mapped_column(Timestamp, sort_order=91, **updated_at())
-{% if soft_delete %}
 
 
-class SoftDeleteMixin:
-    """Rows are hidden, not removed; repositories extend `soft_delete.SoftDeleteRepository`."""
+class SoftDelete:
+    """Rows are hidden, not removed: the service's repositories see live rows only, turn
+    `delete` into a timestamp and can `restore` them."""
 
     # `hides_row`: setting this column hides the row (the cache drops what it hid).
     deleted_at: Mapped[datetime | None] = mapped_column(
@@ -42,7 +43,6 @@ class SoftDeleteMixin:
     @classmethod
     def _is_deleted_expression(cls) -> ColumnElement[bool]:
         return cls.deleted_at.is_not(None)
-{% endif %}
 
 
 class VersionedMixin:

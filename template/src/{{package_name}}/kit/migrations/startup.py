@@ -1,17 +1,12 @@
-{% if server_database %}
 """Alembic from inside the service: the schema's head and the database's revision.
 
-Also the opt-in start-up upgrade, which N replicas starting together run exactly once.
+Also the migration run under a lock (`alembic upgrade head`, and the opt-in start-up
+upgrade, which N replicas starting together run exactly once).
 """
-{% else %}
-"""Alembic from inside the service: the schema's head and the database's revision."""
-{% endif %}
 
-{% if server_database %}
 import asyncio
 import logging
 from collections.abc import Callable
-{% endif %}
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,25 +16,19 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy import inspect
 from sqlalchemy import text
-{% if server_database %}
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
-{% endif %}
 
-{% if server_database %}
-from ..db.dialect import ONE_OFF_CONNECT_ARGS
 from ..db.dialect import lock_timed_out
 from ..db.dialect import migration_lock
+from ..db.dialect import one_off_connect_args
 from ..db.engine import cannot_connect
 from ..settings import Settings
-{% endif %}
 from .lineage import ancestry
 from .lineage import recorded
-{% if server_database %}
 
 log = logging.getLogger(__name__)
-{% endif %}
 
 
 def alembic_config(ini_path: Path) -> Config:
@@ -110,7 +99,6 @@ def upgrade(connection: Connection, config: Config, revision: str = "head") -> N
     """Run migrations on a connection the caller owns (`env.py` uses it as is)."""
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
-{% if server_database %}
 
 
 class MigrationStopped(Exception):
@@ -122,7 +110,8 @@ async def migrate_under_lock(
 ) -> None:
     """Run `run` (the migrations) under the migration lock, with bounded retries.
 
-    On a connection of its own to the server itself (`DATABASE_DIRECT_URL`, past any
+    On SQLite, whose one process owns the file, there is no lock and one attempt. On a
+    server: on a connection of its own to the server itself (`DATABASE_DIRECT_URL`, past any
     pooler), with no statement timeout: a migration takes as long as it takes. A
     statement that waits for a table lock longer than `DB_MIGRATION_LOCK_TIMEOUT_MS`
     fails instead of holding up every query on that table behind it; the run is rolled
@@ -130,8 +119,8 @@ async def migrate_under_lock(
     timeout (doubled each time), `DB_MIGRATION_ATTEMPTS` times in all.
     """
     url = settings.migration_url
-    engine = create_async_engine(url, poolclass=NullPool, connect_args=ONE_OFF_CONNECT_ARGS)
-    attempts = settings.db_migration_attempts
+    engine = create_async_engine(url, poolclass=NullPool, connect_args=one_off_connect_args(url))
+    attempts, waited = _migration_limits(settings)
     try:
         for attempt in range(1, attempts + 1):
             try:
@@ -139,14 +128,13 @@ async def migrate_under_lock(
             except (DBAPIError, OSError) as error:
                 raise MigrationStopped(cannot_connect(error, url)) from error
             try:
-                async with migration_lock(conn, name, settings):
+                async with migration_lock(conn, name, waited):
                     await conn.run_sync(run)
                     await conn.commit()
                 return
             except DBAPIError as error:
                 if not lock_timed_out(error):
                     raise
-                waited = settings.db_migration_lock_timeout_ms
                 if attempt == attempts:
                     raise MigrationStopped(
                         f"gave up after {attempts} attempts: each time a statement waited "
@@ -171,6 +159,14 @@ async def migrate_under_lock(
         await engine.dispose()
 
 
+def _migration_limits(settings: Settings) -> tuple[int, int]:
+    """DB_MIGRATION_ATTEMPTS and DB_MIGRATION_LOCK_TIMEOUT_MS. A service on SQLite has
+    neither setting: one process owns the file, so one attempt and no lock timeout."""
+    attempts = getattr(settings, "db_migration_attempts", 1)
+    lock_timeout_ms = getattr(settings, "db_migration_lock_timeout_ms", 0)
+    return int(attempts), int(lock_timeout_ms)
+
+
 async def upgrade_on_startup(settings: Settings, config: Config) -> None:
     """Upgrade under a lock the database holds: the first replica migrates, the others wait
     for it and then find nothing to do (`migrate_under_lock`)."""
@@ -181,4 +177,3 @@ async def upgrade_on_startup(settings: Settings, config: Config) -> None:
         log.error("start-up migration failed: %s: %s", type(error).__name__, error)
         raise
     log.info("database schema is at %s", schema_head(config))
-{% endif %}

@@ -1,14 +1,19 @@
 """SQLite through aiosqlite: what the service needs to know of its database.
 
-Every backend-specific choice lives in this module (the template renders the one for
-the database it was asked for): connection set-up, how errors are recognised, and how
-an INSERT yields to a concurrent one.
+Every choice particular to SQLite lives in this module, which
+`kit/db/dialects/__init__.py` picks for a `sqlite` URL: connection set-up, how errors
+are recognised, how an INSERT yields to a concurrent one, and how times are stored.
 """
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
+from typing import Protocol
 from typing import TypeVar
 
+from sqlalchemy import DateTime
 from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import URL
@@ -16,10 +21,17 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from ..settings import Settings
+from sqlalchemy.types import TypeEngine
 
 T = TypeVar("T")
+
+
+class Settings(Protocol):
+    """The settings this module reads: the service's settings, on this backend."""
+
+    db_busy_timeout: float
+
+
 _NAMED = re.compile(r"\b((?:uq|ck|fk|pk)_\w+)")
 _UNIQUE_COLUMNS = re.compile(r"UNIQUE constraint failed: (.+)$")
 
@@ -28,9 +40,6 @@ LOST_CONNECTION: tuple[type[Exception], ...] = ()
 
 # Connect arguments for a short-lived engine (migrations, test set-up): none needed here.
 ONE_OFF_CONNECT_ARGS: dict[str, Any] = {}
-
-# Options every table declares: none (SQLite's text is UTF-8).
-TABLE_OPTIONS: dict[str, str] = {}
 
 
 def engine_options(settings: Settings, *, read_only: bool = False) -> dict[str, Any]:
@@ -133,6 +142,20 @@ def is_retryable(error: DBAPIError) -> bool:
     return "database is locked" in _message(error)
 
 
+@asynccontextmanager
+async def migration_lock(
+    connection: AsyncConnection, name: str, lock_timeout_ms: int
+) -> AsyncIterator[None]:
+    """None needed: one process owns the file, and in WAL mode a migration waiting for a
+    writer (DB_BUSY_TIMEOUT) holds up no reader behind it."""
+    yield
+
+
+def lock_timed_out(error: DBAPIError) -> bool:
+    """No lock timeout here: a writer that waited too long is "database is locked"."""
+    return False
+
+
 async def insert_or_none(
     session: AsyncSession, model: type[T], values: dict[str, Any], keys: list[str]
 ) -> T | None:
@@ -148,3 +171,17 @@ async def insert_or_none(
         .execution_options(populate_existing=True)
     )
     return (await session.scalars(stmt)).one_or_none()
+
+
+# SQLite keeps datetimes as text without a zone: `types.Timestamp` stores UTC.
+TIMESTAMP_STORES_ZONE = False
+
+
+def timestamp_type() -> TypeEngine[datetime]:
+    return DateTime()
+
+
+def current_time_sql() -> str:
+    """SQLite's clock, as a column default for rows other tools write; the service sets
+    its times itself (`types.Now`)."""
+    return "CURRENT_TIMESTAMP"

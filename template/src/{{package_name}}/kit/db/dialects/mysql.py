@@ -1,8 +1,9 @@
 """MariaDB and MySQL through asyncmy: what the service needs to know of its database.
 
-Every backend-specific choice lives in this module (the template renders the one for
-the database it was asked for): connection set-up, how errors are recognised, and how
-an INSERT yields to a concurrent one.
+Every choice particular to MariaDB and MySQL lives in this module, which
+`kit/db/dialects/__init__.py` picks for a `mysql` URL: connection set-up, how errors are
+recognised, the migration lock, how an INSERT yields to a concurrent one, and how times
+are stored.
 
 asyncmy rather than aiomysql: both speak the protocol SQLAlchemy supports, but asyncmy's
 protocol core is compiled (Cython) and costs less CPU per row, and it ships wheels for
@@ -17,13 +18,16 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
+from typing import Protocol
 from typing import TypeVar
 
 from sqlalchemy import UniqueConstraint
 from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text
+from sqlalchemy.dialects.mysql import DATETIME
 from sqlalchemy.engine import URL
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine import ExceptionContext
@@ -31,10 +35,20 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from ..settings import Settings
+from sqlalchemy.types import TypeEngine
 
 T = TypeVar("T")
+
+
+class Settings(Protocol):
+    """The settings this module reads: the service's settings, on this backend."""
+
+    db_connect_timeout: float
+    db_pool_recycle: int
+    db_statement_timeout_ms: int
+    db_idle_in_transaction_timeout_ms: int
+
+
 _NAMED = re.compile(r"\b((?:uq|ck|fk|pk)_\w+)")
 # Server error numbers: https://mariadb.com/kb/en/mariadb-error-code-reference/
 _VIOLATIONS = {
@@ -66,7 +80,6 @@ ONE_OFF_CONNECT_ARGS: dict[str, Any] = {}
 # holds every emoji equal to every other, so two names differing in one would collide).
 CHARACTER_SET = "utf8mb4"
 COLLATION = "utf8mb4_unicode_520_ci"
-TABLE_OPTIONS: dict[str, str] = {"mysql_charset": CHARACTER_SET, "mysql_collate": COLLATION}
 
 
 def engine_options(settings: Settings, *, read_only: bool = False) -> dict[str, Any]:
@@ -239,7 +252,7 @@ _LOCK_WAIT_TIMEOUT = 1205  # lock_wait_timeout (metadata) or innodb_lock_wait_ti
 
 @asynccontextmanager
 async def migration_lock(
-    connection: AsyncConnection, name: str, settings: Settings
+    connection: AsyncConnection, name: str, lock_timeout_ms: int
 ) -> AsyncIterator[None]:
     """A named server lock: replicas starting together migrate one at a time.
 
@@ -247,8 +260,8 @@ async def migration_lock(
     between tries the connection is idle outside any transaction, holding no metadata
     lock a migration's DDL would wait for. After `MIGRATION_LOCK_WAIT_SECONDS` without
     it, start-up stops: a lock not granted is an error, never a migration run unlocked.
-    Once held, statements have no time limit and `DB_MIGRATION_LOCK_TIMEOUT_MS` (rounded
-    up to seconds) to get their table and row locks.
+    Once held, statements have no time limit and `lock_timeout_ms` (rounded up to
+    seconds) to get their table and row locks.
     """
     key = "migrate:" + name[-50:]
     await without_statement_timeout(connection)
@@ -263,8 +276,8 @@ async def migration_lock(
             raise RuntimeError(f"could not take the migration lock {key!r} (GET_LOCK gave {got})")
         await asyncio.sleep(pause)
         pause = min(2 * pause, 1.0)
-    if settings.db_migration_lock_timeout_ms:  # 0: the server's own limits
-        wait = math.ceil(settings.db_migration_lock_timeout_ms / 1000)
+    if lock_timeout_ms:  # 0: the server's own limits
+        wait = math.ceil(lock_timeout_ms / 1000)
         await connection.execute(text(f"SET SESSION lock_wait_timeout = {wait}"))
         await connection.execute(text(f"SET SESSION innodb_lock_wait_timeout = {wait}"))
     # No transaction left open: Alembic then records each migration as it lands (DDL
@@ -329,3 +342,16 @@ def _keyed_by(model: type[Any], keys: list[str]) -> set[str]:
         if index.unique and {c.name for c in index.columns} == columns
     }
     return names
+
+
+# DATETIME(6) holds no zone: sessions run in UTC, and `types.Timestamp` stores UTC.
+TIMESTAMP_STORES_ZONE = False
+
+
+def timestamp_type() -> TypeEngine[datetime]:
+    return DATETIME(fsp=6)
+
+
+def current_time_sql() -> str:
+    """The server's clock, in microseconds, as a column default."""
+    return "CURRENT_TIMESTAMP(6)"

@@ -1,8 +1,9 @@
 """PostgreSQL through asyncpg: what the service needs to know of its database.
 
-Every backend-specific choice lives in this module (the template renders the one for
-the database it was asked for): connection arguments, how errors are recognised, and
-how an INSERT yields to a concurrent one.
+Every choice particular to PostgreSQL lives in this module, which
+`kit/db/dialects/__init__.py` picks for a `postgresql` URL: connection arguments, how
+errors are recognised, the migration lock, how an INSERT yields to a concurrent one, and
+how times are stored.
 """
 
 import asyncio
@@ -10,10 +11,14 @@ import socket
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
+from typing import Protocol
 from typing import TypeVar
 
-import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+# asyncpg ships no type information, and only a service on PostgreSQL installs it.
+import asyncpg  # type: ignore[import-untyped,import-not-found,unused-ignore]
+from sqlalchemy import DateTime
 from sqlalchemy import event
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
@@ -23,10 +28,23 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from ..settings import Settings
+from sqlalchemy.types import TypeEngine
 
 T = TypeVar("T")
+
+
+class Settings(Protocol):
+    """The settings this module reads: the service's settings, on this backend."""
+
+    database_url: URL
+    db_application_name: str
+    db_connect_timeout: float
+    db_pool_recycle: int
+    db_behind_pgbouncer: bool
+    db_pgbouncer_max_client_conn: int | None
+    db_statement_timeout_ms: int
+    db_idle_in_transaction_timeout_ms: int
+
 
 # SQLSTATE classes: https://www.postgresql.org/docs/current/errcodes-appendix.html
 _VIOLATIONS = {
@@ -40,9 +58,6 @@ _RETRYABLE = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_de
 # The driver's own errors for a connection that is gone, raised where SQLAlchemy does not
 # wrap them (setting up a new connection that the server ends at that moment).
 LOST_CONNECTION: tuple[type[Exception], ...] = (asyncpg.InterfaceError,)
-
-# Options every table declares: none (a table's text has its database's encoding).
-TABLE_OPTIONS: dict[str, str] = {}
 
 # Connect arguments for a short-lived engine (migrations, test set-up): nothing is
 # prepared for reuse, so it works through PgBouncer in transaction mode too.
@@ -214,7 +229,7 @@ _LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout ran out
 
 @asynccontextmanager
 async def migration_lock(
-    connection: AsyncConnection, name: str, settings: Settings
+    connection: AsyncConnection, name: str, lock_timeout_ms: int
 ) -> AsyncIterator[None]:
     """A session-level advisory lock: replicas starting together migrate one at a time.
 
@@ -222,9 +237,9 @@ async def migration_lock(
     is idle outside any transaction: a statement waiting for the lock would hold a
     snapshot as long as it waits, and a CREATE INDEX CONCURRENTLY in the migration waits
     for every older snapshot (a deadlock with the waiting replica). Once held, each
-    statement has no time limit and `DB_MIGRATION_LOCK_TIMEOUT_MS` to get its table
-    locks. The lock is released after a rollback, so a failed migration's own error is
-    what the caller sees.
+    statement has no time limit and `lock_timeout_ms` to get its table locks. The lock
+    is released after a rollback, so a failed migration's own error is what the caller
+    sees.
     """
     key = zlib.crc32(name.encode())
     await without_statement_timeout(connection)
@@ -234,7 +249,7 @@ async def migration_lock(
         await connection.commit()
         await asyncio.sleep(pause)  # as long as the migration takes: no time limit
         pause = min(2 * pause, 1.0)
-    await connection.execute(text(f"SET lock_timeout = {settings.db_migration_lock_timeout_ms}"))
+    await connection.execute(text(f"SET lock_timeout = {int(lock_timeout_ms)}"))
     await connection.commit()
     try:
         yield
@@ -265,3 +280,17 @@ async def insert_or_none(
         .execution_options(populate_existing=True)
     )
     return (await session.scalars(stmt)).one_or_none()
+
+
+# timestamptz: PostgreSQL stores UTC and hands back aware datetimes.
+TIMESTAMP_STORES_ZONE = True
+
+
+def timestamp_type() -> TypeEngine[datetime]:
+    return DateTime(timezone=True)
+
+
+def current_time_sql() -> str:
+    """The database clock, as a column default: the transaction's start, one for every
+    replica."""
+    return "now()"

@@ -1,0 +1,100 @@
+"""Column types and defaults whose spelling depends on the database.
+
+Each picks its form from the dialect it is compiled or run for (`dialects/`), so a
+model says `Timestamp` and `inserted_at()` once for every backend.
+"""
+
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime
+from sqlalchemy import Dialect
+from sqlalchemy import bindparam
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeEngine
+
+from .dialects import backend
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An instant: aware datetimes in and out, stored as the backend stores time.
+
+    PostgreSQL's timestamptz keeps the zone; on the others (DATETIME(6), SQLite's text)
+    the column holds UTC without a zone, and values read back are made aware again.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(backend(dialect.name).timestamp_type())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or backend(dialect.name).TIMESTAMP_STORES_ZONE:
+            return value
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: give it a time zone")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or backend(dialect.name).TIMESTAMP_STORES_ZONE:
+            return value
+        return value.replace(tzinfo=UTC)
+
+
+Timestamp = UTCDateTime()
+
+
+class ServerNow(FunctionElement[datetime]):
+    """The database's clock, as a column's server default (`dialects/*.current_time_sql`)."""
+
+    type = Timestamp
+    inherit_cache = True
+
+
+@compiles(ServerNow)
+def _server_now(element: ServerNow, compiler: SQLCompiler, **kw: Any) -> str:
+    return backend(compiler.dialect.name).current_time_sql()
+
+
+class Now(FunctionElement[datetime]):
+    """The time a statement writes into a creation or modification time.
+
+    The database's clock on a server: one for every replica. On SQLite the process is
+    the database server, so the service's clock sets the times, in the one text format
+    (with microseconds) every row shares, which keeps them comparable as strings: a
+    parameter whose value is taken as each statement runs.
+    """
+
+    type = Timestamp
+    inherit_cache = True
+
+
+@compiles(Now)
+def _now(element: Now, compiler: SQLCompiler, **kw: Any) -> str:
+    if compiler.dialect.name == "sqlite":
+        return compiler.process(bindparam(None, callable_=utc_now, type_=Timestamp), **kw)
+    return backend(compiler.dialect.name).current_time_sql()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def inserted_at() -> dict[str, Any]:
+    """Column arguments for a creation time (the server default covers rows other tools
+    write)."""
+    return {"default": Now(), "server_default": ServerNow()}
+
+
+def updated_at() -> dict[str, Any]:
+    """Column arguments for a modification time, set again by every UPDATE."""
+    return {"default": Now(), "onupdate": Now(), "server_default": ServerNow()}
