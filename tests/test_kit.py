@@ -21,11 +21,6 @@ NOT_YET_SHARED = frozenset(
     {
         "repository/soft_delete.py",
         "repository/resource.py",
-        "replicas/replicas.py",
-        "replicas/consistency.py",
-        "http/dependencies.py",
-        "http/health.py",
-        "http/schemas.py",
     }
 )
 

@@ -51,7 +51,7 @@ class Label(Entity):
 from pydantic import BaseModel
 from pydantic import Field
 
-from ..kit.http.schemas import EntityRead
+from ..schemas import EntityRead
 
 
 class LabelCreate(BaseModel):

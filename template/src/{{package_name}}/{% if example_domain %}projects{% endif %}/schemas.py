@@ -5,10 +5,10 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
 
-from ..kit.http.schemas import EntityRead
 from ..kit.http.schemas import Omittable
 from ..kit.http.schemas import StorableStr
 from ..kit.http.schemas import Version
+from ..schemas import EntityRead
 from ..tasks.schemas import TaskRead
 
 ProjectName = Annotated[StorableStr, Field(min_length=1, max_length=200)]

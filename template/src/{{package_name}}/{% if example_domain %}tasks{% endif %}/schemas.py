@@ -8,12 +8,12 @@ from pydantic import ConfigDict
 from pydantic import Field
 
 from ..entity import Key
-from ..kit.http.schemas import EntityRead
 from ..kit.http.schemas import Omittable
 from ..kit.http.schemas import StorableDatetime
 from ..kit.http.schemas import StorableStr
 from ..kit.http.schemas import Version
 from ..kit.http.schemas import json_integer
+from ..schemas import EntityRead
 from .models import TaskStatus
 
 TaskTitle = Annotated[StorableStr, Field(min_length=1, max_length=200)]

@@ -1,7 +1,8 @@
 """Read replicas: `ReadSession`s served by streaming replicas, with read-your-writes.
 
-`main.py` runs a `ReplicatedDatabase` only when DB_REPLICA_URLS names replicas; without
-them the service runs `DatabaseManager` alone and nothing here costs anything.
+`open_database` gives a `ReplicatedDatabase` only when DB_REPLICA_URLS names replicas
+(PostgreSQL only: the settings refuse them on another backend); without them the service
+runs `DatabaseManager` alone, and nothing here runs.
 
 - A read without a consistency token goes, round robin, to a replica in rotation: one
   that answers, streams from the primary and lags it by less than DB_REPLICA_MAX_LAG
@@ -100,6 +101,13 @@ class Replica:
         if self.out is None:
             log.warning("replica %s out of rotation: %s", self.name, why)
         self.out, self.checked = why, time.monotonic()
+
+
+def open_database(settings: Settings) -> DatabaseManager:
+    """The process's database: reads on the replicas if DB_REPLICA_URLS names any."""
+    if settings.db_replica_urls:
+        return ReplicatedDatabase(settings)
+    return DatabaseManager(settings)
 
 
 class ReplicatedDatabase(DatabaseManager):

@@ -1,14 +1,10 @@
 """Liveness (no I/O) and readiness (the database answers and its schema is current).
-{% if database == "postgresql" %}
 
-With replicas, readiness also says which are out of rotation, and stays ready: reads
-they would serve go to the primary.
-{% endif %}
-{% if cache %}
-
-Readiness says whether the cache answers ("cache": "ok" or "degraded") and stays
-ready either way: without Redis the database serves every read.
-{% endif %}
+With replicas (DB_REPLICA_URLS), readiness also says whether any is out of rotation
+("replicas": "ok" or "degraded"), and stays ready: reads they would serve go to the
+primary. With a cache (REDIS_URL), it says whether the cache answers ("cache": "ok" or
+"degraded"), and stays ready either way: without Redis the database serves every read.
+Neither key is there when its capability is not configured.
 
 Readiness asks the database on a connection of its own (`DatabaseManager.probe_engine`),
 never one of the request pools: a pod whose pools are saturated is slow, not broken,
@@ -41,9 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from ..db.engine import DatabaseManager
 from ..migrations.startup import Schema
 from ..migrations.startup import alembic_config
-{% if database == "postgresql" %}
 from ..replicas.replicas import ReplicatedDatabase
-{% endif %}
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -141,13 +135,11 @@ async def _readiness(request: Request) -> Answer:
     db: DatabaseManager = request.app.state.db
     database = asyncio.ensure_future(_check(db, _schema(request)))
     others: dict[str, asyncio.Future[str]] = {}
-    {% if database == "postgresql" %}
     if isinstance(db, ReplicatedDatabase):
         others["replicas"] = asyncio.ensure_future(_replicas(db))
-    {% endif %}
-    {% if cache %}
-    others["cache"] = asyncio.ensure_future(request.app.state.cache.check())
-    {% endif %}
+    cache = getattr(request.app.state, "cache", None)  # None: no REDIS_URL
+    if cache is not None:
+        others["cache"] = asyncio.ensure_future(cache.check())
     jobs: list[asyncio.Future[Any]] = [database, *others.values()]
     await asyncio.wait(jobs, timeout=db.settings.health_timeout)
     checks: dict[str, str] = _finished(database, "database") or {"database": "unavailable"}
@@ -170,7 +162,6 @@ def _finished(job: "asyncio.Future[T]", name: str) -> T | None:
         log.warning("readiness: the %s check failed: %s", name, type(error).__name__)
         return None
     return job.result()
-{% if database == "postgresql" %}
 
 
 async def _replicas(db: "ReplicatedDatabase") -> str:
@@ -180,4 +171,3 @@ async def _replicas(db: "ReplicatedDatabase") -> str:
         return "ok"
     log.warning("readiness: replicas out of rotation: %s", detail)
     return "degraded"
-{% endif %}

@@ -3,10 +3,12 @@
 With DB_REPLICA_URLS set, the response to a write that committed carries
 `X-Consistency-Token`, the primary's WAL position after the commit (`16/B374D848`). A
 client that sends it back on a read is served by a replica that has replayed past it,
-or by the primary: it sees its own write. Without replicas, no token is issued and one
-presented is ignored. The position is taken right after COMMIT on the connection that
-committed (`kit/replicas/replicas.py`); if the primary could not answer then, the write's 2xx
-goes without a token rather than failing a write that is stored.
+or by the primary: it sees its own write. Without replicas (on MariaDB, MySQL and SQLite
+never), no token is issued and a well-formed one presented is ignored; the OpenAPI
+document shows the header either way, so it does not depend on the backend. The
+position is taken right after COMMIT on the connection that committed
+(`kit/replicas/replicas.py`); if the primary could not answer then, the write's 2xx goes
+without a token rather than failing a write that is stored.
 
 The read-session dependency takes the token from the request (`presented_token`); the
 write-session dependency records the commit's when it closes the session, before the

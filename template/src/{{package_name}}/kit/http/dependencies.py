@@ -7,12 +7,11 @@ request and closed when the route is done, before the response starts
 write has committed in its unit of work by then. Tests swap them with
 `app.dependency_overrides[read_session]` (and `[write_session]`), as for any FastAPI
 dependency.
-{% if database == "postgresql" %}
 
-With replicas (`kit/replicas/replicas.py`), these two carry the consistency token
-(`kit/replicas/consistency.py`): a read takes it from the request, a write that committed
-records for the response the one its commit took.
-{% endif %}
+These two also carry the consistency token (`kit/replicas/consistency.py`): a read
+refuses a malformed one, and with replicas (`kit/replicas/replicas.py`, PostgreSQL) heeds
+it; a write that committed on a replicated database records for the response the one its
+commit took. Without replicas, that costs a read one header lookup, a write one type check.
 """
 
 from collections.abc import Awaitable
@@ -31,13 +30,10 @@ from starlette.types import Send
 from ..db.engine import DatabaseManager
 from ..db.session import ReadSession
 from ..db.session import WriteSession
-{% if database == "postgresql" %}
 from ..replicas.consistency import presented_token
 from ..replicas.consistency import record
 from ..replicas.replicas import ReplicatedDatabase
-{% endif %}
 from ..settings import Settings
-{% if database == "postgresql" %}
 
 
 async def read_session(request: Request) -> ReadSession:
@@ -66,22 +62,6 @@ async def write_session(request: Request) -> WriteSession:
 
     _close_before_response(close_and_record_token)
     return session
-{% else %}
-
-
-async def read_session(request: Request) -> ReadSession:
-    db: DatabaseManager = request.app.state.db
-    session = db.read_session()
-    _close_before_response(session.close)
-    return session
-
-
-async def write_session(request: Request) -> WriteSession:
-    db: DatabaseManager = request.app.state.db
-    session = db.write_session()
-    _close_before_response(session.close)
-    return session
-{% endif %}
 
 
 async def app_settings(request: Request) -> Settings:

@@ -9,12 +9,18 @@ database cannot store (`kit/db/limits.py`) instead of failing in it:
 - `Omittable[X]` for the fields of a PATCH: left out, the column stays as it is; `null`
   is refused, as the OpenAPI document says. A column that may be cleared declares
   `X | None` instead, and `null` clears it.
+- `EntityRead[Key]` (or `SoftDeletedRead[Key]`) for what every model's read schema
+  shows; the service's own `schemas.py` picks the one its models' deletion calls for.
+
+The limits are the same whatever the database (`kit/db/limits.py`), so the OpenAPI
+document depends only on the service's own schemas.
 """
 
 import re
 from datetime import datetime
 from typing import Annotated
 from typing import Any
+from typing import Generic
 from typing import TypeVar
 
 from pydantic import AfterValidator
@@ -27,11 +33,6 @@ from pydantic import GetCoreSchemaHandler
 from pydantic_core import PydanticCustomError
 from pydantic_core import core_schema
 
-{% if primary_key == "uuid" %}
-from ..db.keys import UUIDKeyValue as Key
-{% else %}
-from ..db.keys import IntKeyValue as Key
-{% endif %}
 from ..db.limits import DATETIME_PATTERN
 from ..db.limits import EARLIEST
 from ..db.limits import FIRST_YEAR
@@ -41,6 +42,7 @@ from ..db.limits import TEXT_PATTERN
 from ..db.limits import storable_datetime
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 # A pattern rather than a validator: constraints added after it (lengths, a stricter
 # pattern) stay plain constraints, enforced and shown in the OpenAPI document.
@@ -110,15 +112,18 @@ def _no_default(schema: dict[str, Any]) -> None:
 Omittable = Annotated[T | None, _NotNull(), Field(json_schema_extra=_no_default)]
 
 
-class EntityRead(BaseModel):
-    """The columns `db.resource.Entity` gives every model."""
+class EntityRead(BaseModel, Generic[K]):
+    """The columns every model has: its key (of type `K`), version and times."""
 
     model_config = ConfigDict(from_attributes=True)
 
-    id: Key
+    id: K
     version: int
     created_at: datetime
     updated_at: datetime
-    {% if soft_delete %}
+
+
+class SoftDeletedRead(EntityRead[K], Generic[K]):
+    """`EntityRead` of a soft-deleted model: when it was deleted (null while it is not)."""
+
     deleted_at: datetime | None
-    {% endif %}
