@@ -17,13 +17,10 @@ import pytest
 
 from .conftest import Rendered
 from .harness.databases import admin_url, scratch_database
-from .harness.guide import follow, register_model, register_router
+from .harness.guide import follow
 from .harness.run import run, service_suite
 
 pytestmark = pytest.mark.full
-# The guide's helpers moved to tests/harness/guide.py; tests/test_team_code.py still
-# imports these two from here.
-__all__ = ["register_model", "register_router"]
 
 # One render of each backend with the example domain, and one without.
 RENDERS = [

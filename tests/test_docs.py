@@ -146,7 +146,9 @@ def settings_fields() -> dict[str, str]:
     fields: dict[str, str] = {}
     for path in CONFIG:
         source = path.read_text()
-        for name, rest in re.findall(r"^    ([a-z_]+): [^=\n]+?(?: = (.+))?$", source, re.MULTILINE):
+        for name, rest in re.findall(
+            r"^    ([a-z_]+): [^=\n]+?(?: = (.+))?$", source, re.MULTILINE
+        ):
             default = re.search(r"^Field\(default=([^,)]+)", rest)
             fields[name.upper()] = default.group(1) if default else rest
     return fields

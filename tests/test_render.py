@@ -138,7 +138,6 @@ OTHER_BACKENDS = {
 def test_no_code_for_other_backends(variant: Rendered) -> None:
     """The user's part speaks its backend only; the kit speaks every backend, chosen at
     run time from DATABASE_URL (tests/test_kit.py checks it is the same everywhere)."""
-    kit = variant.path / "src" / variant.package / "kit"
     rendered = "\n".join(
         path.read_text() for path in answered(variant) if path.suffix in {".py", ".toml", ".ini"}
     )

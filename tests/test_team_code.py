@@ -21,8 +21,8 @@ import pytest
 
 from .conftest import Rendered
 from .harness.databases import admin_url, scratch_database
+from .harness.guide import register_model, register_router
 from .harness.run import run, service_suite
-from .test_add_resource import register_model, register_router
 from .variants import VARIANTS
 
 pytestmark = pytest.mark.full
@@ -38,7 +38,7 @@ from sqlalchemy import UniqueConstraint
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
-from ..kit.repository.resource import Entity
+from ..entity import Entity
 
 
 class Label(Entity):
@@ -62,10 +62,10 @@ class LabelRead(EntityRead):
     name: str
 """,
     "service.py": """\
-from ..kit.repository.resource import Repository
-from ..kit.repository.resource import Service
 from ..kit.db.session import WriteSession
 from ..kit.db.session import unit_of_work
+from ..kit.repository.resource import Repository
+from ..kit.repository.resource import Service
 from .models import Label
 from .schemas import LabelCreate
 

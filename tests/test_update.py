@@ -288,12 +288,23 @@ async def test_an_unknown_note_is_a_404(client: AsyncClient) -> None:
 # Kept: (file, text it must still hold after the update).
 Kept = list[tuple[Path, str]]
 
-# The CHANGELOG's tables for updating from the bridge: modules renamed, modules removed.
+# The CHANGELOG's tables for updating from the bridge: modules renamed, modules removed,
+# names moved to another module (or renamed), names removed.
 RENAMED_HEADER = "| v0.3.0 module | v0.4.0 module |"
 REMOVED_HEADER = "| v0.3.0 module | removed |"
+MOVED_HEADER = "| v0.3.0 name | v0.4.0 name |"
+GONE_HEADER = "| v0.3.0 name | instead |"
 MODULE = r"[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*"
 RENAMED_ROW = re.compile(rf"\| `\{{pkg\}}\.(?P<old>{MODULE})` \| `\{{pkg\}}\.(?P<new>{MODULE})` \|")
 REMOVED_ROW = re.compile(rf"\| `\{{pkg\}}\.(?P<old>{MODULE})` \| [^|]+ \|")
+NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+MOVED_ROW = re.compile(
+    rf"\| `\{{pkg\}}\.(?P<old>{MODULE})\.(?P<name>{NAME})` "
+    rf"\| `\{{pkg\}}\.(?P<new>{MODULE})\.(?P<new_name>{NAME})` \|"
+)
+GONE_ROW = re.compile(rf"\| `\{{pkg\}}\.(?P<old>{MODULE})\.(?P<name>{NAME})` \| [^|]+ \|")
+# (module, name) -> (module, name), both under the package.
+Moves = dict[tuple[str, str], tuple[str, str]]
 
 
 def upgrading_section(changelog: str) -> str:
@@ -336,8 +347,32 @@ def documented_removals(changelog: str) -> set[str]:
     return {match["old"] for match in rows}
 
 
-def rename_modules(path: Path, package: str, renames: dict[str, str]) -> None:
-    """Apply the rename table to one of the team's files: relative imports
+def documented_moves(changelog: str) -> Moves:
+    """The CHANGELOG's table of names that left their module (or were renamed)."""
+    moves: Moves = {}
+    for match in table_rows(upgrading_section(changelog), MOVED_HEADER, MOVED_ROW):
+        old = (match["old"], match["name"])
+        assert old not in moves, f"{'.'.join(old)} has two rows"
+        moves[old] = (match["new"], match["new_name"])
+    return moves
+
+
+def documented_gone(changelog: str) -> set[tuple[str, str]]:
+    rows = table_rows(upgrading_section(changelog), GONE_HEADER, GONE_ROW)
+    return {(match["old"], match["name"]) for match in rows}
+
+
+FROM_IMPORT = re.compile(
+    r"^(?P<lead>[ \t]*from )(?P<dots>\.*)(?P<module>[A-Za-z_][\w.]*) import "
+    r"(?P<names>\([^)]*\)|[^\n]*)",
+    flags=re.MULTILINE,
+)
+
+
+def rename_modules(path: Path, package: str, renames: dict[str, str], moves: Moves) -> None:
+    """Apply the rename tables to one of the team's files: first the names that moved
+    (`from ..db.keys import Key` -> `from ..entity import Key`; a renamed name is renamed
+    where the file uses it), then the modules, in relative imports
     (`from ..db.session import`), absolute ones (`from ledger.db.session import`,
     `import ledger.db.types`) and the references an absolute import serves
     (`ledger.db.types.UTCDateTime()`)."""
@@ -347,29 +382,69 @@ def rename_modules(path: Path, package: str, renames: dict[str, str]) -> None:
         if parent.name == package and parent.parent.name == "src":
             inside = list(path.relative_to(parent).parent.parts)
             break
+    uses: dict[str, str] = {}  # names the file must call by their new name
+
+    def ours(dots: str, module: str) -> str | None:
+        """The module an import names, relative to the service's package; None if not its."""
+        if not dots:
+            return module[len(package) + 1 :] if module.startswith(f"{package}.") else None
+        if inside is None or len(dots) - 1 > len(inside):
+            return None
+        return ".".join([*inside[: len(inside) - (len(dots) - 1)], module])
+
+    def spell(dots: str, module: str) -> str:
+        """`module` (under the package) spelled as the import being rewritten spells it."""
+        return f"{'.' * (len(inside or []) + 1)}{module}" if dots else f"{package}.{module}"
 
     def from_import(match: re.Match[str]) -> str:
-        dots, module = match["dots"], match["module"]
-        if not dots:
-            if module.startswith(f"{package}.") and module[len(package) + 1 :] in renames:
-                return f"{match['lead']}{package}.{renames[module[len(package) + 1 :]]} import "
+        full = ours(match["dots"], match["module"])
+        if full is None:
             return match.group(0)
-        if inside is None or len(dots) - 1 > len(inside):
-            return match.group(0)
-        base = inside[: len(inside) - (len(dots) - 1)]
-        full = ".".join([*base, module])
-        if full not in renames:
-            return match.group(0)
-        return f"{match['lead']}{'.' * (len(inside) + 1)}{renames[full]} import "
+        target = renames.get(full, full)
+        listed = match["names"].strip()
+        comment = ""
+        if not listed.startswith("(") and "#" in listed:
+            listed, comment = listed.split("#", 1)
+            comment = "  #" + comment
+        items = [i.strip() for i in listed.strip("()").replace("\n", " ").split(",") if i.strip()]
+        if not any((full, item.split(" as ")[0].strip()) in moves for item in items):
+            if target == full:
+                return match.group(0)
+            return f"{match['lead']}{spell(match['dots'], target)} import {match['names']}"
+        groups: dict[str, list[str]] = {}
+        for item in items:
+            name, _, alias = (part.strip() for part in item.partition(" as "))
+            module, new_name = moves.get((full, name), (target, name))
+            if alias:
+                groups.setdefault(module, []).append(f"{new_name} as {alias}")
+            else:
+                groups.setdefault(module, []).append(new_name)
+                if new_name != name:
+                    uses[name] = new_name
+        lines = [
+            f"{match['lead']}{spell(match['dots'], module)} import {', '.join(names)}"
+            for module, names in groups.items()
+        ]
+        return "\n".join(lines) + comment
 
-    text = re.sub(
-        r"^(?P<lead>[ \t]*from )(?P<dots>\.*)(?P<module>[A-Za-z_][\w.]*) import ",
-        from_import,
-        text,
-        flags=re.MULTILINE,
-    )
+    text = FROM_IMPORT.sub(from_import, text)
+    for old, new in uses.items():
+        text = re.sub(rf"\b{old}\b", new, text)
     absolute = rf"^[ \t]*import {re.escape(package)}\.({MODULE})\b"
     imported = re.findall(absolute, text, flags=re.MULTILINE)
+    for (module, name), (new_module, new_name) in moves.items():
+        if module not in imported:
+            continue
+        reference = rf"\b{re.escape(package)}\.{re.escape(module)}\.{name}\b"
+        if re.search(reference, text):
+            text = re.sub(reference, f"{package}.{new_module}.{new_name}", text)
+            line = re.search(
+                rf"^[ \t]*import {re.escape(package)}\.{re.escape(module)}\n", text, re.MULTILINE
+            )
+            assert line, f"no `import {package}.{module}` line in {path}"
+            addition = f"import {package}.{new_module}\n"
+            if addition not in text:
+                text = text[: line.end()] + addition + text[line.end() :]
     for old in sorted({m for m in imported if m in renames}, key=len, reverse=True):
         text = re.sub(
             rf"\b{re.escape(package)}\.{re.escape(old)}(?![\w])",
@@ -379,13 +454,32 @@ def rename_modules(path: Path, package: str, renames: dict[str, str]) -> None:
     path.write_text(text)
 
 
+def top_level_names(module: Path) -> set[str] | None:
+    """The names a module defines or imports at its top level; None if it has a module
+    `__getattr__` (any name may be served)."""
+    names: set[str] = set()
+    for node in ast.parse(module.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return None if "__getattr__" in names else names
+
+
 def missing_modules(project: Path, package: str, files: list[Path]) -> list[str]:
-    """Each import of the service's own package, in `files`, that names no module of it."""
+    """Each import of the service's own package, in `files`, that names no module of it,
+    or a name its module does not have."""
     src = project / "src"
 
-    def exists(module: str) -> bool:
+    def found(module: str) -> Path | None:
         path = src.joinpath(*module.split("."))
-        return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+        for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+        return None
 
     missing = []
     for file in files:
@@ -401,9 +495,19 @@ def missing_modules(project: Path, package: str, files: list[Path]) -> list[str]
             elif isinstance(node, ast.Import):
                 modules = [alias.name for alias in node.names]
             for module in modules:
-                ours = module == package or module.startswith(f"{package}.")
-                if ours and not exists(module):
+                if not (module == package or module.startswith(f"{package}.")):
+                    continue
+                where = found(module)
+                if where is None:
                     missing.append(f"{file.relative_to(project)}: {module}")
+                    continue
+                if not isinstance(node, ast.ImportFrom):
+                    continue
+                names = top_level_names(where)
+                for alias in node.names:
+                    if names is None or alias.name in names or found(f"{module}.{alias.name}"):
+                        continue
+                    missing.append(f"{file.relative_to(project)}: {module}.{alias.name}")
     return missing
 
 
@@ -648,7 +752,9 @@ CONFLICT = re.compile(
 )
 
 
-def resolve_as_documented(project: Path, path: Path, package: str, renames: dict[str, str]) -> None:
+def resolve_as_documented(
+    project: Path, path: Path, package: str, renames: dict[str, str], moves: Moves
+) -> None:
     """The CHANGELOG's resolution of a conflict next to a renamed import: the template's
     side, then the team's own lines there (those the old release did not render, which
     copier keeps as the index's stage 1), renamed by the table."""
@@ -661,7 +767,7 @@ def resolve_as_documented(project: Path, path: Path, package: str, renames: dict
         scratch = path.with_name(f".{path.name}.ours")
         scratch.write_text("".join(team))
         try:
-            rename_modules(scratch, package, renames)
+            rename_modules(scratch, package, renames, moves)
             ours = scratch.read_text().splitlines(keepends=True)
         finally:
             scratch.unlink()
@@ -730,6 +836,76 @@ def test_the_changelog_renames_every_module_the_working_tree_moved() -> None:
         "modules gone since v0.3.0 that the CHANGELOG's tables miss"
     )
     assert sorted((set(renames) | removed) & now) == [], "listed modules that still exist"
+
+
+# A top-level definition in a template module, whatever its Jinja branch: class, function,
+# assignment (the names a team can import from it).
+DEFINED = re.compile(
+    r"^(?:class|def|async def) ([A-Za-z]\w*)|^([A-Za-z]\w*)\s*(?::[^=\n]*)?=", re.MULTILINE
+)
+# What a module also offers by importing it: `from x import y`, `from x import y as z`.
+IMPORTED = re.compile(r"^from \S+ import (?!\()(.+)$", re.MULTILINE)
+
+
+def template_sources(files: dict[str, str]) -> dict[str, str]:
+    """Each module's source (its Jinja branches together), from {file name: text}."""
+    sources: dict[str, str] = {}
+    for name, text in files.items():
+        for module in template_modules([name]):
+            sources[module] = sources.get(module, "") + text
+    return sources
+
+
+def offered(source: str) -> set[str]:
+    names = {a or b for a, b in DEFINED.findall(source)}
+    for listed in IMPORTED.findall(source):
+        names.update(item.split(" as ")[-1].strip() for item in listed.split(","))
+    return names
+
+
+def test_the_changelog_moves_every_name_the_working_tree_moved() -> None:
+    """Every public name a renamed module of the bridge release defined is at the
+    module the rename table names, or in the CHANGELOG's table of moved names (to a
+    name the working tree has) or of removed ones. The module-level `__getattr__` names
+    of v0.3.0 (its deprecated v0.2 names) are gone with the modules that served them."""
+    package_dir = "template/src/{{package_name}}"
+    commit = releases.BY_TAG[BRIDGE].commit
+    listing = releases.git(TEMPLATE_ROOT, "ls-tree", "-rz", "--name-only", commit, package_dir)
+    before = template_sources(
+        {
+            name.removeprefix(f"{package_dir}/"): releases.git(
+                TEMPLATE_ROOT, "show", f"{commit}:{name}"
+            )
+            for name in filter(None, listing.split("\0"))
+            if template_modules([name])
+        }
+    )
+    root = TEMPLATE_ROOT / package_dir
+    now = template_sources(
+        {
+            str(path.relative_to(root)): path.read_text()
+            for path in root.rglob("*")
+            if path.is_file() and template_modules([str(path.relative_to(root))])
+        }
+    )
+    changelog = (TEMPLATE_ROOT / "CHANGELOG.md").read_text()
+    renames, moves = documented_renames(changelog), documented_moves(changelog)
+    gone = documented_gone(changelog)
+    assert sorted(set(moves) & gone) == [], "names both moved and removed"
+    listed = sorted({*moves, *gone} - {(m, n) for m in before for n in offered(before[m])})
+    assert listed == [], "moved or removed names v0.3.0 did not have"
+    targets = sorted((m, n) for m, n in moves.values() if n not in offered(now.get(m, "")))
+    assert targets == [], "moved to names the working tree does not have"
+    unlisted = sorted(
+        f"{old}.{name}"
+        for old, new in renames.items()
+        for name in offered(before[old]) - offered(now[new])
+        if not name.startswith("_")
+        and (old, name) not in moves
+        and (old, name) not in gone
+        and name in {a or b for a, b in DEFINED.findall(before[old])}
+    )
+    assert unlisted == [], "names gone from their renamed module that the CHANGELOG misses"
 
 
 def test_check_update_reports_the_new_release(
@@ -848,7 +1024,8 @@ def test_update_keeps_every_user_edit_and_the_tests_pass(
     check_server(database)  # fails with how-to-start instructions when the server is down
     project = first_render(tag, database, tmp_path / "svc")
     package = package_of(project)
-    renames = documented_renames((TEMPLATE_ROOT / "CHANGELOG.md").read_text())
+    changelog = (TEMPLATE_ROOT / "CHANGELOG.md").read_text()
+    renames, moves = documented_renames(changelog), documented_moves(changelog)
     with scratch_database(database, f"deployed-{tag}") as deployed:
         # The team's database, migrated by each release it ran (its revisions included).
         latin1_by_default(database, deployed)
@@ -881,20 +1058,20 @@ def test_update_keeps_every_user_edit_and_the_tests_pass(
         conflicts = conflicted(project)
         assert conflicts <= touched, f"conflicts in files the team did not touch: {conflicts}"
         for path in conflicts:
-            resolve_as_documented(project, path, package, renames)
+            resolve_as_documented(project, path, package, renames, moves)
         assert_clean_merge(project)
         for path, text in theirs.items():
             assert path.read_text() == text, f"the update changed {path}"
         for path, text in kept + registered(project):
             assert text in path.read_text(), f"{path} lost {text!r}"
         # The CHANGELOG's renames, applied to the team's own Python files; whatever the
-        # table misses is an import of a module that is gone.
+        # tables miss is an import of a module or a name that is gone.
         own = [path for path in theirs if path.suffix == ".py"]
         for path in own:
-            rename_modules(path, package, renames)
+            rename_modules(path, package, renames, moves)
         assert missing_modules(project, package, own) == [], (
-            "modules the CHANGELOG's rename table (Unreleased, Upgrading from "
-            f"{BRIDGE}) has no row for"
+            "modules or names the CHANGELOG's rename tables (Unreleased, Upgrading from "
+            f"{BRIDGE}) have no row for"
         )
         bin_dir = venv_for(Rendered("updated", project, answers_of(project)))
         assert_no_drift(bin_dir, project, deployed)

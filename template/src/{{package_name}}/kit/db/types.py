@@ -35,7 +35,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return datetime
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        return dialect.type_descriptor(backend(dialect.name).timestamp_type())
+        # The backend's own type, not the driver's adaptation of it (asyncpg's, SQLite's
+        # DATETIME): SQLAlchemy adapts it to the driver itself, and autogenerate writes
+        # this one into migrations (`render_item` in env.py).
+        return backend(dialect.name).timestamp_type()
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None or backend(dialect.name).TIMESTAMP_STORES_ZONE:
