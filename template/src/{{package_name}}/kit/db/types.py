@@ -30,6 +30,14 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime
     cache_ok = True
 
+    def __init__(self, fsp: int = 6) -> None:
+        # Microseconds on every backend. A migration may spell the precision, as MariaDB's
+        # autogenerate did (`UTCDateTime(fsp=6)`); another one is refused, not dropped.
+        if fsp != 6:
+            raise ValueError(f"UTCDateTime keeps microseconds (fsp=6), not fsp={fsp}")
+        super().__init__()
+        self.fsp = fsp
+
     @property
     def python_type(self) -> type[datetime]:
         return datetime
