@@ -22,7 +22,7 @@ from .conftest import Rendered
 from .harness.boot import uvicorn
 from .harness.databases import POSTGRES_DSN, check_server, scratch_database
 from .harness.pgbouncer import PgBouncer, pgbouncer
-from .harness.run import parse_pytest_summary, run
+from .harness.run import run, service_suite
 from .harness.venv import service_venv
 
 pytestmark = pytest.mark.full
@@ -75,23 +75,16 @@ def test_the_default_service_behind_pgbouncer(
     bin_dir = venv_for(rendered)
     with pgbouncer(record=True) as bouncer:
         # Its own suite, every database it creates reached through PgBouncer.
-        suite = run(
+        suite, counts = service_suite(
             bin_dir,
             rendered.path,
-            "pytest",
-            "-p",
-            "no:cacheprovider",
+            bouncer.url("postgres"),
             # These point the service at servers and roles this PgBouncer does not serve,
             # while DATABASE_DIRECT_URL still names the real server.
             "-k",
             "not cannot_be_used_as_configured and not bounded_retries",
-            env={
-                "DATABASE_URL": bouncer.url("postgres"),
-                "DB_BEHIND_PGBOUNCER": "true",
-                "DATABASE_DIRECT_URL": SERVER,
-            },
+            env={"DB_BEHIND_PGBOUNCER": "true", "DATABASE_DIRECT_URL": SERVER},
         )
-        counts = parse_pytest_summary(suite.output)
         assert suite.ok, suite.output[-5000:]
         assert counts.passed > 0 and counts.failed == counts.errors == counts.skipped == 0
     # Served through a PgBouncer with fewer server connections per pool than the service
@@ -111,16 +104,7 @@ def test_the_lowest_pins_behind_pgbouncer(
     below the behaviour, the API or the rules the service relies on fails here."""
     rendered = render("default")
     bin_dir = service_venv(rendered.path, rendered.python_version, "lowest-direct")
-    suite = run(
-        bin_dir,
-        rendered.path,
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        *LOWEST_PINS_TESTS,
-        env={"DATABASE_URL": f"{SERVER}/postgres"},
-    )
-    counts = parse_pytest_summary(suite.output)
+    suite, counts = service_suite(bin_dir, rendered.path, f"{SERVER}/postgres", *LOWEST_PINS_TESTS)
     assert suite.ok, suite.output[-5000:]
     assert counts.passed > 0 and counts.failed == counts.errors == counts.skipped == 0
     for tool in (

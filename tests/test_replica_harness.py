@@ -155,9 +155,12 @@ def test_the_replica_holds_a_slot_that_keeps_the_wal_it_needs_until_it_stops() -
             primary.execute("CHECKPOINT")
         redo = lsn(one("SELECT redo_lsn::text FROM pg_control_checkpoint()"))
         assert redo // size - needed // size > kept_segments
+        # The segment the replica reads next is the one that holds the byte at `needed`.
+        # pg_walfile_name_offset names, for an LSN on a segment boundary (where a switch
+        # leaves the replica), the segment that ends there: ask for the byte after it.
         wal_file = (
             "SELECT count(*) FROM pg_ls_waldir()"
-            " WHERE name = (pg_walfile_name_offset(%s::pg_lsn)).file_name"
+            " WHERE name = (pg_walfile_name_offset(%s::pg_lsn + 1)).file_name"
         )
         assert one(wal_file, f"{needed >> 32:X}/{needed & 0xFFFFFFFF:X}") == 1
 

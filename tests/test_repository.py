@@ -23,7 +23,7 @@ def test_readme_opens_with_the_render_and_the_test_command() -> None:
     assert test == "scripts/test"
     # The script ends in the suite itself, after its set-up.
     last = SCRIPT.read_text().rstrip().splitlines()[-1]
-    assert last == 'exec .venv/bin/pytest -n 2 "$@"'
+    assert last == 'exec .venv/bin/pytest -n 4 "$@"'
     intro = (TEMPLATE_ROOT / "README.md").read_text().split("## ")[0]
     assert render in intro and test in intro
 

@@ -59,9 +59,16 @@ def parse_pytest_summary(output: str) -> TestCounts:
     return counts
 
 
-def service_suite(bin_dir: Path, project: Path, database_url: str) -> tuple[Outcome, TestCounts]:
-    """A rendered service's own suite, run as its developers run it, with every outcome
-    listed (`-rA`) so that a test can say which of its tests passed."""
+def service_suite(
+    bin_dir: Path,
+    project: Path,
+    database_url: str,
+    *pytest_args: str,
+    env: dict[str, str] | None = None,
+) -> tuple[Outcome, TestCounts]:
+    """A rendered service's own suite (or the part `pytest_args` selects), run as its
+    developers run it, with every outcome listed (`-rA`) so that a test can say which of
+    its tests passed. `env` adds settings beside DATABASE_URL."""
     outcome = run(
         bin_dir,
         project,
@@ -69,6 +76,7 @@ def service_suite(bin_dir: Path, project: Path, database_url: str) -> tuple[Outc
         "-p",
         "no:cacheprovider",
         "-rA",
-        env={"DATABASE_URL": database_url},
+        *pytest_args,
+        env={"DATABASE_URL": database_url, **(env or {})},
     )
     return outcome, parse_pytest_summary(outcome.output)
