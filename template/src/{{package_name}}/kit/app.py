@@ -111,7 +111,7 @@ def _lifespan(own: Lifespan | None) -> Lifespan:
             # collector's reach, it is not walked again by every full collection, which
             # under pages of parents with their children came several times a second.
             gc.freeze()
-            with serving_metrics(settings):
+            async with serving_metrics(settings):
                 yield
 
     return lifespan
