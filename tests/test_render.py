@@ -7,7 +7,6 @@ from pathlib import Path
 import yaml
 
 from .conftest import Rendered
-from .test_kit import NOT_YET_SHARED
 from .variants import VARIANTS
 
 # Files whose own syntax uses {{ }} or {% %}: GitHub expressions in the CI workflow
@@ -82,7 +81,8 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
         package / "projects": answers["example_domain"],
         package / "tasks": answers["example_domain"],
         variant.path / "tests" / "db": answers["example_domain"],
-        package / "kit" / "repository" / "soft_delete.py": answers["soft_delete"],
+        # Soft delete: the kit's code for the models that opt in (entity.py).
+        package / "kit" / "repository" / "soft_delete.py": True,
         # Replicas and their consistency token: idle code until DB_REPLICA_URLS is set.
         package / "kit" / "replicas" / "replicas.py": True,
         package / "kit" / "replicas" / "consistency.py": True,
@@ -96,12 +96,15 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
     assert {str(p): p.exists() for p in expected} == {str(p): v for p, v in expected.items()}
     versions = list((variant.path / "migrations" / "versions").glob("*.py"))
     # The example domain's revisions (the initial one and those releases added after it).
-    assert len(versions) == (3 if answers["example_domain"] else 0)
+    assert len(versions) == (4 if answers["example_domain"] else 0)
     source = "\n".join(
         p.read_text() for p in answered(variant) if p.suffix == ".py" and p.is_relative_to(package)
     )
     if not answers["soft_delete"]:
-        assert "deleted_at" not in source and "restore" not in source
+        # The models delete for good: entity.py's base has no SoftDelete, and nothing else
+        # of the service's own names a deletion time.
+        assert "import SoftDelete" not in (package / "entity.py").read_text()
+        assert "deleted_at" not in source
     # An option not chosen adds nothing to what the service installs; its packages are
     # an extra, and the user's part does not use it.
     project = tomllib.loads((variant.path / "pyproject.toml").read_text())["project"]
@@ -118,14 +121,10 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
 
 
 def answered(variant: Rendered) -> list[Path]:
-    """The files the answers shape: all but the kit's shared files, which hold the code of
-    every backend and option alike (tests/test_kit.py)."""
+    """The files the answers shape: all but the kit, which holds the code of every backend
+    and option alike (tests/test_kit.py)."""
     kit = variant.path / "src" / variant.package / "kit"
-    return [
-        path
-        for path in variant.files
-        if not path.is_relative_to(kit) or path.relative_to(kit).as_posix() in NOT_YET_SHARED
-    ]
+    return [path for path in variant.files if not path.is_relative_to(kit)]
 
 
 OTHER_BACKENDS = {
