@@ -1,12 +1,14 @@
 """Every variant renders clean: no Jinja left, no empty files, answers recorded."""
 
 import re
+import shutil
 import tomllib
 from pathlib import Path
 
 import yaml
 
 from .conftest import Rendered
+from .harness import guide
 from .variants import VARIANTS
 
 # Files whose own syntax uses {{ }} or {% %}: GitHub expressions in the CI workflow
@@ -169,3 +171,36 @@ def test_every_file_the_service_names_exists(variant: Rendered) -> None:
                 if not any((base / named).exists() for base in [*bases, path.parent]):
                     missing.append(f"{path.relative_to(root)}:{number}: {named}")
     assert not missing, missing
+
+
+# What the README's "Add a resource" guide may touch: the model, the schemas, the service
+# (its repository in it), the router and the router's registration; the generated
+# migration aside (issue 24).
+GUIDE_FILES_AT_MOST = 5
+
+
+def test_the_guide_touches_five_files_and_reads_no_kit_module(
+    variant: Rendered, tmp_path: Path
+) -> None:
+    project = tmp_path / "service"
+    shutil.copytree(variant.path, project)
+    guide.follow(project, variant.package)
+    touched = sorted(
+        str(path.relative_to(project))
+        for path in project.rglob("*")
+        if path.is_file()
+        and (
+            not (variant.path / path.relative_to(project)).exists()
+            or (variant.path / path.relative_to(project)).read_bytes() != path.read_bytes()
+        )
+    )
+    assert 0 < len(touched) <= GUIDE_FILES_AT_MOST, touched
+    assert not [path for path in touched if "/kit/" in path], touched
+    blocks = "\n".join(body for kind, body in guide.guide(project) if kind == "python")
+    imported = set(re.findall(r"^from (\S+) import", blocks, flags=re.MULTILINE))
+    # From the kit, the one import (and rarer names from its sub-packages); never a
+    # module the reader must open to follow the guide.
+    assert "..kit" in imported, imported
+    section = (project / "README.md").read_text().split("## Add a resource", 1)[1]
+    prose = re.sub(r"```.*?```", "", section.split("\n## ", 1)[0], flags=re.DOTALL)
+    assert "kit/" not in prose, "the guide sends its reader into the kit"
