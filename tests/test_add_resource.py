@@ -31,6 +31,26 @@ RENDERS = [
 ]
 
 
+# The guide's resource tested as the service tests its routes (the guide leaves the test
+# to the team): a note, its answer, and an answer to a note that does not exist.
+NOTES_TEST = """from httpx import AsyncClient
+
+MISSING = {missing}
+
+
+async def test_a_note_and_its_answer(client: AsyncClient) -> None:
+    note = await client.post("/api/v1/notes", json={{"body": "first"}})
+    assert note.status_code == 201
+    answer = await client.post("/api/v1/notes", json={{"body": "re", "parent_id": note.json()["id"]}})
+    assert answer.status_code == 201
+    got = await client.get(f"/api/v1/notes/{{answer.json()['id']}}")
+    assert got.json()["parent_id"] == note.json()["id"]
+    orphan = await client.post("/api/v1/notes", json={{"body": "?", "parent_id": MISSING}})
+    assert orphan.status_code == 409
+"""
+MISSING = {"uuid": '"00000000-0000-7000-8000-000000000000"', "int": "4611686018427387904"}
+
+
 @pytest.mark.parametrize("name", RENDERS)
 def test_a_resource_added_as_the_readme_says_works(
     name: str,
@@ -43,6 +63,8 @@ def test_a_resource_added_as_the_readme_says_works(
     project = tmp_path / rendered.path.name
     shutil.copytree(rendered.path, project)  # the render is shared by the session's tests
     commands = follow(project, rendered.package)
+    missing = MISSING[rendered.answers["primary_key"]]
+    (project / "tests" / "api" / "test_notes.py").write_text(NOTES_TEST.format(missing=missing))
     assert any("alembic revision --autogenerate" in c for c in commands), commands
     database = rendered.answers["database"]
 

@@ -4,25 +4,20 @@ A service updates its kit by taking the template's files whole, and a reader lea
 kit, not one per answer: so no answer may change a byte of it. Backends differ at run
 time, options are idle code until configured (issue 24).
 
-Until every module is converted, `NOT_YET_SHARED` names the kit's files that still
-differ between variants; the test fails both when a file outside it differs and when a
-file in it no longer does (so the list only shrinks).
+Every kit file is shared: no variant may change, add or drop one.
 """
 
-import re
+import ast
 from collections.abc import Callable
 from pathlib import Path
 
 from .conftest import Rendered
 from .variants import VARIANTS
 
-# Kit files (relative to kit/) still rendered per answer; each goes as it is converted.
-NOT_YET_SHARED = frozenset(
-    {
-        "repository/soft_delete.py",
-        "repository/resource.py",
-    }
-)
+TEMPLATE_PACKAGE = Path(__file__).parents[1] / "template" / "src" / "{{package_name}}"
+# The names a newcomer needs to add a resource, at most (issue 24); the entity's base and
+# key come from the service's own entity.py.
+PUBLIC_NAMES_AT_MOST = 8
 
 
 def kit_files(rendered: Rendered) -> dict[str, bytes]:
@@ -42,14 +37,13 @@ def test_the_kit_is_the_same_in_every_variant(render: Callable[[str], Rendered])
         contents = {kit.get(name) for kit in kits.values()}
         if len(contents) > 1:  # absent from some variant (None) or different bytes
             differing.add(name)
-    assert differing - NOT_YET_SHARED == set(), "kit files that differ between variants"
-    assert NOT_YET_SHARED - differing == set(), "now shared: remove them from NOT_YET_SHARED"
+    assert differing == set(), "kit files that differ between variants"
 
 
 def test_the_kit_holds_no_jinja() -> None:
     """The kit's sources in the template are its files as rendered: no `.jinja` suffix,
-    no name that depends on an answer (but those not yet shared)."""
-    kit = Path(__file__).parents[1] / "template" / "src" / "{{package_name}}" / "kit"
+    no name that depends on an answer."""
+    kit = TEMPLATE_PACKAGE / "kit"
     templated = set()
     for path in kit.rglob("*"):
         if not path.is_file() or "__pycache__" in path.parts:
@@ -58,11 +52,41 @@ def test_the_kit_holds_no_jinja() -> None:
         # Copier renders only `.jinja` files; others, and names without tags, it copies.
         if relative.endswith(".jinja") or "{%" in relative or "{{" in relative:
             templated.add(relative)
-    plain = {_rendered_name(name) for name in templated}
-    assert plain - NOT_YET_SHARED == set(), "templated kit files outside NOT_YET_SHARED"
+    assert templated == set(), "templated kit files"
 
 
-def _rendered_name(relative: str) -> str:
-    """`db/{% if x %}uuid7.py{% endif %}` and `db/keys.py.jinja` as a render names them."""
-    name = re.sub(r"\{%[^%]*%\}", "", relative)
-    return name.removesuffix(".jinja")
+def test_the_kit_is_one_import_of_few_names() -> None:
+    """`from <pkg>.kit import ...` offers what adding a resource takes, and no more."""
+    source = (TEMPLATE_PACKAGE / "kit" / "__init__.py").read_text()
+    tree = ast.parse(source)
+    (exported,) = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and [getattr(t, "id", None) for t in node.targets] == ["__all__"]
+    ]
+    names = ast.literal_eval(exported)
+    imported = {
+        alias.asname or alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert set(names) == imported, "every name the kit imports at its top, and only those"
+    assert 0 < len(names) <= PUBLIC_NAMES_AT_MOST, names
+
+
+def test_the_example_domain_holds_no_jinja() -> None:
+    """The example domain's modules are the same code in every render: soft delete and the
+    key type come from entity.py, the cache is a class attribute of the service."""
+    domain = [
+        path
+        for package in ("projects", "tasks")
+        for path in (
+            TEMPLATE_PACKAGE / f"{{% if example_domain %}}{package}{{% endif %}}"
+        ).iterdir()
+    ]
+    assert domain
+    templated = [p.name for p in domain if p.name.endswith(".jinja") or "{{" in p.read_text()]
+    assert templated == []
+    assert not [p.name for p in domain if "{%" in p.read_text()]

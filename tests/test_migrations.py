@@ -8,6 +8,7 @@ import pytest
 from .conftest import Rendered
 from .harness.databases import scratch_database
 from .harness.run import run
+from .variants import VARIANTS
 
 pytestmark = pytest.mark.full
 
@@ -47,3 +48,43 @@ def test_alembic_cli_upgrade_check_downgrade(
                 assert linted.ok, linted.output + revision.read_text()
         finally:
             revision.unlink()
+
+
+# v0.3.0's head: databases that release migrated stand here.
+RELEASED_HEAD = "aa8e4e81280c"
+# One variant with the example domain (the revisions) per backend and way of deleting,
+# what the revisions after that head depend on.
+WITH_REVISIONS = sorted(
+    {
+        (answers.get("database", "postgresql"), answers.get("soft_delete", True)): name
+        for name, answers in reversed(VARIANTS.items())
+        if answers.get("example_domain", True)
+    }.values()
+)
+
+
+@pytest.mark.parametrize("name", WITH_REVISIONS)
+def test_a_database_of_the_last_release_upgrades_to_the_models(
+    name: str, render: Callable[[str], Rendered], venv_for: Callable[[Rendered], Path]
+) -> None:
+    """A database v0.3.0 migrated (its head) takes this release's revisions and then
+    matches the models, whatever the backend and the way of deleting: the example domain
+    is one code now, and the revisions after that head bring each database to it (the
+    listing indexes' names on MariaDB with soft delete, PostgreSQL's description default).
+    Down again to that head, and up."""
+    variant = render(name)
+    bin_dir = venv_for(variant)
+    with scratch_database(variant.answers["database"], f"released-{variant.name}") as url:
+
+        def alembic(*args: str) -> str:
+            outcome = run(bin_dir, variant.path, "alembic", *args, env={"DATABASE_URL": url})
+            assert outcome.ok, outcome.output
+            return outcome.output
+
+        alembic("upgrade", RELEASED_HEAD)
+        alembic("upgrade", "head")
+        assert "No new upgrade operations detected" in alembic("check")
+        alembic("downgrade", RELEASED_HEAD)
+        assert RELEASED_HEAD in alembic("current")
+        alembic("upgrade", "head")
+        assert "No new upgrade operations detected" in alembic("check")

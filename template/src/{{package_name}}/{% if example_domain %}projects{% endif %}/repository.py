@@ -1,6 +1,6 @@
 from typing import ClassVar
 
-from ..kit.repository.resource import Repository
+from ..kit import Repository
 from .models import Project
 
 

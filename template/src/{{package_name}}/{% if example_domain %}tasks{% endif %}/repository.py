@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from ..entity import Key
-from ..kit.repository.resource import Repository
+from ..kit import Repository
 from .models import Task
 
 # `first_of_each`'s statement, built on first use (it depends on the class alone).

@@ -22,6 +22,8 @@ def open_cache(settings: KitSettings) -> "Cache | None":
     start."""
     if settings.redis_url is None:
         return None
+    from .entries import listen
     from .store import Cache
 
+    listen()  # from now on, every unit of work drops the entries it made stale
     return Cache(settings)

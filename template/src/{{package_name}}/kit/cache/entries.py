@@ -5,18 +5,20 @@
         resource = "project"
         cached = Cached(ProjectRead)
 
-Its `read` (kit/repository/resource.py) then answers a get by id from Redis, as the schema's JSON
-serialized once. Keys are `<prefix>:<resource>:<schema hash>:<id>`: the hash is of the
+Its `read` (kit/repository/resource.py) then answers a get by id from Redis, as the
+schema's JSON serialized once; with no cache configured (REDIS_URL), from the database,
+serialized the same way. Keys are `<prefix>:<resource>:<schema hash>:<id>`: the hash is of the
 schema's JSON Schema, so a release that changes the response reads and writes keys of
 its own, and never meets what an older release stored, even mid-deploy.
 
-No service method has to remember the cache. Every flush of a `WriteSession` records
-the cached rows it changes or deletes; a deletion (soft or hard) also records the
-cached rows that cascade from the deleted one, since it hides or removes them; an
-UPDATE or DELETE statement on a cached table (`update_many`) records the rows its WHERE
-matches. Once the unit of work has sent its COMMIT (`kit/db/session.py`), those entries
-are dropped, before the response is sent; after a soft delete, with the rows under the
-deleted ones read again then (a row added beside the deletion is hidden by it too).
+No service method has to remember the cache. Once the process has opened its cache
+(`listen`), every flush of a `WriteSession` records the cached rows it changes or
+deletes; a deletion (soft or hard) also records the cached rows that cascade from the
+deleted one, since it hides or removes them; an UPDATE or DELETE statement on a cached
+table (`update_many`) records the rows its WHERE matches. Once the unit of work has
+sent its COMMIT (`kit/db/session.py`), those entries are dropped, before the response
+is sent; after a soft delete, with the rows under the deleted ones read again then (a
+row added beside the deletion is hidden by it too).
 """
 
 import asyncio
@@ -130,7 +132,7 @@ def _deletion_changed(obj: object) -> bool:
 
 def record_flush(session: Session, _context: Any, _instances: Any) -> None:
     """Before a flush: the cached rows it changes or deletes, and what cascades from them."""
-    if not _TABLES:
+    if not _TABLES or session.info.get(CACHE) is None:
         return
     stale = _stale(session)
     deleted: dict[Table, list[Any]] = {}
@@ -152,6 +154,8 @@ def record_statement(state: ORMExecuteState) -> None:
     """Before an UPDATE or DELETE statement: the cached rows its WHERE matches, and what
     cascades from them (read in the same transaction, just before it runs)."""
     if not (state.is_update or state.is_delete) or not _TABLES:
+        return
+    if state.session.info.get(CACHE) is None:
         return
     statement = state.statement
     table = getattr(statement, "table", None)
@@ -214,7 +218,15 @@ async def _hidden_since(session: WriteSession, hidden: dict[Table, set[Any]]) ->
     return keys
 
 
-# Registered on first import (kit/repository/resource.py imports this module).
-event.listen(WriteSession.sync_session_class, "before_flush", record_flush)
-event.listen(WriteSession.sync_session_class, "do_orm_execute", record_statement)
-AFTER_COMMIT.append(drop_stale)
+def listen() -> None:
+    """Have every write session record what it makes stale, and drop it after COMMIT.
+
+    Called when the process opens its cache (`open_cache`), once: a service without one
+    runs no hook on its flushes, statements and commits.
+    """
+    session_class = WriteSession.sync_session_class
+    if event.contains(session_class, "before_flush", record_flush):
+        return
+    event.listen(session_class, "before_flush", record_flush)
+    event.listen(session_class, "do_orm_execute", record_statement)
+    AFTER_COMMIT.append(drop_stale)

@@ -1,22 +1,18 @@
 from ..entity import Key
-{% if cache %}
+from ..kit import ReadSession
+from ..kit import Service
+from ..kit import WriteSession
+from ..kit import unit_of_work
 from ..kit.cache.entries import Cached
-{% endif %}
-from ..kit.db.session import ReadSession
-from ..kit.db.session import WriteSession
-from ..kit.db.session import unit_of_work
 from ..kit.errors import NotFound
 from ..kit.repository.pagination import CursorCodec
 from ..kit.repository.pagination import KeysetPage
 from ..kit.repository.pagination import Page
-from ..kit.repository.resource import Service
 from ..projects.repository import ProjectRepository
 from .models import Task
 from .repository import TaskRepository
 from .schemas import TaskCreate
-{% if cache %}
 from .schemas import TaskRead
-{% endif %}
 
 
 async def _require_project(session: ReadSession, project_id: Key) -> None:
@@ -27,9 +23,8 @@ async def _require_project(session: ReadSession, project_id: Key) -> None:
 class TaskService(Service[Task]):
     repository = TaskRepository
     resource = "task"
-    {% if cache %}
+    # `read` answers a get by id from the cache, once one is configured.
     cached = Cached(TaskRead)
-    {% endif %}
 
     @unit_of_work
     async def create(self, session: WriteSession, project_id: Key, data: TaskCreate) -> Task:

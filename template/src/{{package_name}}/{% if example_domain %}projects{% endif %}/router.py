@@ -9,17 +9,16 @@ from fastapi import status
 from fastapi.responses import StreamingResponse
 
 from ..entity import Key
-from ..kit.db.engine import DatabaseManager
-from ..kit.http.dependencies import ReadSessionDep
-from ..kit.http.dependencies import WriteSessionDep
+from ..kit import CursorPage
+from ..kit import OffsetPage
+from ..kit import ReadSession
+from ..kit import WriteSession
+from ..kit import error_responses
 from ..kit.http.pagination import ChildrenPerParent
 from ..kit.http.pagination import Cursor
-from ..kit.http.pagination import CursorPage
 from ..kit.http.pagination import Cursors
-from ..kit.http.pagination import OffsetPage
 from ..kit.http.pagination import PageNumber
 from ..kit.http.pagination import PageSize
-from ..kit.http.problems import error_responses
 from ..tasks.models import TaskStatus
 from ..tasks.schemas import TaskCreate
 from ..tasks.schemas import TaskRead
@@ -42,7 +41,7 @@ EXPORT_BATCH = 500
     summary="List projects, a page at a time",
 )
 async def list_projects(
-    session: ReadSessionDep,
+    session: ReadSession,
     size: PageSize,
     page: PageNumber = 1,
     sort: ProjectSort = "created_at",
@@ -56,7 +55,7 @@ async def list_projects(
     summary="List projects by cursor (stable under concurrent inserts)",
 )
 async def scroll_projects(
-    session: ReadSessionDep,
+    session: ReadSession,
     codec: Cursors,
     size: PageSize,
     cursor: Cursor = None,
@@ -71,20 +70,22 @@ async def scroll_projects(
     response_class=StreamingResponse,
     responses={200: {"content": {"application/x-ndjson": {}}}},
 )
-async def export_projects(request: Request) -> StreamingResponse:
-    db: DatabaseManager = request.app.state.db
-
+async def export_projects(session: ReadSession) -> StreamingResponse:
     async def lines() -> AsyncIterator[bytes]:
         after = None
-        while True:
-            # A short read per batch: a slow reader holds no connection between batches.
-            async with db.read_session() as session:
+        try:
+            while True:
                 batch = await projects.batch(session, after=after, size=EXPORT_BATCH)
-            for project in batch:
-                yield ProjectRead.model_validate(project).model_dump_json().encode() + b"\n"
-            if len(batch) < EXPORT_BATCH:
-                return
-            after = (batch[-1].created_at, batch[-1].id)
+                # A short read per batch: closed, the session holds no connection while
+                # a slow reader takes the batch; the next statement takes one again.
+                await session.close()
+                for project in batch:
+                    yield ProjectRead.model_validate(project).model_dump_json().encode() + b"\n"
+                if len(batch) < EXPORT_BATCH:
+                    return
+                after = (batch[-1].created_at, batch[-1].id)
+        finally:
+            await session.close()  # a reader that hung up mid-stream
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
@@ -95,7 +96,7 @@ async def export_projects(request: Request) -> StreamingResponse:
     summary="List projects with their first live tasks (the rest by `tasks_next`)",
 )
 async def list_projects_with_tasks(
-    session: ReadSessionDep,
+    session: ReadSession,
     codec: Cursors,
     size: PageSize,
     tasks: ChildrenPerParent,
@@ -111,7 +112,7 @@ async def list_projects_with_tasks(
     responses=error_responses(409),
 )
 async def create_project(
-    data: ProjectCreate, session: WriteSessionDep, request: Request, response: Response
+    data: ProjectCreate, session: WriteSession, request: Request, response: Response
 ) -> object:
     project = await projects.create(session, data)
     response.headers["Location"] = request.app.url_path_for("get_project", project_id=project.id)
@@ -119,12 +120,8 @@ async def create_project(
 
 
 @router.get("/{project_id:key}", response_model=ProjectRead, responses=error_responses(404))
-async def get_project(project_id: Key, session: ReadSessionDep) -> object:
-    {% if cache %}
+async def get_project(project_id: Key, session: ReadSession) -> object:
     return Response(await projects.read(session, project_id), media_type="application/json")
-    {% else %}
-    return await projects.get(session, project_id)
-    {% endif %}
 
 
 @router.patch(
@@ -133,7 +130,7 @@ async def get_project(project_id: Key, session: ReadSessionDep) -> object:
     responses=error_responses(404, 409),
     summary="Change a project; `version` must be the one last read (else 409)",
 )
-async def update_project(project_id: Key, data: ProjectUpdate, session: WriteSessionDep) -> object:
+async def update_project(project_id: Key, data: ProjectUpdate, session: WriteSession) -> object:
     values = data.model_dump(exclude_unset=True, exclude={"version"})
     return await projects.update(session, project_id, data.version, values)
 
@@ -142,25 +139,23 @@ async def update_project(project_id: Key, data: ProjectUpdate, session: WriteSes
     "/{project_id:key}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(404),
-    {% if soft_delete %}
-    summary="Soft-delete a project (restore brings it back)",
-    {% else %}
-    summary="Delete a project and its tasks",
-    {% endif %}
+    summary="Delete a project and its tasks (where deletion is soft, restore brings them back)",
 )
-async def delete_project(project_id: Key, session: WriteSessionDep) -> None:
+async def delete_project(project_id: Key, session: WriteSession) -> None:
     await projects.delete(session, project_id)
 
 
-{% if soft_delete %}
-@router.post(
-    "/{project_id:key}/restore", response_model=ProjectRead, responses=error_responses(404)
-)
-async def restore_project(project_id: Key, session: WriteSessionDep) -> object:
-    return await projects.restore(session, project_id)
+# A deleted project can come back where deletion is soft (entity.py's `Entity` has
+# SoftDelete), and its tasks with it.
+if projects.restorable:
+
+    @router.post(
+        "/{project_id:key}/restore", response_model=ProjectRead, responses=error_responses(404)
+    )
+    async def restore_project(project_id: Key, session: WriteSession) -> object:
+        return await projects.restore(session, project_id)
 
 
-{% endif %}
 @router.get(
     "/{project_id:key}/tasks",
     response_model=OffsetPage[TaskRead],
@@ -169,7 +164,7 @@ async def restore_project(project_id: Key, session: WriteSessionDep) -> object:
 )
 async def list_project_tasks(
     project_id: Key,
-    session: ReadSessionDep,
+    session: ReadSession,
     size: PageSize,
     status: Annotated[TaskStatus | None, Query(description="Only tasks in this status")] = None,
     page: PageNumber = 1,
@@ -188,7 +183,7 @@ async def list_project_tasks(
 )
 async def scroll_project_tasks(
     project_id: Key,
-    session: ReadSessionDep,
+    session: ReadSession,
     codec: Cursors,
     size: PageSize,
     status: Annotated[TaskStatus | None, Query(description="Only tasks in this status")] = None,
@@ -209,7 +204,7 @@ async def scroll_project_tasks(
 async def create_task(
     project_id: Key,
     data: TaskCreate,
-    session: WriteSessionDep,
+    session: WriteSession,
     request: Request,
     response: Response,
 ) -> object:

@@ -33,7 +33,7 @@ class Project(Entity):
     )
     description: Mapped[str] = mapped_column(
         Text,
-        default="",{{ '\n        server_default="",' if database == "postgresql" else "" }}
+        default="",
         comment="Free text about the project; empty if none.",
     )
 

@@ -1,13 +1,11 @@
 from fastapi import APIRouter
-{% if cache %}
 from fastapi import Response
-{% endif %}
 from fastapi import status
 
 from ..entity import Key
-from ..kit.http.dependencies import ReadSessionDep
-from ..kit.http.dependencies import WriteSessionDep
-from ..kit.http.problems import error_responses
+from ..kit import ReadSession
+from ..kit import WriteSession
+from ..kit import error_responses
 from .schemas import TaskRead
 from .schemas import TaskUpdate
 from .service import tasks
@@ -16,12 +14,8 @@ router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(42
 
 
 @router.get("/{task_id:key}", response_model=TaskRead, responses=error_responses(404))
-async def get_task(task_id: Key, session: ReadSessionDep) -> object:
-    {% if cache %}
+async def get_task(task_id: Key, session: ReadSession) -> object:
     return Response(await tasks.read(session, task_id), media_type="application/json")
-    {% else %}
-    return await tasks.get(session, task_id)
-    {% endif %}
 
 
 @router.patch(
@@ -30,7 +24,7 @@ async def get_task(task_id: Key, session: ReadSessionDep) -> object:
     responses=error_responses(404, 409),
     summary="Change a task; `version` must be the one last read (else 409)",
 )
-async def update_task(task_id: Key, data: TaskUpdate, session: WriteSessionDep) -> object:
+async def update_task(task_id: Key, data: TaskUpdate, session: WriteSession) -> object:
     values = data.model_dump(exclude_unset=True, exclude={"version"})
     return await tasks.update(session, task_id, data.version, values)
 
@@ -38,12 +32,13 @@ async def update_task(task_id: Key, data: TaskUpdate, session: WriteSessionDep) 
 @router.delete(
     "/{task_id:key}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404)
 )
-async def delete_task(task_id: Key, session: WriteSessionDep) -> None:
+async def delete_task(task_id: Key, session: WriteSession) -> None:
     await tasks.delete(session, task_id)
-{% if soft_delete %}
 
 
-@router.post("/{task_id:key}/restore", response_model=TaskRead, responses=error_responses(404))
-async def restore_task(task_id: Key, session: WriteSessionDep) -> object:
-    return await tasks.restore(session, task_id)
-{% endif %}
+# A deleted task can come back where deletion is soft (entity.py's `Entity` has SoftDelete).
+if tasks.restorable:
+
+    @router.post("/{task_id:key}/restore", response_model=TaskRead, responses=error_responses(404))
+    async def restore_task(task_id: Key, session: WriteSession) -> object:
+        return await tasks.restore(session, task_id)

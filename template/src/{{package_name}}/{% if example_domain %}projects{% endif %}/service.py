@@ -4,25 +4,21 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-{% if cache %}
+from ..kit import ReadSession
+from ..kit import Service
+from ..kit import WriteSession
+from ..kit import unit_of_work
 from ..kit.cache.entries import Cached
-{% endif %}
-from ..kit.db.session import ReadSession
-from ..kit.db.session import WriteSession
-from ..kit.db.session import unit_of_work
 from ..kit.repository.pagination import CursorCodec
 from ..kit.repository.pagination import KeysetPage
 from ..kit.repository.pagination import Page
-from ..kit.repository.resource import Service
 from ..tasks.models import Task
 from ..tasks.repository import TaskRepository
 from ..tasks.schemas import TaskCreate
 from .models import Project
 from .repository import ProjectRepository
 from .schemas import ProjectCreate
-{% if cache %}
 from .schemas import ProjectRead
-{% endif %}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +46,8 @@ def _with_tasks(project: Project, tasks: list[Task], total: int, codec: CursorCo
 class ProjectService(Service[Project]):
     repository = ProjectRepository
     resource = "project"
-    {% if cache %}
+    # `read` answers a get by id from the cache, once one is configured.
     cached = Cached(ProjectRead)
-    {% endif %}
 
     async def page(self, session: ReadSession, *, page: int, size: int, sort: str) -> Page[Project]:
         repo = ProjectRepository(session)
