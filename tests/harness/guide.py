@@ -29,7 +29,7 @@ def write_files(project: Path) -> list[Path]:
     for body in files:
         first, rest = body.split("\n", 1)
         path = project / first.removeprefix("# ")
-        if path.exists():
+        if path.name == "models.py" and path.parent.parent.name == "src":  # the registry
             add_to_registry(path, rest)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +102,8 @@ def add_to_registry(registry: Path, addition: str) -> None:
 def _import_order(line: str) -> tuple[str, bool, bool, str]:
     """`from module import Name` in ruff's order: by module, then CONSTANTS, Classes and
     the rest, each alphabetical."""
+    if line.startswith("import "):  # ruff puts `import x` before `from ...` in a section
+        return "", True, True, line
     module, _, name = line.removeprefix("from ").partition(" import ")
     return module, not name.isupper(), not name[0].isupper(), name.lower()
 

@@ -30,6 +30,7 @@ from prometheus_client import Histogram
 from prometheus_client import generate_latest
 from prometheus_client import multiprocess
 from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
@@ -112,7 +113,7 @@ def refresh() -> None:
         each()
 
 
-class _Refresh:
+class _Refresh(Collector):
     """The first collector of a scrape's registry: it sets the state gauges and yields
     nothing, so the collectors after it read them as they are now."""
 
