@@ -3,9 +3,9 @@ can take, written as a service's domain package writes one (models, repositories
 services, schemas, routes).
 
 A shape is a key type and a way of deleting: `uuid-soft`, `uuid-hard`, `int-soft` and
-`int-hard`. The kit decides at run time what a model's shape asks of it (its key's type,
-whether its rows are hidden or removed), so each backend's run covers every shape with
-tables of its own: `parent_uuid_soft` and `child_uuid_soft`, and so on.
+`int-hard`, as a service's `entity.py` chooses for its models. A render holds the code of
+every shape, so each backend's run covers them all, with tables of their own:
+`parent_uuid_soft` and `child_uuid_soft`, and so on.
 """
 
 import uuid
@@ -187,11 +187,11 @@ class ChildRepository(BaseRepository[Child]):
 
 
 class SoftParentRepository(SoftDeleteRepository[Parent], ParentRepository):
-    pass
+    """A soft shape's: the kit's `SoftDeleteRepository` sees live rows only."""
 
 
 class SoftChildRepository(SoftDeleteRepository[Child], ChildRepository):
-    pass
+    """... and hides the children of a deleted parent with it."""
 
 
 # -- schemas ------------------------------------------------------------------------
@@ -296,9 +296,10 @@ class Shape:
         return uuid.uuid4() if self.uuid_keys else 2**62 + uuid.uuid4().int % 2**40
 
 
-def _shape(
-    name: ShapeName, parent: type[Parent], child: type[Child], key: Any, soft: bool
-) -> Shape:
+def _shape(name: ShapeName, parent: type[Parent], child: type[Child]) -> Shape:
+    """The shape of `parent` and `child`, read from the mixins they hold."""
+    soft = issubclass(parent, SoftDelete)
+    key = uuid.UUID if issubclass(parent, UUIDKey) else IntKeyValue
     parents = SoftParentRepository if soft else ParentRepository
     children = SoftChildRepository if soft else ChildRepository
     parent_read = cast(type[BaseModel], (SoftParentRead if soft else ParentRead)[key])
@@ -334,10 +335,10 @@ def _shape(
 SHAPES: dict[ShapeName, Shape] = {
     shape.name: shape
     for shape in (
-        _shape("uuid-soft", UUIDSoftParent, UUIDSoftChild, uuid.UUID, soft=True),
-        _shape("uuid-hard", UUIDHardParent, UUIDHardChild, uuid.UUID, soft=False),
-        _shape("int-soft", IntSoftParent, IntSoftChild, IntKeyValue, soft=True),
-        _shape("int-hard", IntHardParent, IntHardChild, IntKeyValue, soft=False),
+        _shape("uuid-soft", UUIDSoftParent, UUIDSoftChild),
+        _shape("uuid-hard", UUIDHardParent, UUIDHardChild),
+        _shape("int-soft", IntSoftParent, IntSoftChild),
+        _shape("int-hard", IntHardParent, IntHardChild),
     )
 }
 # The shape a test uses when the shape does not matter to what it tests.

@@ -116,18 +116,6 @@ async def _client_for(
     return AsyncClient(transport=ASGITransport(app=service_app(settings)), base_url="http://t")
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-    def count(self, text: str) -> int:
-        return sum(text in message for message in self.messages)
-
-
 async def _ready_within(client: AsyncClient, seconds: float) -> bool:
     deadline = asyncio.get_running_loop().time() + seconds
     while (await client.get("/health/ready")).status_code != 200:
