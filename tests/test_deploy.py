@@ -159,7 +159,7 @@ def test_probes_ask_for_routes_the_app_serves(deployed: Rendered) -> None:
     match = re.search(r'APIRouter\(prefix="([^"]*)"', health)
     assert match is not None
     served = {match[1] + path for path in re.findall(r'@router\.get\(\s*"([^"]*)"', health)}
-    assert "app.include_router(health.router)\n" in (package / "main.py").read_text()
+    assert "app.include_router(health.router)\n" in (package / "kit" / "app.py").read_text()
     (api,) = containers(built(deployed, "Deployment"))
     probes = {
         kind: api[f"{kind}Probe"]["httpGet"]["path"]

@@ -1,16 +1,19 @@
 """Full tier: a rendered service under uvicorn with two workers, as it is deployed.
 
 Its /metrics adds up both workers' figures (prometheus-client's multiprocess mode,
-PROMETHEUS_MULTIPROC_DIR), whichever worker answers the scrape; with LOG_FORMAT=json
-every line the workers write is one JSON object.
+PROMETHEUS_MULTIPROC_DIR), whichever worker answers the scrape, its pools' state
+included; with LOG_FORMAT=json every line the workers write is one JSON object.
 """
 
 import json
 import re
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from .conftest import Rendered
@@ -132,3 +135,81 @@ def test_a_metrics_port_of_its_own_serves_both_workers(
             after = live_requests_counted(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
     assert after - before == sum(served.values()), (before, served, after)
     assert log.read_text().count("is served by another worker") == 1
+
+
+def pool_gauge(body: str, name: str, pool: str) -> float:
+    """A pool gauge's sample, in Prometheus' text format (0 if absent)."""
+    found = re.search(rf'^{name}\{{pool="{pool}"\}} (\S+)$', body, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def pools_seen_by_each_worker(base: str) -> dict[str, dict[str, float]]:
+    """The read pools' gauges, as a scrape answered by each of the two workers shows them."""
+    seen: dict[str, dict[str, float]] = {}
+    names = ("size", "checked_out", "idle", "overflow", "waiting")
+    for _ in range(200):  # a new connection each time: the kernel picks the worker
+        response = httpx.get(f"{base}/metrics", timeout=5)
+        assert response.status_code == 200
+        body = response.text
+        seen[worker_of(response)] = {n: pool_gauge(body, f"db_pool_{n}", "read") for n in names}
+        seen[worker_of(response)]["write_size"] = pool_gauge(body, "db_pool_size", "write")
+        if len(seen) == 2:
+            return seen
+    raise AssertionError(f"only {len(seen)} worker answered 200 scrapes")
+
+
+# Reads held in the database at once, spread over the two workers by the kernel.
+HELD = 8
+# Longer than a worker takes to write its pools' state for the others' scrapes
+# (REFRESH_SECONDS in kit/observability/metrics.py).
+REFRESHED = 1.5
+
+
+def test_every_scrape_shows_both_workers_pools_as_they_are(
+    render: Callable[[str], Rendered], venv_for: Callable[[Rendered], Path], tmp_path: Path
+) -> None:
+    """Connections in use in both workers at once (reads waiting on a table lock), then
+    none: each scrape, whichever worker answers, shows both workers' pools as they are
+    then. The gauges are read from the pools, and a worker cannot read another's: each
+    writes its own for the others' scrapes. Were that left to each worker's own scrapes,
+    the first scrape of each phase would add a fresh figure to a stale one (missed only
+    when one worker holds every read and answers first both times)."""
+    rendered = render("default")
+    bin_dir = venv_for(rendered)
+    figures = tmp_path / "prometheus"
+    figures.mkdir()
+    with scratch_database("postgresql", "pool_gauges") as url:
+        env = {
+            "DATABASE_URL": url,
+            "PROMETHEUS_MULTIPROC_DIR": str(figures),
+            "WEB_CONCURRENCY": "2",
+            "DB_POOL_SIZE": str(HELD),  # a worker that gets every held read has room
+            "DB_WRITE_POOL_SIZE": "1",
+        }
+        migrated = run(bin_dir, rendered.path, "alembic", "upgrade", "head", env=env)
+        assert migrated.ok, migrated.output
+        with (
+            uvicorn(bin_dir, rendered.path, rendered.package, env, timeout=120, workers=2) as base,
+            ThreadPoolExecutor(HELD) as pool,
+        ):
+            idle = pools_seen_by_each_worker(base)
+            with psycopg.connect(url.replace("+asyncpg", "")) as lock:
+                lock.execute("LOCK TABLE project IN ACCESS EXCLUSIVE MODE")
+                reads = [
+                    pool.submit(httpx.get, f"{base}/api/v1/projects", timeout=30)
+                    for _ in range(HELD)
+                ]
+                time.sleep(REFRESHED)
+                holding = pools_seen_by_each_worker(base)
+                lock.rollback()
+            served = [worker_of(read.result()) for read in reads]
+            time.sleep(REFRESHED)
+            after = pools_seen_by_each_worker(base)
+    both = {"size": 2 * HELD, "write_size": 2, "overflow": 0, "waiting": 0}
+    for worker, seen in (idle | holding | after).items():
+        assert {k: seen[k] for k in both} == both, (worker, seen)
+    assert [seen["checked_out"] for seen in idle.values()] == [0, 0], idle
+    assert [seen["checked_out"] for seen in holding.values()] == [HELD, HELD], (holding, served)
+    assert [seen["checked_out"] for seen in after.values()] == [0, 0], after
+    # Each read's connection went back to its worker's pool, where it stays open.
+    assert [seen["idle"] for seen in after.values()] == [HELD, HELD], after

@@ -143,7 +143,10 @@ async def main():
                 answer = {{
                     "status": response.status_code,
                     "headers": dict(response.headers),
-                    "body": response.json() if response.content else None,
+                    "body": (
+                        response.json() if "json" in response.headers.get("content-type", "")
+                        else response.text or None
+                    ),
                     "statements": {{k: counts[k] - before[k] for k in counts}},
                 }}
                 print(json.dumps(answer), flush=True)
@@ -321,6 +324,14 @@ def test_reads_go_to_the_replica_and_see_their_own_writes(
 
         malformed = call("GET", location, token="not-a-position")
         assert malformed["status"] == 422, malformed
+
+        # The replica's pool in the figures, read from it at the scrape: the connections
+        # its reads used are open in it, unused.
+        scraped = call("GET", "/metrics")["body"]
+        assert 'db_pool_size{pool="replica"} 10.0' in scraped.splitlines(), scraped
+        assert 'db_pool_checked_out{pool="replica"} 0.0' in scraped.splitlines(), scraped
+        assert 'db_pool_idle{pool="replica"} 0.0' not in scraped.splitlines(), scraped
+        assert 'db_pool_idle{pool="replica"}' in scraped, scraped
 
         # The replica stops mid-run: no request fails, the primary serves the reads.
         replica.stop()

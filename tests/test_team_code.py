@@ -9,7 +9,8 @@ duplicate is a 409 whose default message names the constraint's column.
 
 The template's own rules for its example domain (every constraint says what broke, and
 is named by the convention) are checked here, on the render as made, not in the suite a
-team inherits.
+team inherits. And a team's own middleware and start-up step, added where `main.py`'s
+docstring says, run where it says.
 """
 
 import json
@@ -165,6 +166,99 @@ def test_the_rendered_suite_passes_with_the_teams_own_model_and_routes(
     assert suite.ok, "\n".join([suite.output[-4000:], *failures])
     assert "PASSED tests/api/test_labels.py::" in suite.output, suite.output[-3000:]
     assert counts.failed == counts.errors == counts.skipped == 0
+
+
+# A middleware and a start-up and shutdown step of the team's own, in `main.py` as its
+# docstring says: the step passed to `build_app(lifespan=...)`, the middleware added to
+# the app before `return app`.
+TEAM_APP = """\
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+@asynccontextmanager
+async def team_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    app.state.team_steps = []
+    async with app.state.db.engine.connect() as connection:  # the kit's database is open
+        await connection.execute(text("SELECT 1"))
+    app.state.team_steps.append("started")
+    yield
+    async with app.state.db.engine.connect() as connection:  # and still open here
+        await connection.execute(text("SELECT 1"))
+    app.state.team_steps.append("stopped")
+
+
+class TeamHeader:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_marked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                # Outside the kit's middleware: the request id is already on the response.
+                names = {name for name, _ in message["headers"]}
+                seen = b"yes" if b"x-request-id" in names else b"no"
+                message["headers"] = [*message["headers"], (b"x-team-saw-request-id", seen)]
+            await send(message)
+
+        await self.app(scope, receive, send_marked)
+"""
+TEAM_APP_TEST = """\
+from httpx import ASGITransport, AsyncClient
+
+from {package}.main import create_app
+from {package}.settings import Settings
+
+
+async def test_the_teams_middleware_and_start_up_step(settings: Settings) -> None:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        assert app.state.team_steps == ["started"]
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.get("/health/live")
+    assert app.state.team_steps == ["started", "stopped"]
+    assert response.headers["x-team-saw-request-id"] == "yes"
+"""
+
+
+def test_a_team_adds_its_middleware_and_start_up_step_where_main_py_says(
+    render: Callable[[str], Rendered], venv_for: Callable[[Rendered], Path], tmp_path: Path
+) -> None:
+    rendered = render("sqlite-int-hard-delete")
+    bin_dir = venv_for(rendered)
+    project = tmp_path / rendered.path.name
+    shutil.copytree(rendered.path, project)  # the render is shared by the session's tests
+    package = project / "src" / rendered.package
+    (package / "team_app.py").write_text(TEAM_APP)
+    main = package / "main.py"
+    text = main.read_text()
+    assert "lifespan=" in text and "app.add_middleware(" in text  # the docstring's advice
+    for old, new in (
+        (
+            "from .kit.app import build_app\n",
+            "from .kit.app import build_app\nfrom .team_app import TeamHeader, team_lifespan\n",
+        ),
+        (
+            '        version="0.1.0",\n',
+            '        version="0.1.0",\n        lifespan=team_lifespan,\n',
+        ),
+        ("    return app\n", "    app.add_middleware(TeamHeader)\n    return app\n"),
+    ):
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    main.write_text(text)
+    test = project / "tests" / "test_team_app.py"
+    test.write_text(TEAM_APP_TEST.format(package=rendered.package))
+    suite, counts = service_suite(
+        bin_dir, project, admin_url("sqlite", tmp_path), "tests/test_team_app.py"
+    )
+    assert suite.ok, suite.output[-4000:]
+    assert counts.passed == 1, suite.output[-3000:]
 
 
 # The example domain's constraints, those that declare a message, and every name.

@@ -5,6 +5,7 @@ mid-flight, and a schema judged by the line of history it is on."""
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import logging
@@ -55,6 +56,14 @@ async def test_ready_checks_no_cache_when_none_is_configured(settings: Settings)
             response = await client.get("/health/ready")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "checks": {"database": "ok", "schema": "ok"}}
+
+
+async def test_start_up_puts_what_it_built_out_of_the_collectors_reach(settings: Settings) -> None:
+    app = service_app(settings)
+    assert any(tracked is app for tracked in gc.get_objects())
+    async with app.router.lifespan_context(app):
+        assert not any(tracked is app for tracked in gc.get_objects())
+        assert gc.get_freeze_count() > 0
 
 
 async def test_a_flood_of_probes_costs_one_check_per_period(settings: Settings) -> None:

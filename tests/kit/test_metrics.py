@@ -154,6 +154,47 @@ async def test_a_held_connection_shows_in_the_pool_gauges(
     assert holding("db_pool_size", pool="read") >= settings.db_pool_size
 
 
+GAUGES = ("db_pool_size", "db_pool_checked_out", "db_pool_idle", "db_pool_overflow")
+
+
+async def test_the_pool_gauges_are_each_pools_state_when_scraped(
+    metered: tuple[FastAPI, AsyncClient], settings: Settings
+) -> None:
+    """A second app's read pool (2 connections, 1 more on overflow) seen by the first's
+    scrapes: in use, idle and overflow as they are at each scrape, and gone with its app."""
+    _, http = metered
+    small = settings.model_copy(update={"db_pool_size": 2, "db_max_overflow": 1})
+
+    before = await scrape(http)
+
+    def read_pool(scraped: Scrape) -> dict[str, float]:
+        """The read pools' gauges, less what they were before the second app started."""
+        return {name: scraped(name, pool="read") - before(name, pool="read") for name in GAUGES}
+
+    async with running(small) as (other, _):
+        db = other.state.db
+        async with db.read_session() as one, db.read_session() as two, db.read_session() as three:
+            for session in (one, two, three):
+                await session.execute(text("SELECT 1"))
+            holding = read_pool(await scrape(http))
+        returned = read_pool(await scrape(http))
+    stopped = read_pool(await scrape(http))
+    assert holding == {
+        "db_pool_size": 2,
+        "db_pool_checked_out": 3,
+        "db_pool_idle": 0,
+        "db_pool_overflow": 1,
+    }
+    # The connection beyond the pool's size is closed as it comes back.
+    assert returned == {
+        "db_pool_size": 2,
+        "db_pool_checked_out": 0,
+        "db_pool_idle": 2,
+        "db_pool_overflow": 0,
+    }
+    assert stopped == dict.fromkeys(GAUGES, 0)
+
+
 async def test_a_caller_waiting_for_a_connection_is_counted_and_timed(settings: Settings) -> None:
     one = settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
     async with running(one) as (app, http):

@@ -35,6 +35,8 @@ from .dialect import pooler_limit
 from .dialect import prepare
 from .metrics import MeteredPool
 from .metrics import PoolCounters
+from .metrics import report_pool
+from .metrics import stop_reporting
 from .metrics import time_statements
 from .metrics import watch_pool
 from .session import RETRY_ATTEMPTS
@@ -207,6 +209,8 @@ class DatabaseManager:
                     delay,
                 )
                 await asyncio.sleep(delay)
+        for each in (engine, read_engine, self._probe_engine):
+            report_pool(each.sync_engine)  # in the pool gauges from now on
 
     async def _first_contact(self) -> None:
         """On the server itself (past any pooler) and before any pooled connection opens:
@@ -306,6 +310,7 @@ class DatabaseManager:
     async def disconnect(self) -> None:
         for engine in (self._engine, self._read_engine, self._probe_engine):
             if engine is not None:
+                stop_reporting(engine.sync_engine)
                 await engine.dispose()
         self._engine = self._read_engine = self._probe_engine = None
         self._writes = self._reads = None

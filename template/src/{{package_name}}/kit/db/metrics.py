@@ -1,10 +1,11 @@
-"""Engine event listeners: pool counters and gauges, statement times, the slow-query log.
+"""The pools' figures, statement times and the slow-query log.
 
-They hook the synchronous engine under the async one, which is where SQLAlchemy
-emits pool and cursor events. The counters are plain integers read by
-`DatabaseManager.pool_status()`; the gauges and histograms are the Prometheus ones
-of `kit/observability/metrics.py`, their labelled series bound once here so an event pays only
-the observation.
+The pools' state (size, connections in use, idle, overflow, callers waiting) is read from
+the pools when /metrics is scraped (`refresh_at_scrape`): a checkout and a checkin pay
+nothing for it. What has to be counted as it happens is: connections opened and
+invalidated (plain integers in `PoolCounters`, read by `DatabaseManager.pool_status()`),
+checkouts and the time each waited (`MeteredPool`), and statement times (listeners on
+the synchronous engine under the async one, where SQLAlchemy emits cursor events).
 """
 
 import logging
@@ -20,11 +21,13 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.pool import PoolProxiedConnection
 
 from ..observability.metrics import POOL_CHECKED_OUT
+from ..observability.metrics import POOL_IDLE
 from ..observability.metrics import POOL_OVERFLOW
 from ..observability.metrics import POOL_SIZE
 from ..observability.metrics import POOL_WAIT_SECONDS
 from ..observability.metrics import POOL_WAITING
 from ..observability.metrics import STATEMENT_SECONDS
+from ..observability.metrics import refresh_at_scrape
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,6 @@ log = logging.getLogger(__name__)
 class PoolCounters:
     connects: int = 0
     checkouts: int = 0
-    checkins: int = 0
     invalidations: int = 0
     checkout_timeouts: int = 0
 
@@ -42,80 +44,101 @@ class PoolCounters:
 
 
 class MeteredPool(AsyncAdaptedQueuePool):
-    """The async engines' usual pool, also counting who waits for a connection and how
-    long. SQLAlchemy has no event before a checkout, so the pool's public `connect()`
-    is timed; the wait includes opening a new connection when the pool makes one."""
+    """The async engines' usual pool, also counting checkouts and who waits for a
+    connection, and timing the wait. SQLAlchemy has no event before a checkout, so the
+    pool's public `connect()` is timed; the wait includes opening a new connection when
+    the pool makes one."""
 
     # SQLAlchemy's own logger name, so its pool messages stay where its settings put them.
     _sqla_logger_namespace = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.name("unnamed")
+        self.waiting = 0  # callers inside `connect()` right now
+        self.name("unnamed", PoolCounters())
 
-    def name(self, label: str) -> None:
-        """Report under `label` (`watch_pool` names each engine's pool)."""
-        self.label = label
-        self._waiting = POOL_WAITING.labels(label)
+    def name(self, label: str, counters: PoolCounters) -> None:
+        """Report under `label`, counting into `counters` (`watch_pool` names each pool)."""
+        self.label, self.counters = label, counters
         self._wait = POOL_WAIT_SECONDS.labels(label)
 
     def connect(self) -> PoolProxiedConnection:
-        self._waiting.inc()
+        self.waiting += 1
         started = time.perf_counter()
         try:
-            return super().connect()
+            connection = super().connect()
         finally:
             self._wait.observe(time.perf_counter() - started)
-            self._waiting.dec()
+            self.waiting -= 1
+        self.counters.checkouts += 1
+        return connection
 
     def recreate(self) -> "MeteredPool":
         """The pool `engine.dispose()` puts in this one's place, under the same label."""
         pool = cast(MeteredPool, super().recreate())
-        pool.name(self.label)
+        pool.name(self.label, self.counters)
         return pool
 
 
 def watch_pool(engine: Engine, counters: PoolCounters, *, pool: str) -> None:
-    """Count `engine`'s pool events into `counters` and its gauges under the label `pool`.
-
-    Gauges go up and down rather than being set, so engines that share a label (the
-    replicas) add up. Connections in use: checkout up, checkin down (both fire once
-    per use, a connection invalidated in use included); overflow: those of them
-    beyond the pool size.
-    """
+    """Name `engine`'s pool `pool` and count its checkouts, new connections and
+    invalidations into `counters`; its state is reported once `report_pool` is called."""
     if isinstance(engine.pool, MeteredPool):
-        engine.pool.name(pool)
-    size = int(getattr(engine.pool, "size", lambda: 0)())
-    POOL_SIZE.labels(pool).inc(size)
-    checked_out, overflow = POOL_CHECKED_OUT.labels(pool), POOL_OVERFLOW.labels(pool)
-    in_use = 0
+        engine.pool.name(pool, counters)
 
     def on_connect(*_: Any) -> None:
         counters.connects += 1
-
-    def on_checkout(*_: Any) -> None:
-        nonlocal in_use
-        counters.checkouts += 1
-        in_use += 1
-        checked_out.inc()
-        if in_use > size:
-            overflow.inc()
-
-    def on_checkin(*_: Any) -> None:
-        nonlocal in_use
-        counters.checkins += 1
-        if in_use > size:
-            overflow.dec()
-        in_use -= 1
-        checked_out.dec()
 
     def on_invalidate(*_: Any) -> None:
         counters.invalidations += 1
 
     event.listen(engine, "connect", on_connect)
-    event.listen(engine, "checkout", on_checkout)
-    event.listen(engine, "checkin", on_checkin)
     event.listen(engine, "invalidate", on_invalidate)
+
+
+# The engines whose pools a scrape reports: a database adds its engines once connected
+# and removes them as it disconnects.
+_REPORTED: set[Engine] = set()
+# Every label reported so far: one whose pools are all gone is reported as 0.
+_LABELS: set[str] = set()
+
+
+def report_pool(engine: Engine) -> None:
+    _REPORTED.add(engine)
+
+
+def stop_reporting(engine: Engine) -> None:
+    _REPORTED.discard(engine)
+
+
+def _read_pools() -> None:
+    """Set the pool gauges from the pools as they are now, adding up the pools that share
+    a label (the replicas). Runs at each scrape, in the app's thread or, with
+    METRICS_PORT, in the metrics server's: it only reads the pools' counts."""
+    figures = {label: [0, 0, 0, 0, 0] for label in _LABELS}
+    for engine in _REPORTED.copy():  # a copy: another thread may disconnect meanwhile
+        pool = engine.pool
+        if not isinstance(pool, MeteredPool):
+            continue
+        state = (
+            pool.size(),
+            pool.checkedout(),
+            pool.checkedin(),
+            max(pool.overflow(), 0),  # negative while fewer than `size` are open
+            pool.waiting,
+        )
+        summed = figures.setdefault(pool.label, [0, 0, 0, 0, 0])
+        summed[:] = [a + b for a, b in zip(summed, state, strict=True)]
+    for label, (size, checked_out, idle, overflow, waiting) in figures.items():
+        POOL_SIZE.labels(label).set(size)
+        POOL_CHECKED_OUT.labels(label).set(checked_out)
+        POOL_IDLE.labels(label).set(idle)
+        POOL_OVERFLOW.labels(label).set(overflow)
+        POOL_WAITING.labels(label).set(waiting)
+    _LABELS.update(figures)
+
+
+refresh_at_scrape(_read_pools)
 
 
 def time_statements(engine: Engine, *, pool: str, slow_ms: int) -> None:

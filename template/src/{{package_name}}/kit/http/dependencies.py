@@ -3,7 +3,7 @@
 A route that reads takes `ReadSessionDep`; one that writes takes `WriteSessionDep` and
 hands it to a service's `@unit_of_work` method. Either session is opened for the
 request and closed when the route is done, before the response starts
-(`CloseSessionsMiddleware`, which `create_app` installs). Nothing commits here: every
+(`CloseSessionsMiddleware`, which `kit/app.py` installs). Nothing commits here: every
 write has committed in its unit of work by then. Tests swap them with
 `app.dependency_overrides[read_session]` (and `[write_session]`), as for any FastAPI
 dependency.
@@ -82,7 +82,7 @@ _to_close: ContextVar[list[Close] | None] = ContextVar("sessions_to_close", defa
 def _close_before_response(close: Close) -> None:
     pending = _to_close.get()
     if pending is None:
-        raise RuntimeError("request sessions need CloseSessionsMiddleware (create_app adds it)")
+        raise RuntimeError("request sessions need CloseSessionsMiddleware (kit/app.py adds it)")
     pending.append(close)
 
 

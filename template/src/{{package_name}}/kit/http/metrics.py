@@ -6,10 +6,12 @@ is `unmatched`. A request pays a clock read, a gauge up and down and one histogr
 observation: a few microseconds.
 """
 
+import asyncio
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextlib import suppress
 from time import perf_counter
 from wsgiref.simple_server import WSGIServer
 
@@ -25,9 +27,11 @@ from starlette.types import Scope
 from starlette.types import Send
 
 from ..observability.metrics import IN_FLIGHT
+from ..observability.metrics import MULTIPROCESS_DIR
 from ..observability.metrics import REQUEST_SECONDS
 from ..observability.metrics import exposition
 from ..observability.metrics import forget_this_process
+from ..observability.metrics import keep_refreshing
 from ..observability.metrics import registry
 from ..settings import Settings
 
@@ -95,16 +99,24 @@ def install_metrics(app: FastAPI, settings: Settings) -> None:
         app.add_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
 
 
-@contextmanager
-def serving_metrics(settings: Settings) -> Iterator[None]:
-    """For the app's lifespan: serve METRICS_PORT if set; at the end, in multiprocess
-    mode, drop this worker's gauges."""
+@asynccontextmanager
+async def serving_metrics(settings: Settings) -> AsyncIterator[None]:
+    """For the app's lifespan: serve METRICS_PORT if set; in multiprocess mode, keep this
+    worker's state gauges fresh for the other workers' scrapes and, at the end, drop its
+    gauges."""
     server: tuple[WSGIServer, threading.Thread] | None = None
+    refreshing: asyncio.Task[None] | None = None
+    if settings.metrics_enabled and MULTIPROCESS_DIR is not None:
+        refreshing = asyncio.create_task(keep_refreshing())
     if settings.metrics_enabled and settings.metrics_port is not None:
         server = _listen(settings.metrics_port)
     try:
         yield
     finally:
+        if refreshing is not None:
+            refreshing.cancel()
+            with suppress(asyncio.CancelledError):
+                await refreshing
         if server is not None:
             server[0].shutdown()
             server[0].server_close()

@@ -6,9 +6,20 @@ from prometheus-client's default registry. With several (`uvicorn --workers`), s
 each then writes its figures to files there (prometheus-client's multiprocess mode,
 chosen when the library is imported) and a scrape of any worker adds up all of them.
 Gauges of a worker that stopped are dropped at its shutdown (`forget_this_process`).
+
+Some gauges are a state rather than a count of events: the connection pools'. Nothing
+touches them while the service works; a scrape first runs the refreshes registered with
+`refresh_at_scrape`, which read the state and set them. A worker cannot read another's
+state, so under several workers each also refreshes its own every `REFRESH_SECONDS`
+(`keep_refreshing`, in the app's lifespan): a scrape sees the other workers' figures at
+most that old.
 """
 
+import asyncio
 import os
+from collections.abc import Callable
+from collections.abc import Iterable
+from functools import cache
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client import REGISTRY
@@ -18,6 +29,7 @@ from prometheus_client import Gauge
 from prometheus_client import Histogram
 from prometheus_client import generate_latest
 from prometheus_client import multiprocess
+from prometheus_client.metrics_core import Metric
 
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
@@ -36,12 +48,19 @@ PROBLEMS = Counter(
     ["type", "status"],
 )
 
-# Connection pools, by pool: `write`, `read`, `probe` (readiness), `replica`.
+# Connection pools, by pool: `write`, `read`, `probe` (readiness), `replica`. The gauges
+# are read from the pools at each scrape (`kit/db/metrics.py`).
 POOL_SIZE = Gauge(
     "db_pool_size", "Connections a pool keeps open", ["pool"], multiprocess_mode="livesum"
 )
 POOL_CHECKED_OUT = Gauge(
     "db_pool_checked_out", "Connections in use", ["pool"], multiprocess_mode="livesum"
+)
+POOL_IDLE = Gauge(
+    "db_pool_idle",
+    "Connections open in a pool, waiting to be used",
+    ["pool"],
+    multiprocess_mode="livesum",
 )
 POOL_OVERFLOW = Gauge(
     "db_pool_overflow",
@@ -77,14 +96,52 @@ RETRIES = Counter(
 )
 
 
+# Under several workers: how often each sets its state gauges for the others' scrapes.
+REFRESH_SECONDS = 1.0
+
+_refreshes: list[Callable[[], None]] = []
+
+
+def refresh_at_scrape(refresh: Callable[[], None]) -> None:
+    """Run `refresh` (which sets state gauges) before every scrape reads the figures."""
+    _refreshes.append(refresh)
+
+
+def refresh() -> None:
+    for each in _refreshes:
+        each()
+
+
+class _Refresh:
+    """The first collector of a scrape's registry: it sets the state gauges and yields
+    nothing, so the collectors after it read them as they are now."""
+
+    def collect(self) -> Iterable[Metric]:
+        refresh()
+        return ()
+
+
+@cache
 def registry() -> CollectorRegistry:
-    """What a scrape reads: this process's figures, or every worker's in multiprocess mode."""
+    """What a scrape reads: this process's figures, or every worker's in multiprocess
+    mode, with the state gauges refreshed first (a registry collects in the order its
+    collectors were registered)."""
+    scraped = CollectorRegistry()
+    scraped.register(_Refresh())
     if MULTIPROCESS_DIR is None:
-        return REGISTRY
-    combined = CollectorRegistry()
-    # Reads the workers' files at each scrape (prometheus-client leaves it unannotated).
-    multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
-    return combined
+        scraped.register(REGISTRY)
+    else:
+        # Reads the workers' files at each scrape (prometheus-client leaves it unannotated).
+        multiprocess.MultiProcessCollector(scraped)  # type: ignore[no-untyped-call]
+    return scraped
+
+
+async def keep_refreshing() -> None:
+    """Set this worker's state gauges every `REFRESH_SECONDS` until cancelled: under
+    several workers, for the scrapes the others answer."""
+    while True:
+        refresh()
+        await asyncio.sleep(REFRESH_SECONDS)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -49,6 +49,8 @@ from sqlalchemy.orm import Session
 from ..db.dialect import is_retryable
 from ..db.engine import DatabaseManager
 from ..db.engine import build_engine
+from ..db.metrics import report_pool
+from ..db.metrics import stop_reporting
 from ..db.metrics import time_statements
 from ..db.metrics import watch_pool
 from ..db.session import ReadSession
@@ -130,6 +132,7 @@ class ReplicatedDatabase(DatabaseManager):
                 pool_size=s.db_replica_pool_size,
             )
             watch_pool(engine.sync_engine, self.counters, pool="replica")
+            report_pool(engine.sync_engine)
             time_statements(engine.sync_engine, pool="replica", slow_ms=s.db_slow_query_ms)
             replica = Replica(f"{url.host}:{url.port or 5432}", engine)
             replica.sessions = async_sessionmaker(
@@ -146,6 +149,7 @@ class ReplicatedDatabase(DatabaseManager):
         for replica in self.replicas:
             if replica.check is not None:
                 replica.check.cancel()
+            stop_reporting(replica.engine.sync_engine)
             await replica.engine.dispose()
         self.replicas = []
         await super().disconnect()
