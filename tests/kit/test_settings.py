@@ -21,6 +21,22 @@ from .databases import BACKEND, BACKENDS, FOREIGN_URL
 
 # DATABASE_URL as a deployment of each backend may spell it, with a password.
 PLAIN_URLS = {name: backend.plain_url for name, backend in BACKENDS.items()}
+# Settings of the deployment the suite runs in (tests/test_deployment.py runs it behind
+# PgBouncer), which a URL of another backend must not inherit.
+DEPLOYMENT = (
+    "DB_BEHIND_PGBOUNCER",
+    "DATABASE_DIRECT_URL",
+    "DB_PGBOUNCER_MAX_CLIENT_CONN",
+    "DB_REPLICA_URLS",
+    "MIGRATE_ON_STARTUP",
+)
+
+
+@pytest.fixture(autouse=True)
+def settings_of_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's settings are the values it gives, not the run's deployment."""
+    for name in DEPLOYMENT:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.mark.parametrize("backend", sorted(PLAIN_URLS))
