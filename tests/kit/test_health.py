@@ -186,12 +186,12 @@ async def test_a_dropped_connection_costs_no_failed_request(own_database: URL) -
             if path.endswith("/export"):  # the whole stream, not a truncated 200
                 slugs = sorted(json.loads(line)["slug"] for line in response.text.split())
                 assert slugs == ["a", "b"]
-            # The dead connection was met and discarded, not skipped by luck; behind
-            # PgBouncer, PgBouncer absorbs it and the service's connection stays good.
-            invalidations = app.state.db.pool_status()["invalidations"]
-            if app.state.settings.db_behind_pgbouncer:
-                assert invalidations == before, (method, path)
-            else:
+            # Connected directly, the dead connection was met and discarded, not skipped
+            # by luck. Behind PgBouncer the connections that ended are PgBouncer's: the
+            # service meets one only when PgBouncer hands it out before noticing (its
+            # race, either way), and then discards its own as above.
+            if not app.state.settings.db_behind_pgbouncer:
+                invalidations = app.state.db.pool_status()["invalidations"]
                 assert invalidations > before, (method, path)
 
 
