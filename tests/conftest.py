@@ -10,7 +10,10 @@ from pytest_copie.plugin import Copie
 
 from .harness.paths import TEMPLATE_ROOT
 from .harness.venv import service_venv
-from .variants import VARIANTS
+from .variants import KIT_VARIANTS, VARIANTS
+
+# The kit's own tests run inside a render, not here (tests/test_kit.py runs them).
+collect_ignore = ["kit"]
 
 
 @pytest.hookimpl(trylast=True)
@@ -45,12 +48,14 @@ class Rendered:
 
 @pytest.fixture(scope="session")
 def render(copie_session: Copie) -> Callable[[str], Rendered]:
-    """`render(name)` renders a variant of tests/variants.py once per test session."""
+    """`render(name)` renders a variant of tests/variants.py (of VARIANTS, or a kit's
+    render of KIT_VARIANTS) once per test session."""
     cache: dict[str, Rendered] = {}
 
     def get(name: str) -> Rendered:
         if name not in cache:
-            result = copie_session.copy(extra_answers=VARIANTS[name])
+            answers = VARIANTS[name] if name in VARIANTS else KIT_VARIANTS[name]
+            result = copie_session.copy(extra_answers=answers)
             if result.exception is not None:
                 raise AssertionError(f"variant {name} did not render: {result.exception}")
             assert result.project_dir is not None

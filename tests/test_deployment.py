@@ -1,7 +1,8 @@
 """Full tier: the default service as production runs it, against real servers.
 
 Through a real PgBouncer in transaction mode (Debian's binary, its defaults): the
-service's own suite, a uvicorn boot and a short mixed load with no error. With two
+service's own suite and the kit's (tests/kit/), a uvicorn boot and a short mixed load
+with no error. With two
 uvicorn workers: each its own pools, request ids unique across them, and the server's
 connection count never above the budget the settings give.
 """
@@ -21,8 +22,9 @@ import pytest
 from .conftest import Rendered
 from .harness.boot import uvicorn
 from .harness.databases import POSTGRES_DSN, check_server, scratch_database
+from .harness.paths import KIT_TESTS
 from .harness.pgbouncer import PgBouncer, pgbouncer
-from .harness.run import run, service_suite
+from .harness.run import kit_suite, run, service_suite
 from .harness.venv import service_venv
 
 pytestmark = pytest.mark.full
@@ -31,13 +33,11 @@ SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432"  # the server itself, no
 # PgBouncer's server connections for the load (its default is 20), and their states.
 SERVER_CONNECTIONS = 3
 SERVER_STATES = ("active", "idle", "used", "tested", "login")
-# The service's tests that run at the lowest pins: none of them needs a database, so the
-# run costs a second.
-LOWEST_PINS_TESTS = (
-    "tests/api/test_routes.py",
-    "tests/api/test_schemas.py",
-    "tests/api/test_middleware.py",
-    "tests/test_settings.py",
+# The kit's tests that run at the lowest pins: none of them needs a database, so the run
+# costs a second.
+LOWEST_PINS_TESTS = tuple(
+    KIT_TESTS / name
+    for name in ("test_routes.py", "test_schemas.py", "test_middleware.py", "test_settings.py")
 )
 
 
@@ -73,17 +73,22 @@ def test_the_default_service_behind_pgbouncer(
 ) -> None:
     rendered = render("default")
     bin_dir = venv_for(rendered)
+    kit = render("kit-postgresql")
+    env = {"DB_BEHIND_PGBOUNCER": "true", "DATABASE_DIRECT_URL": SERVER}
     with pgbouncer(record=True) as bouncer:
-        # Its own suite, every database it creates reached through PgBouncer.
-        suite, counts = service_suite(
-            bin_dir,
-            rendered.path,
+        # Its own suite, and the kit's, every database they create reached through
+        # PgBouncer, while DATABASE_DIRECT_URL still names the real server.
+        suite, counts = service_suite(bin_dir, rendered.path, bouncer.url("postgres"), env=env)
+        assert suite.ok, suite.output[-5000:]
+        assert counts.passed > 0 and counts.failed == counts.errors == counts.skipped == 0
+        suite, counts = kit_suite(
+            venv_for(kit),
+            kit.path,
             bouncer.url("postgres"),
-            # These point the service at servers and roles this PgBouncer does not serve,
-            # while DATABASE_DIRECT_URL still names the real server.
+            # These point the service at servers and roles this PgBouncer does not serve.
             "-k",
             "not cannot_be_used_as_configured and not bounded_retries",
-            env={"DB_BEHIND_PGBOUNCER": "true", "DATABASE_DIRECT_URL": SERVER},
+            env=env,
         )
         assert suite.ok, suite.output[-5000:]
         assert counts.passed > 0 and counts.failed == counts.errors == counts.skipped == 0
@@ -99,12 +104,15 @@ def test_the_lowest_pins_behind_pgbouncer(
     """With the lowest version of each dependency the pins allow (`uv --resolution
     lowest-direct`), two workers share PgBouncer's server connections: a driver that
     leaves named prepared statements there fails the other worker's statements. The
-    service's own tests of what its web stack does without a database (routes, schemas,
-    settings, middleware), ruff and mypy --strict pass at those versions too: a floor
-    below the behaviour, the API or the rules the service relies on fails here."""
+    kit's tests of what its web stack does without a database (routes, schemas,
+    settings, middleware), and ruff and mypy --strict on the service, pass at those
+    versions too: a floor below the behaviour, the API or the rules the service relies
+    on fails here."""
     rendered = render("default")
     bin_dir = service_venv(rendered.path, rendered.python_version, "lowest-direct")
-    suite, counts = service_suite(bin_dir, rendered.path, f"{SERVER}/postgres", *LOWEST_PINS_TESTS)
+    kit = render("kit-postgresql")
+    kit_bin = service_venv(kit.path, kit.python_version, "lowest-direct")
+    suite, counts = kit_suite(kit_bin, kit.path, f"{SERVER}/postgres", paths=LOWEST_PINS_TESTS)
     assert suite.ok, suite.output[-5000:]
     assert counts.passed > 0 and counts.failed == counts.errors == counts.skipped == 0
     for tool in (

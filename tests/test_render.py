@@ -82,7 +82,6 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
     expected = {
         package / "projects": answers["example_domain"],
         package / "tasks": answers["example_domain"],
-        variant.path / "tests" / "db": answers["example_domain"],
         # Soft delete: the kit's code for the models that opt in (entity.py).
         package / "kit" / "repository" / "soft_delete.py": True,
         # Replicas and their consistency token: idle code until DB_REPLICA_URLS is set.
@@ -90,10 +89,18 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
         package / "kit" / "replicas" / "consistency.py": True,
         # The kit's cache and traces are there in every variant, idle until configured.
         package / "kit" / "cache": True,
+        package / "kit" / "observability" / "tracing.py": True,
+        # The service's own tests test its own code, the example's among it; the kit's
+        # own tests are the template's (tests/kit/), whatever the answers.
+        variant.path / "tests" / "db": answers["example_domain"],
+        variant.path / "tests" / "api" / "test_openapi.py": answers["example_domain"],
+        variant.path / "tests" / "api" / "test_restore.py": answers["example_domain"]
+        and answers["soft_delete"],
         variant.path / "tests" / "api" / "test_cache.py": answers["cache"]
         and answers["example_domain"],
-        package / "kit" / "observability" / "tracing.py": True,
-        variant.path / "tests" / "api" / "test_tracing.py": answers["tracing"],
+        variant.path / "tests" / "test_engine.py": False,
+        variant.path / "tests" / "api" / "test_metrics.py": False,
+        variant.path / "tests" / "api" / "test_tracing.py": False,
     }
     assert {str(p): p.exists() for p in expected} == {str(p): v for p, v in expected.items()}
     versions = list((variant.path / "migrations" / "versions").glob("*.py"))

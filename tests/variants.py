@@ -113,3 +113,21 @@ def variant(
 
 VARIANTS: dict[str, dict[str, Any]] = dict(variant(*row) for row in TABLE)
 assert len(VARIANTS) == len(TABLE), "two rows of the table share a name"
+
+# The kit's own tests (tests/kit/) run once per backend, each on a render of its own: the
+# kit is the same bytes in every render (tests/test_kit.py), so one render a backend
+# proves it. The package is `service`, the name tests/kit imports; the skeleton keeps
+# the example domain out of the kit's tests. Soft delete and the cache are asked for
+# while the kit still renders its repository per answer (tests/test_kit.py's
+# NOT_YET_SHARED): their code is then there, and the tests choose it per model.
+KIT_VARIANTS: dict[str, dict[str, Any]] = {
+    f"kit-{database}": {
+        "database": database,
+        "project_name": "Kit",
+        "package_name": "service",
+        "example_domain": False,
+        "soft_delete": True,
+        "cache": True,
+    }
+    for database in DATABASES
+}

@@ -3,8 +3,11 @@
 import os
 import re
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from .paths import KIT_TESTS, TEMPLATE_ROOT
 
 
 @dataclass
@@ -77,6 +80,38 @@ def service_suite(
         "no:cacheprovider",
         "-rA",
         *pytest_args,
+        env={"DATABASE_URL": database_url, **(env or {})},
+    )
+    return outcome, parse_pytest_summary(outcome.output)
+
+
+def kit_suite(
+    bin_dir: Path,
+    project: Path,
+    database_url: str,
+    *pytest_args: str,
+    paths: Sequence[Path] = (KIT_TESTS,),
+    env: dict[str, str] | None = None,
+) -> tuple[Outcome, TestCounts]:
+    """The kit's own tests (tests/kit/, or the files of it `paths` names) on a render of
+    KIT_VARIANTS: run in the render with its pytest configuration and venv, where they
+    import it as `service`, and reported with every outcome (`-rA`). Only tests/kit's
+    own conftest applies (the template's is for the template's tests)."""
+    outcome = run(
+        bin_dir,
+        project,
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-c",
+        "pyproject.toml",
+        "--rootdir",
+        str(TEMPLATE_ROOT),
+        "--confcutdir",
+        str(KIT_TESTS),
+        "-rA",
+        *pytest_args,
+        *(str(path) for path in paths),
         env={"DATABASE_URL": database_url, **(env or {})},
     )
     return outcome, parse_pytest_summary(outcome.output)

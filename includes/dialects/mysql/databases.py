@@ -2,10 +2,8 @@
 
 The server comes from TEST_DATABASE_URL, else from DATABASE_URL (the service's own
 setting); the tests never touch the database that URL names, only ones they create.
-Each scratch database gets a user of its own, so an outage can be staged for it alone.
 """
 
-import contextlib
 import os
 import secrets
 import uuid
@@ -62,54 +60,14 @@ async def admin(*statements: str) -> list[object]:
         await engine.dispose()
 
 
-async def open_transactions(url: URL) -> int:
-    """Sessions of one database that sit inside a transaction doing nothing."""
-    (rows,) = await admin(
-        "SELECT count(*) FROM information_schema.innodb_trx t "
-        "JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id "
-        f"WHERE p.db = '{url.database}' AND p.command = 'Sleep'"
-    )
-    assert isinstance(rows, list)
-    return int(rows[0][0])
-
-
-async def drop_connections(url: URL) -> None:
-    """What a restart or failover does to a pool: every session of one database's user
-    ends, all at once (one admin connection issues the KILLs back to back)."""
-    engine = create_async_engine(server_url().set(database="mysql"), isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            sessions = await conn.execute(
-                text("SELECT id FROM information_schema.processlist WHERE user = :user"),
-                {"user": url.username},
-            )
-            for session_id in sessions.scalars().all():
-                with contextlib.suppress(DBAPIError):  # it may have ended by itself meanwhile
-                    await conn.execute(text(f"KILL {int(session_id)}"))
-    finally:
-        await engine.dispose()
-
-
-async def cut_off(url: URL) -> None:
-    """An outage of one database: its user is locked out and its sessions killed."""
-    await admin(f"ALTER USER '{url.username}'@'%' ACCOUNT LOCK")
-    await drop_connections(url)
-
-
-async def reconnect(url: URL) -> None:
-    await admin(f"ALTER USER '{url.username}'@'%' ACCOUNT UNLOCK")
-
-
 @asynccontextmanager
-async def scratch_database(
-    label: str, *, character_set: str = CHARACTER_SET, collation: str = COLLATION
-) -> AsyncIterator[URL]:
-    """A database of its own and a user for it; `character_set` and `collation` are the
-    database's defaults (a test of a latin1 database passes its own)."""
+async def scratch_database(label: str) -> AsyncIterator[URL]:
+    """A database of its own, in the character set and collation the service's tables
+    declare, and a user for it."""
     name = f"test_{{ package_name[:20] }}_{label}_{uuid.uuid4().hex[:8]}"
     user, password = f"t_{uuid.uuid4().hex[:16]}", secrets.token_hex(12)  # MySQL: <= 32 chars
     await admin(
-        f"CREATE DATABASE `{name}` CHARACTER SET {character_set} COLLATE {collation}",
+        f"CREATE DATABASE `{name}` CHARACTER SET {CHARACTER_SET} COLLATE {COLLATION}",
         f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'",
         f"GRANT ALL ON `{name}`.* TO '{user}'@'%'",
     )
@@ -117,13 +75,3 @@ async def scratch_database(
         yield server_url().set(database=name, username=user, password=password)
     finally:
         await admin(f"DROP DATABASE IF EXISTS `{name}`", f"DROP USER IF EXISTS '{user}'@'%'")
-
-
-# Backend facts the tests need.
-SLOW_QUERY = "SELECT SLEEP(0.1), :marker"
-UNREACHABLE_URL = URL.create("mysql+asyncmy", host="127.0.0.1", port=1, database="x")
-PLAIN_URL = "mysql://app:s3cr3t@db:3306/app"
-FOREIGN_URL = "oracle://app:s3cr3t@db/app"  # no backend of the kit
-NO_DATABASE_URL = "mysql://db:3306"
-# Values the database refuses, by kind (tests/api/test_errors.py).
-REFUSED_VALUES = frozenset({"int32", "int64", "too-long", "surrogate", "huge-text", "date"})

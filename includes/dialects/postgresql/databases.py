@@ -50,43 +50,6 @@ async def admin(statement: str) -> None:
         await engine.dispose()
 
 
-async def open_transactions(url: URL) -> int:
-    """Sessions of one database that sit inside a transaction doing nothing."""
-    server = server_url().set(database="postgres")
-    engine = create_async_engine(
-        server, isolation_level="AUTOCOMMIT", connect_args=one_off_connect_args(server)
-    )
-    try:
-        async with engine.connect() as conn:
-            count = await conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = :name "
-                    "AND state LIKE 'idle in transaction%'"
-                ),
-                {"name": url.database},
-            )
-    finally:
-        await engine.dispose()
-    return int(count or 0)
-
-
-async def drop_connections(url: URL) -> None:
-    """What a restart or failover does to a pool: every session of one database ends."""
-    await admin(
-        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{url.database}'"
-    )
-
-
-async def cut_off(url: URL) -> None:
-    """An outage of one database: its sessions end and new connections are refused."""
-    await admin(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS false')
-    await drop_connections(url)
-
-
-async def reconnect(url: URL) -> None:
-    await admin(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS true')
-
-
 @asynccontextmanager
 async def scratch_database(label: str) -> AsyncIterator[URL]:
     name = f"test_{{ package_name[:30] }}_{label}_{uuid.uuid4().hex[:10]}"
@@ -103,13 +66,3 @@ async def scratch_database(label: str) -> AsyncIterator[URL]:
                 if attempt == 2:
                     raise
                 await asyncio.sleep(1)
-
-
-# Backend facts the tests need.
-SLOW_QUERY = "SELECT pg_sleep(0.1), :marker"
-UNREACHABLE_URL = URL.create("postgresql+asyncpg", host="127.0.0.1", port=1, database="x")
-PLAIN_URL = "postgres://app:s3cr3t@db:5432/app"
-FOREIGN_URL = "oracle://app:s3cr3t@db/app"  # no backend of the kit
-NO_DATABASE_URL = "postgresql://db:5432"
-# Values the database refuses, by kind (tests/api/test_errors.py).
-REFUSED_VALUES = frozenset({"int32", "int64", "too-long", "nul", "surrogate", "huge-text", "date"})

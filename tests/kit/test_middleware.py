@@ -4,23 +4,17 @@ no OpenTelemetry settings read per request unless the service traces."""
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from fastapi import APIRouter
-from fastapi import FastAPI
-from fastapi import Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import StreamingResponse
-from httpx import ASGITransport
-from httpx import AsyncClient
-
-from {{ package_name }}.kit.http.middleware import body_limit
-from {{ package_name }}.kit.observability.logging import RequestIdFilter
-from {{ package_name }}.kit.observability.logging import request_id_var
-from {{ package_name }}.main import create_app
-from {{ package_name }}.settings import Settings
+from httpx import ASGITransport, AsyncClient
+from service.kit.http.middleware import body_limit
+from service.kit.observability.logging import RequestIdFilter, request_id_var
+from service.main import create_app
+from service.settings import Settings
 
 CHUNK = 64 * 1024
 log = logging.getLogger("tests.routes")
@@ -81,7 +75,7 @@ class Lines(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         # The service's lines and the test routes' only: the test client logs its own, and
         # asyncio may report a connection an earlier test dropped whenever it is collected.
-        if record.name.startswith(("{{ package_name }}.", "tests.")):
+        if record.name.startswith(("service.", "tests.")):
             self.lines.append(self.format(record))
 
 

@@ -1,5 +1,5 @@
-"""Traces: a request is one server span with a child span per SQL statement, and the
-statements carry no bound parameters. Spans are caught in memory as they end."""
+"""Traces (TRACING_ENABLED): a request is one server span with a child span per SQL
+statement, and the statements carry no bound parameters. Spans are caught in memory as they end."""
 
 import io
 import json
@@ -7,30 +7,26 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
-from fastapi import APIRouter
-from fastapi import FastAPI
-from httpx import ASGITransport
-from httpx import AsyncClient
+from fastapi import APIRouter, FastAPI
+from httpx import ASGITransport, AsyncClient
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from service.kit.http.dependencies import ReadSessionDep
+from service.kit.observability.logging import configure_logging
+from service.main import create_app
+from service.settings import Settings
 from sqlalchemy import text
 
-from {{ package_name }}.kit.http.dependencies import ReadSessionDep
-from {{ package_name }}.kit.observability.logging import configure_logging
-from {{ package_name }}.main import create_app
-from {{ package_name }}.settings import Settings
-
 BOUND_VALUE = "a-bound-value-never-traced"
-log = logging.getLogger("{{ package_name }}.tests")
+log = logging.getLogger("service.tests")
 
 
 @pytest.fixture(scope="module")
 async def traced(settings: Settings) -> AsyncIterator[tuple[AsyncClient, InMemorySpanExporter]]:
-    app: FastAPI = create_app(settings)
+    app: FastAPI = create_app(settings.model_copy(update={"tracing_enabled": True}))
     routes = APIRouter(prefix="/test")
 
     @routes.get("/things/{name}")

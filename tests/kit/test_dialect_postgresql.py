@@ -3,18 +3,17 @@
 import asyncio
 
 import pytest
+from service.kit.db.dialect import configure_server, engine_options, one_off_connect_args
+from service.kit.db.engine import DatabaseManager
+from service.kit.settings import Settings
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from {{ package_name }}.kit.db.dialect import configure_server
-from {{ package_name }}.kit.db.dialect import engine_options
-from {{ package_name }}.kit.db.dialect import one_off_connect_args
-from {{ package_name }}.kit.db.engine import DatabaseManager
-from {{ package_name }}.kit.settings import Settings
-
 from .databases import scratch_database
+
+pytestmark = pytest.mark.postgresql
 
 
 async def test_server_settings_reach_every_connection(settings: Settings) -> None:

@@ -1,29 +1,18 @@
 """The session layer's promises: reads cannot write, writes commit only in a unit of work."""
 
 import pytest
-from fastapi import APIRouter
-from fastapi import BackgroundTasks
-from fastapi import FastAPI
-from httpx import ASGITransport
-from httpx import AsyncClient
-from sqlalchemy import insert
-from sqlalchemy import text
+from fastapi import APIRouter, BackgroundTasks, FastAPI
+from httpx import ASGITransport, AsyncClient
+from service.kit.db.engine import DatabaseManager
+from service.kit.db.session import ReadSession, WriteSession, unit_of_work
+from service.kit.http.dependencies import ReadSessionDep, WriteSessionDep
+from service.settings import Settings
+from sqlalchemy import insert, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.orm import Mapped
-from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from {{ package_name }}.kit.db.engine import DatabaseManager
-from {{ package_name }}.kit.db.session import ReadSession
-from {{ package_name }}.kit.db.session import WriteSession
-from {{ package_name }}.kit.db.session import unit_of_work
-from {{ package_name }}.kit.http.dependencies import ReadSessionDep
-from {{ package_name }}.kit.http.dependencies import WriteSessionDep
-from {{ package_name }}.main import create_app
-from {{ package_name }}.settings import Settings
-
-# What the database answers to a write on a read-only connection.
-READ_ONLY_REFUSAL = "{{ {"postgresql": "read-only transaction", "mysql": "read only transaction", "sqlite": "readonly database"}[database] }}"
+from .conftest import service_app
+from .databases import BACKEND
 
 
 class _Scratch(DeclarativeBase):
@@ -65,7 +54,7 @@ async def test_the_database_refuses_writes_on_a_read_session(app: FastAPI) -> No
             async with db.read_session() as session:
                 with pytest.raises(DBAPIError) as refused:
                     await session.execute(text(statement))
-            assert READ_ONLY_REFUSAL in str(refused.value.orig).lower(), statement
+            assert BACKEND.read_only_refusal in str(refused.value.orig).lower(), statement
         async with db.write_session() as session:
             rows = (await session.execute(text("SELECT id FROM read_only_probe"))).all()
         assert [tuple(row) for row in rows] == [(1,)]
@@ -99,13 +88,14 @@ async def test_a_unit_of_work_refuses_a_read_session_and_needs_a_session(app: Fa
 
 async def test_request_sessions_are_closed_before_the_response(settings: Settings) -> None:
     """Background tasks run once the response is sent: by then every connection is back."""
-    app = create_app(settings)
+    app = service_app(settings)
     router = APIRouter()
     seen: list[tuple[str, int, int]] = []
 
     def record(kind: str) -> None:
         db: DatabaseManager = app.state.db
-        seen.append((kind, db.engine.pool.checkedout(), db.read_engine.pool.checkedout()))  # type: ignore[attr-defined]
+        pools = db.engine.pool, db.read_engine.pool
+        seen.append((kind, *(pool.checkedout() for pool in pools)))  # type: ignore[attr-defined]
 
     @router.get("/read")
     async def read(session: ReadSessionDep, background: BackgroundTasks) -> dict[str, bool]:

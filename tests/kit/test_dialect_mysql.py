@@ -1,27 +1,24 @@
 """What the MariaDB/MySQL module promises: UTC sessions, timeouts, READ COMMITTED."""
 
+import shutil
+from pathlib import Path
+
 import pytest
-{% if example_domain %}
-from sqlalchemy import insert
-from sqlalchemy import select
-{% endif %}
-from sqlalchemy import text
+from alembic import command
+from service.kit.db.base import Base
+from service.kit.db.dialect import one_off_connect_args, without_statement_timeout
+from service.kit.db.dialects.mysql import is_mariadb, statement_timeout
+from service.kit.db.engine import DatabaseManager
+from service.kit.migrations.startup import alembic_config
+from service.kit.settings import Settings
+from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from {{ package_name }}.kit.db.dialect import one_off_connect_args
-from {{ package_name }}.kit.db.dialect import without_statement_timeout
-from {{ package_name }}.kit.db.dialects.mysql import is_mariadb
-from {{ package_name }}.kit.db.dialects.mysql import statement_timeout
-from {{ package_name }}.kit.db.engine import DatabaseManager
-from {{ package_name }}.kit.settings import Settings
-{% if example_domain %}
-from {{ package_name }}.models import Project
-from {{ package_name }}.models import Task
-{% endif %}
-from {{ package_name }}.models import metadata
-
-from .conftest import migrate
+from .conftest import ALEMBIC_INI, SERVICE_ROOT
 from .databases import scratch_database
+from .resource import ANY
+
+pytestmark = pytest.mark.mysql
 
 
 async def test_every_connection_runs_in_utc_with_its_timeouts(settings: Settings) -> None:
@@ -82,17 +79,29 @@ async def test_migrations_lift_the_statement_timeout_in_the_servers_spelling(
 FOUR_BYTE_TEXT = "Füchse 🦊 👍🏽 𠜎 ∑"
 
 
-async def test_tables_hold_full_unicode_on_a_latin1_database() -> None:
+async def test_tables_hold_full_unicode_on_a_latin1_database(tmp_path: Path) -> None:
     """A server or database whose default character set is latin1 still gets tables
-    that store any text: each table declares utf8mb4 itself."""
+    that store any text: each table of the models declares utf8mb4 itself, and the
+    migration autogenerate writes for them says so."""
     latin1 = {"character_set": "latin1", "collation": "latin1_swedish_ci"}
+    scripts = tmp_path / "migrations"
+    shutil.copytree(SERVICE_ROOT / "migrations", scripts)
+    config = alembic_config(ALEMBIC_INI)
+    config.attributes["configure_logger"] = False
+    config.set_main_option("script_location", str(scripts))
+
+    def generate_and_upgrade(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        command.revision(config, message="the kit's tables", autogenerate=True)
+        command.upgrade(config, "head")
+
     async with scratch_database("latin1", **latin1) as url:
         engine = create_async_engine(url, connect_args=one_off_connect_args(url))
         try:
             async with engine.begin() as conn:
                 default = await conn.scalar(text("SELECT @@character_set_database"))
                 assert default == "latin1"
-                await conn.run_sync(migrate)
+                await conn.run_sync(generate_and_upgrade)
                 columns = await conn.execute(
                     text(
                         "SELECT table_name, column_name, character_set_name "
@@ -100,20 +109,19 @@ async def test_tables_hold_full_unicode_on_a_latin1_database() -> None:
                         "WHERE table_schema = DATABASE() AND character_set_name IS NOT NULL"
                     )
                 )
-                charsets = {(t, c): cs for t, c, cs in columns.all() if t in metadata.tables}
+                charsets = {(t, c): cs for t, c, cs in columns.all() if t in Base.metadata.tables}
+                assert {t for t, _ in charsets} == set(Base.metadata.tables)
                 assert all(cs == "utf8mb4" for cs in charsets.values()), charsets
-{% if example_domain %}
-                project = {"name": FOUR_BYTE_TEXT, "slug": "fox", "description": FOUR_BYTE_TEXT}
-                (project_id,) = (
-                    await conn.execute(insert(Project).values(**project).returning(Project.id))
-                ).one()
+                parent, child = ANY.parent, ANY.child
+                values = {"name": FOUR_BYTE_TEXT, "slug": "fox", "description": FOUR_BYTE_TEXT}
+                await conn.execute(insert(parent).values(**values))
+                parent_id = await conn.scalar(select(parent.id))
                 # Two titles that differ only in their emoji are two titles.
                 for title in ("😀", "😁"):
-                    await conn.execute(insert(Task).values(project_id=project_id, title=title))
-                stored = await conn.execute(select(Project.name, Project.description))
+                    await conn.execute(insert(child).values(parent_id=parent_id, title=title))
+                stored = await conn.execute(select(parent.name, parent.description))
                 assert stored.one() == (FOUR_BYTE_TEXT, FOUR_BYTE_TEXT)
-                titles = await conn.scalars(select(Task.title).order_by(Task.title))
+                titles = await conn.scalars(select(child.title).order_by(child.title))
                 assert sorted(titles.all()) == ["😀", "😁"]
-{% endif %}
         finally:
             await engine.dispose()

@@ -3,18 +3,12 @@
 from typing import Annotated
 
 import pytest
-from fastapi import APIRouter
-from fastapi import Depends
-from fastapi import FastAPI
-from fastapi import Response
+from fastapi import APIRouter, Depends, FastAPI, Response
 from fastapi.routing import APIRoute
-from httpx import ASGITransport
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 from pydantic import BaseModel
+from service.kit.http.routes import App, Routes
 from starlette.routing import NoMatchFound
-
-from {{ package_name }}.kit.http.routes import App
-from {{ package_name }}.kit.http.routes import Routes
 
 
 class Item(BaseModel):

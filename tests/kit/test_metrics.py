@@ -3,41 +3,25 @@
 import asyncio
 import logging
 import socket
-{% if not server_database %}
 import sqlite3
-{% endif %}
-from collections.abc import AsyncIterator
-from collections.abc import Iterator
-from contextlib import asynccontextmanager
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import APIRouter
-from fastapi import FastAPI
-from httpx import ASGITransport
-from httpx import AsyncClient
+from fastapi import APIRouter, FastAPI
+from httpx import ASGITransport, AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
-{% if server_database %}
-from sqlalchemy import URL
-{% endif %}
-from sqlalchemy import event
-from sqlalchemy import text
+from service.kit.db.session import WriteSession, unit_of_work
+from service.kit.errors import NotFound
+from service.kit.http.dependencies import ReadSessionDep, WriteSessionDep
+from service.settings import Settings
+from sqlalchemy import URL, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from {{ package_name }}.kit.db.session import WriteSession
-from {{ package_name }}.kit.db.session import unit_of_work
-from {{ package_name }}.kit.errors import NotFound
-from {{ package_name }}.kit.http.dependencies import ReadSessionDep
-from {{ package_name }}.kit.http.dependencies import WriteSessionDep
-from {{ package_name }}.main import create_app
-from {{ package_name }}.settings import Settings
-
-{% if server_database %}
-from ..databases import drop_connections
-{% endif %}
-from ..databases import scratch_database
+from .conftest import service_app
+from .databases import drop_connections, scratch_database
 
 COUNT = "http_request_duration_seconds_count"
 ITEM = "/test/items/{item_id}"
@@ -66,17 +50,16 @@ async def scrape(http: AsyncClient) -> Scrape:
 
 @unit_of_work
 async def write_something(session: WriteSession) -> None:
-    {% if server_database %}
-    await session.execute(text("SELECT 1"))
-    {% else %}
-    # A write: it needs the file's write lock.
-    await session.execute(text("INSERT INTO lock_probe (x) VALUES (1)"))
-    {% endif %}
+    if session.get_bind().dialect.name == "sqlite":
+        # A write: it needs the file's write lock.
+        await session.execute(text("INSERT INTO lock_probe (x) VALUES (1)"))
+    else:
+        await session.execute(text("SELECT 1"))
 
 
 def service(settings: Settings) -> FastAPI:
     """The service's app with test routes that use its real sessions."""
-    app = create_app(settings)
+    app = service_app(settings)
     routes = APIRouter(prefix="/test")
 
     @routes.get("/items/{item_id}")
@@ -244,7 +227,6 @@ async def own_database(settings: Settings) -> AsyncIterator[Settings]:
         yield settings.model_copy(update={"database_url": url, "alembic_config": unmigrated})
 
 
-{% if server_database %}
 class Recorded(logging.Handler):
     """The messages a logger emits while attached."""
 
@@ -256,11 +238,12 @@ class Recorded(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+@pytest.mark.servers
 async def test_retries_are_counted_by_kind(own_database: Settings) -> None:
     """A connection the server ended: the read runs again, and so does the unit of work;
     each run again is counted once, by kind."""
     url: URL = own_database.database_url
-    sessions = logging.getLogger("{{ package_name }}.kit.db.session")
+    sessions = logging.getLogger("service.kit.db.session")
     recorded = Recorded()
     async with running(own_database) as (_, http):
         assert (await http.get("/test/items/1")).status_code == 200
@@ -291,7 +274,8 @@ async def test_retries_are_counted_by_kind(own_database: Settings) -> None:
         labels = {"kind": "lost_connection", "session": session}
         counted = after(retries, **labels) - before(retries, **labels)
         assert counted == ran_again[session], (session, messages)
-{% else %}
+
+
 class UnlockOnRetry(logging.Handler):
     """Ends the other writer's transaction once the unit of work says it runs again."""
 
@@ -304,7 +288,8 @@ class UnlockOnRetry(logging.Handler):
             self.other.rollback()
 
 
-async def test_retries_are_counted_by_kind(own_database: Settings) -> None:
+@pytest.mark.sqlite
+async def test_a_locked_file_is_retried_and_counted(own_database: Settings) -> None:
     """A unit of work that finds the file locked by another writer runs again."""
     path = str(own_database.database_url.database)
     impatient = own_database.model_copy(update={"db_busy_timeout": 0.1})
@@ -313,7 +298,7 @@ async def test_retries_are_counted_by_kind(own_database: Settings) -> None:
         other.execute("CREATE TABLE lock_probe (x INTEGER)")
         before = await scrape(http)
         other.execute("BEGIN IMMEDIATE")  # the write lock, held by another connection
-        units_of_work = logging.getLogger("{{ package_name }}.kit.db.session")
+        units_of_work = logging.getLogger("service.kit.db.session")
         unlock = UnlockOnRetry(other)
         units_of_work.addHandler(unlock)
         try:
@@ -324,7 +309,6 @@ async def test_retries_are_counted_by_kind(own_database: Settings) -> None:
         after = await scrape(http)
     labels = {"kind": "deadlock_or_serialization", "session": "write"}
     assert after("db_retries_total", **labels) - before("db_retries_total", **labels) == 1
-{% endif %}
 
 
 def free_port() -> int:

@@ -1,24 +1,20 @@
+"""The engines of a process (`DatabaseManager`): pools and their counters, the log of
+slow and failing statements, and a start-up that stops, with the reason, when the
+database cannot be used as configured."""
+
 import logging
 from typing import Any
 
 import pytest
-{% if database == "postgresql" %}
 from fastapi import FastAPI
-{% endif %}
+from service.kit.db.engine import DatabaseManager
+from service.kit.errors import DatabaseMisconfigured
+from service.kit.settings import SettingsError
+from service.settings import Settings
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from {{ package_name }}.kit.db.engine import DatabaseManager
-from {{ package_name }}.kit.errors import DatabaseMisconfigured
-{% if server_database %}
-from {{ package_name }}.kit.settings import SettingsError
-{% endif %}
-from {{ package_name }}.settings import Settings
-
-from .databases import SLOW_QUERY
-{% if server_database %}
-from .databases import UNREACHABLE_URL
-{% endif %}
+from .databases import BACKEND, UNREACHABLE_URL
 
 
 async def test_pool_counters_and_status(settings: Settings) -> None:
@@ -45,11 +41,11 @@ async def test_slow_queries_are_logged_without_parameters(
     try:
         with caplog.at_level(logging.WARNING):
             async with db.engine.connect() as conn:
-                await conn.execute(text(SLOW_QUERY), {"marker": "secret-value"})
+                await conn.execute(text(BACKEND.slow_query), {"marker": "secret-value"})
                 await conn.execute(text("SELECT 1"))
         slow = [r.getMessage() for r in caplog.records if "slow query" in r.getMessage()]
         # The slow one is logged (a busy machine may log the quick one too), never a value.
-        assert [m for m in slow if SLOW_QUERY.split()[1] in m]
+        assert [m for m in slow if BACKEND.slow_query.split()[1] in m]
         assert not [m for m in slow if "secret-value" in m]
     finally:
         await db.disconnect()
@@ -60,7 +56,7 @@ async def test_a_failing_statement_is_logged_without_its_parameters(
 ) -> None:
     """Values are user data: the statement's text reaches the log (echoed, and in the
     error the service logs for a 500), its bound values never do."""
-    secret = "-".join(["s3cr3t", "value"])  # not spelled out: tracebacks quote this file
+    secret = "-".join(["s3cr3t", "value"])  # noqa: FLY002 (tracebacks quote this file)
     failing = text("SELECT * FROM no_such_table WHERE a = :v")
     db = DatabaseManager(settings.model_copy(update={"db_echo": True}))
     await db.connect()
@@ -69,7 +65,7 @@ async def test_a_failing_statement_is_logged_without_its_parameters(
             async with db.engine.connect() as conn:
                 with pytest.raises(DBAPIError) as failed:
                     await conn.execute(failing, {"v": secret})
-            service_log = logging.getLogger("{{ package_name }}")
+            service_log = logging.getLogger("service")
             service_log.error("failed", exc_info=failed.value)  # as the 500 handler logs it
         assert "no_such_table" in caplog.text
         assert secret not in caplog.text and secret not in str(failed.value)
@@ -77,7 +73,7 @@ async def test_a_failing_statement_is_logged_without_its_parameters(
         await db.disconnect()
 
 
-{% if server_database %}
+@pytest.mark.servers
 async def test_connect_gives_up_after_bounded_retries(settings: Settings) -> None:
     db = DatabaseManager(
         settings.model_copy(
@@ -94,6 +90,7 @@ async def test_connect_gives_up_after_bounded_retries(settings: Settings) -> Non
     await db.disconnect()
 
 
+@pytest.mark.servers
 async def test_a_budget_over_the_servers_connections_stops_production(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -107,9 +104,9 @@ async def test_a_budget_over_the_servers_connections_stops_production(
     production = settings.model_copy(update={**crowded, "environment": "production"})
     with pytest.raises(SettingsError, match="WEB_CONCURRENCY or DB_PODS"):
         await DatabaseManager(production).connect()
-{% if database == "postgresql" %}
 
 
+@pytest.mark.postgresql
 async def test_behind_pgbouncer_the_budget_is_judged_where_each_connection_goes(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -138,22 +135,21 @@ async def test_behind_pgbouncer_the_budget_is_judged_where_each_connection_goes(
     crowded = behind.model_copy(update={"web_concurrency": 200, "db_pods": 50})
     with pytest.raises(SettingsError, match=r"direct connections .* exceed the server's"):
         await DatabaseManager(crowded).connect()
-{% endif %}
 
 
-{% endif %}
-{% if database == "sqlite" %}
-MISCONFIGURED = [({"database": "/no/such/directory/service.db"}, "cannot open")]
-{% else %}
-MISCONFIGURED = [
-    ({"database": "no_such_database_here"}, "does not exist"),
-    ({"username": "no_such_role_here"}, "refused user"),
-    ({"host": "no-such-host.invalid"}, "unknown host"),
-]
-{% endif %}
+# What a deployment can get wrong that no retry mends, per backend, and what it is told.
+MISCONFIGURED: dict[str, list[tuple[dict[str, str], str]]] = {
+    "postgresql": [
+        ({"database": "no_such_database_here"}, "does not exist"),
+        ({"username": "no_such_role_here"}, "refused user"),
+        ({"host": "no-such-host.invalid"}, "unknown host"),
+    ],
+    "sqlite": [({"database": "/no/such/directory/service.db"}, "cannot open")],
+}
+MISCONFIGURED["mysql"] = MISCONFIGURED["postgresql"]
 
 
-@pytest.mark.parametrize(("change", "says"), MISCONFIGURED)
+@pytest.mark.parametrize(("change", "says"), MISCONFIGURED[BACKEND.name])
 async def test_a_database_that_cannot_be_used_as_configured_is_not_retried(
     settings: Settings, change: dict[str, Any], says: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -167,9 +163,9 @@ async def test_a_database_that_cannot_be_used_as_configured_is_not_retried(
         await db.connect()
     assert "not ready" not in caplog.text
     await db.disconnect()
-{% if database == "postgresql" %}
 
 
+@pytest.mark.postgresql
 async def test_reads_run_in_autocommit_unless_behind_pgbouncer(app: FastAPI) -> None:
     """Directly, no BEGIN before a read and no COMMIT after it: the server sees no
     transaction. Behind PgBouncer a read runs in a READ ONLY transaction instead."""
@@ -181,4 +177,3 @@ async def test_reads_run_in_autocommit_unless_behind_pgbouncer(app: FastAPI) -> 
             raw = await (await session.connection()).get_raw_connection()
             assert raw.driver_connection is not None
             assert raw.driver_connection.is_in_transaction() is in_transaction
-{% endif %}

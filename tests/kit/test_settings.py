@@ -1,45 +1,63 @@
-{% if server_database %}
+"""The kit's settings: URLs pinned to their async driver, every bad value refused at
+start-up with its name, each backend's own settings, and capabilities turned on
+without their packages."""
+
 import logging
-{% endif %}
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
+from service.kit.cache import open_cache
+from service.kit.extras import CACHE_MODULES, DRIVER_MODULES, TRACING_MODULES, MissingPackages
+from service.kit.observability.tracing import telemetry
+from service.kit.settings import SettingsError, format_validation_error
+from service.main import create_app
+from service.settings import Settings, get_settings
 
-from {{ package_name }}.kit.cache import open_cache
-from {{ package_name }}.kit.extras import CACHE_MODULES
-from {{ package_name }}.kit.extras import DRIVER_MODULES
-from {{ package_name }}.kit.extras import TRACING_MODULES
-from {{ package_name }}.kit.extras import MissingPackages
-from {{ package_name }}.kit.observability.tracing import telemetry
-from {{ package_name }}.kit.settings import SettingsError
-from {{ package_name }}.kit.settings import format_validation_error
-from {{ package_name }}.main import create_app
-from {{ package_name }}.settings import Settings
-from {{ package_name }}.settings import get_settings
+from .conftest import SERVICE_ROOT
+from .databases import BACKEND, BACKENDS, FOREIGN_URL
 
-from .databases import FOREIGN_URL
-from .databases import NO_DATABASE_URL
-from .databases import PLAIN_URL
-
-
-def test_plain_urls_get_the_async_driver() -> None:
-    settings = Settings(database_url=PLAIN_URL)
-    assert settings.database_url.drivername == "{{ async_driver }}"
-{% if server_database %}
+# DATABASE_URL as a deployment of each backend may spell it, with a password.
+PLAIN_URLS = {name: backend.plain_url for name, backend in BACKENDS.items()}
+# Settings of the deployment the suite runs in (tests/test_deployment.py runs it behind
+# PgBouncer), which a URL of another backend must not inherit.
+DEPLOYMENT = (
+    "DB_BEHIND_PGBOUNCER",
+    "DATABASE_DIRECT_URL",
+    "DB_PGBOUNCER_MAX_CLIENT_CONN",
+    "DB_REPLICA_URLS",
+    "MIGRATE_ON_STARTUP",
+)
 
 
-def test_the_password_never_shows_when_the_url_is_printed(caplog: pytest.LogCaptureFixture) -> None:
-    settings = Settings(database_url=PLAIN_URL)
+@pytest.fixture(autouse=True)
+def settings_of_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's settings are the values it gives, not the run's deployment."""
+    for name in DEPLOYMENT:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize("backend", sorted(PLAIN_URLS))
+def test_plain_urls_get_the_async_driver(backend: str) -> None:
+    settings = Settings(database_url=PLAIN_URLS[backend])
+    url = settings.database_url
+    assert (url.get_backend_name(), url.drivername) == (
+        backend,
+        f"{backend}+{DRIVER_MODULES[backend]}",
+    )
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+def test_the_password_never_shows_when_the_url_is_printed(
+    caplog: pytest.LogCaptureFixture, backend: str
+) -> None:
+    settings = Settings(database_url=PLAIN_URLS[backend])
     logging.getLogger("test").warning("url %s", settings.database_url)
     assert "s3cr3t" not in str(settings.database_url)
     assert "s3cr3t" not in caplog.text
     assert "s3cr3t" not in repr(settings)
-{% endif %}
 
 
 @pytest.mark.parametrize(
@@ -47,7 +65,10 @@ def test_the_password_never_shows_when_the_url_is_printed(caplog: pytest.LogCapt
     [
         ("DATABASE_URL", FOREIGN_URL, "unsupported driver"),
         ("DATABASE_URL", "not a url", "not a database URL"),
-        ("DATABASE_URL", NO_DATABASE_URL, "names no database"),
+        *(
+            ("DATABASE_URL", backend.no_database_url, "names no database")
+            for backend in BACKENDS.values()
+        ),
         ("DB_POOL_SIZE", "0", "greater than or equal to 1"),
         ("DB_POOL_TIMEOUT", "soon", "valid number"),
         ("DB_POOL_PRE_PING", "maybe", "valid boolean"),
@@ -125,7 +146,7 @@ def test_a_capability_turned_on_without_its_extra_stops_start_up_in_one_line(
     extra of pyproject.toml) must be there, or start-up says which extra to install."""
     for module in modules:
         monkeypatch.setitem(sys.modules, module, None)  # as if the extra were not installed
-    settings = Settings(database_url=PLAIN_URL).model_copy(update=update)
+    settings = Settings(database_url=BACKEND.plain_url).model_copy(update=update)
     with pytest.raises(MissingPackages) as caught:
         create_app(settings)
     message = str(caught.value)
@@ -147,16 +168,16 @@ def test_a_url_whose_driver_is_missing_stops_start_up_in_one_line(
 
 def test_nothing_is_configured_but_what_the_settings_turn_on() -> None:
     """Without REDIS_URL and TRACING_ENABLED the cache and traces stay idle code."""
-    settings = Settings(database_url=PLAIN_URL, redis_url="", tracing_enabled=False)
+    settings = Settings(database_url=BACKEND.plain_url, redis_url="", tracing_enabled=False)
     assert settings.redis_url is None and not settings.tracing_enabled
     assert open_cache(settings) is None
     assert telemetry(settings) == {"tracing": False, "metrics": False, "logs": False}
-{% if database == "postgresql" %}
 
 
 def test_pgbouncer_without_a_direct_url_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
     """Through PgBouncer's transaction pooling, the migrations' session settings and the
     start-up migration lock would land on a server connection other clients share next."""
+    monkeypatch.setenv("DATABASE_URL", URLS["postgresql"])
     monkeypatch.setenv("DB_BEHIND_PGBOUNCER", "true")
     monkeypatch.delenv("DATABASE_DIRECT_URL", raising=False)
     get_settings.cache_clear()
@@ -164,10 +185,9 @@ def test_pgbouncer_without_a_direct_url_stops_start_up(monkeypatch: pytest.Monke
         get_settings()
     get_settings.cache_clear()
     assert "DB_BEHIND_PGBOUNCER=true needs DATABASE_DIRECT_URL" in str(caught.value)
-    monkeypatch.setenv("DATABASE_DIRECT_URL", PLAIN_URL)
+    monkeypatch.setenv("DATABASE_DIRECT_URL", PLAIN_URLS["postgresql"])
     assert get_settings().database_direct_url is not None
     get_settings.cache_clear()
-{% endif %}
 
 
 def test_bad_url_error_does_not_echo_the_password() -> None:
@@ -184,7 +204,7 @@ def test_production_refuses_the_development_cursor_secret() -> None:
 
 def _compose_placeholder() -> str:
     """The CURSOR_SECRET that compose.yaml ships, read from the file itself."""
-    compose = (Path(__file__).parents[1] / "compose.yaml").read_text()
+    compose = (SERVICE_ROOT / "compose.yaml").read_text()
     found = re.search(r"^\s*CURSOR_SECRET:\s*(\S+)\s*$", compose, re.MULTILINE)
     assert found, "compose.yaml sets no CURSOR_SECRET"
     return found.group(1)

@@ -1,17 +1,14 @@
 """`Cache` and `Cached` on the real Redis, without routes: leases, single flight, keys."""
 
 import asyncio
-from collections.abc import AsyncIterator
-from collections.abc import Awaitable
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
 import pytest
 from pydantic import BaseModel
-
-from {{ package_name }}.kit.cache.entries import Cached
-from {{ package_name }}.kit.cache.store import Cache
-from {{ package_name }}.settings import Settings
+from service.kit.cache.entries import Cached
+from service.kit.cache.store import Cache
+from service.settings import Settings
 
 
 def cache_for(settings: Settings, suffix: str) -> Cache:

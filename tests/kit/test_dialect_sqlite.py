@@ -4,22 +4,15 @@ keys of deleted rows never given again."""
 import pytest
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from sqlalchemy import Column
-from sqlalchemy import Connection
-from sqlalchemy import Integer
-from sqlalchemy import String
-from sqlalchemy import Table
-from sqlalchemy import delete
-from sqlalchemy import insert
-from sqlalchemy import text
+from service.kit.db.base import Base
+from service.kit.db.dialect import violated_constraint, violation
+from service.kit.db.engine import DatabaseManager
+from service.settings import Settings
+from sqlalchemy import Column, Connection, Integer, String, Table, delete, insert, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from {{ package_name }}.kit.db.base import Base
-from {{ package_name }}.kit.db.dialect import violated_constraint
-from {{ package_name }}.kit.db.dialect import violation
-from {{ package_name }}.kit.db.engine import DatabaseManager
-from {{ package_name }}.settings import Settings
+pytestmark = pytest.mark.sqlite
 
 
 async def test_every_connection_enforces_foreign_keys_in_wal_mode(settings: Settings) -> None:
