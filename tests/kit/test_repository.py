@@ -117,9 +117,9 @@ async def test_soft_delete_hides_and_restore_shows(
     await repo.delete(parent)
     assert parent.is_deleted
     assert await repo.get(parent.id) is None
-    assert await repo.get_including_deleted(parent.id) is parent  # type: ignore[attr-defined]
+    assert await repo.get_including_deleted(parent.id) is parent
     assert await repo.count({"id": parent.id}) == 0
-    await repo.restore(parent)  # type: ignore[attr-defined]
+    await repo.restore(parent)
     assert await repo.get(parent.id) is parent and not parent.is_deleted
 
 
@@ -132,13 +132,13 @@ async def test_rows_under_a_deleted_parent_are_hidden_until_it_is_restored(
     await parents.delete(parent)
     assert await children.get(child.id) is None
     assert await children.get(child.id, for_update=True) is None
-    assert await children.get_including_deleted(child.id) is None  # type: ignore[attr-defined]
+    assert await children.get_including_deleted(child.id) is None
     assert await children.get_by(title=child.title) is None
     assert not await children.exists(id=child.id)
     assert await children.count({"parent_id": parent.id}) == 0
     assert await children.list(filters={"parent_id": parent.id}) == []
     assert await children.update_many({"parent_id": parent.id}, {"status": "done"}) == 0
-    await parents.restore(parent)  # type: ignore[attr-defined]
+    await parents.restore(parent)
     assert await children.get(child.id) is child and child.status == "todo"
     assert await children.count({"parent_id": parent.id}) == 1
 
@@ -155,7 +155,7 @@ async def test_get_or_create_never_hands_out_a_hidden_row(
         await parents.get_or_create({"name": "again"}, slug=data["slug"])
     with pytest.raises(Conflict, match="a deleted record"):  # its parent is deleted
         await children.get_or_create({}, parent_id=parent.id, title="only")
-    await parents.restore(parent)  # type: ignore[attr-defined]
+    await parents.restore(parent)
     assert await parents.get_or_create({"name": "x"}, slug=data["slug"]) == (parent, False)
     assert await children.get_or_create({}, parent_id=parent.id, title="only") == (child, False)
 
