@@ -35,8 +35,7 @@ from service.kit.http.schemas import (
     StorableStr,
     Version,
 )
-from service.kit.repository.resource import Repository
-from service.kit.repository.resource import Service
+from service.kit.repository.resource import Repository, Service
 from sqlalchemy import CheckConstraint, ForeignKey, Select, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 from sqlalchemy.types import TypeEngine
