@@ -155,6 +155,60 @@ def test_callgrind_counts_each_marked_stretch(tmp_path: Path) -> None:
     assert abs(counted["first"] - counted["short"]) < 0.03 * counted["short"]
 
 
+THREADED = """
+import queue, threading
+import instructions
+assert instructions.under_callgrind()
+
+def loop(n):
+    total = 0
+    for i in range(n): total += i
+    return total
+
+asks, done = queue.Queue(), queue.Queue()
+
+def worker():
+    while True:
+        done.put(asks.get()())
+
+threading.Thread(target=worker, daemon=True).start()
+
+def in_worker(task):
+    asks.put(task)
+    return done.get()
+
+loop(20_000)
+instructions.zero(); loop(20_000); instructions.dump("alone")
+in_worker(lambda: loop(2_000_000))  # a sync app's requests, served by the pool's worker
+instructions.zero(); loop(20_000); instructions.dump("zeroed here")
+in_worker(lambda: loop(2_000_000))
+in_worker(instructions.zero)
+instructions.zero(); loop(20_000); instructions.dump("zeroed in both")
+"""
+
+
+def test_a_zero_from_the_worker_keeps_its_earlier_work_out(tmp_path: Path) -> None:
+    """What bench/layers.py's `zero_every_thread` relies on: work a pool's worker did
+    before a zero requested from the main thread only is booked inside the next stretch;
+    a zero requested from the worker as well keeps it out."""
+    valgrind = shutil.which("valgrind")
+    assert valgrind, "needs Valgrind: apt-get install valgrind"
+    python = Path(sys.executable).resolve()
+    subprocess.run(
+        [valgrind, "--tool=callgrind", f"--callgrind-out-file={tmp_path}/cg.%p", python]
+        + ["-c", THREADED],
+        cwd=TEMPLATE_ROOT / "bench",
+        check=True,
+        capture_output=True,
+    )
+    import instructions
+
+    counted = instructions.read_dumps(tmp_path)
+    alone = counted["alone"]
+    assert counted["zeroed here"] > 2 * alone  # the worker's loop, booked late
+    assert abs(counted["zeroed in both"] - alone) < 0.03 * alone
+
+
 BENCH = TEMPLATE_ROOT / "bench"
 # The apps that answer every endpoint the benchmark loads (bench/layers.py's FULL), but
 # the service itself, a previous render and the FastCRUD anchor (checked on its own below).
