@@ -15,18 +15,22 @@ with their children:
     fastapi_asyncpg    FastAPI + raw asyncpg pool (the issue's "FastAPI over asyncpg")
     fastapi_core       FastAPI + SQLAlchemy Core, autocommit, statement built once
     fastapi_orm        FastAPI + AsyncSession + ORM, the leanest ORM service there is
-                       (bench/orm_apps.py): reads in autocommit with statements built
-                       once, creates as a unit of work (BEGIN, INSERT, COMMIT); no
-                       dependency, no middleware. Issue 17, target 1: the service at
-                       most 1.10x its CPU per request on every endpoint
+                       (bench/orm_apps.py): reads on an engine in autocommit with
+                       statements built once, creates as a unit of work (BEGIN,
+                       INSERT, COMMIT); no dependency, no middleware
     fastapi_orm_dep    its get and create, each route given its session maker by a
                        FastAPI dependency, as any FastAPI service hands out sessions:
                        what dependency injection alone costs per request
+    fastapi_orm_features  the leanest with the service's production features written
+                       the most direct way: issue 24's first target (at most 1.10x)
     usual              the same endpoints as the popular FastAPI templates write them
-                       (bench/orm_apps.py): a `yield` dependency that commits in
-                       `finally`, pool pre-ping, statements built per request, a refresh
-                       after every insert, a class dependency run in the thread pool.
-                       Target 2: the service at most 0.6x on a get, 0.5x on a create
+                       (a `yield` dependency that commits in `finally`, statements
+                       built per request, a refresh after every insert, a class
+                       dependency run in the thread pool; no pool pre-ping)
+    s3rius, fullstack, benavlabs   in the style of s3rius/FastAPI-template,
+                       full-stack-fastapi-template (sync routes, psycopg) and
+                       benavlabs/FastAPI-boilerplate (FastCRUD), each request path as
+                       it ships
     service            the rendered service, every layer (its production settings)
     previous           with --previous-package: the service as an earlier template
                        revision rendered it (run.py --previous-ref), on the same database,

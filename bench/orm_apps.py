@@ -1,26 +1,29 @@
-"""The two hand-written ORM apps the service is held against (issue 17, targets 1 and 2).
+"""The hand-written apps the service is held against (issues 17 and 24: the anchors).
 
-Both answer every endpoint the benchmark loads (get, the offset page with its total,
-the cursor page, 20 parents each with its first 20 live children, how many it has and a
-cursor to the rest, create) with the same JSON as the rendered service: its models, its
-read and create schemas, its cursor format (signed with the same secret), the same rows
-in the same order. bench/layers.py checks that, request by request, before it measures
-them.
+Every app answers every endpoint the benchmark loads (get, the offset page with its
+total, the cursor page, 20 parents each with its first 20 live children, how many it has
+and a cursor to the rest, create) with the same JSON as the rendered service: its
+models, its read and create schemas, its cursor format (signed with the same secret),
+the same rows in the same order. bench/layers.py checks that, request by request,
+before it measures them, and leaves out an app that answers otherwise.
 
 - `lean_app`: the leanest FastAPI + SQLAlchemy ORM code a person could write by hand.
-  Every statement is built once, at start-up, with bound parameters; reads run on a
-  session in autocommit (no BEGIN, no COMMIT); a create is one unit of work (BEGIN,
-  INSERT ... RETURNING, COMMIT); no dependency, no middleware, no repository layer.
-  What is left is what FastAPI, pydantic and the ORM cost: target 1 says the template
-  may add at most 10% to it.
-- `usual_app`: the same endpoints written the way the popular FastAPI templates write
-  them (the comments name which template each choice mirrors). A `yield` dependency
-  opens the session and commits in `finally`, statements are built per request, every insert is refreshed, the data access object
-  is a class dependency with a plain `__init__` (which FastAPI calls in its thread
-  pool). Target 2 says the template must cost at most 0.6x of it on a get and 0.5x on
-  a create.
+  Every statement is built once, at start-up, with bound parameters; reads run on an
+  engine created in autocommit (no BEGIN, no COMMIT), as the service's do; a create is
+  one unit of work (BEGIN, INSERT ... RETURNING, COMMIT); no dependency, no middleware,
+  no repository layer.
+- `lean_features_app`: the same with the service's production features written the most
+  direct way (request ids, a body limit, request metrics, a create that returns its key
+  from inside its unit of work, `Location` on the 201): issue 24's first target.
+- `usual_app`: the same endpoints the way the popular FastAPI templates write them (a
+  `yield` dependency that commits in `finally`, statements built per request, every
+  insert refreshed, a DAO class dependency run in the thread pool), no pool pre-ping.
+- `s3rius_app`, `fullstack_app`, `benavlabs_app`: each in the style of one template's
+  request path as it ships (s3rius/FastAPI-template, full-stack-fastapi-template,
+  benavlabs/FastAPI-boilerplate with FastCRUD), written for this benchmark, no code
+  copied.
 
-Both get their own engine with the same pool as every other app in the layers table
+Each gets its own engine with the same pool as every other app in the layers table
 (40, no overflow), so that the pool's size is not what the comparison measures: the
 templates keep SQLAlchemy's default of 5 + 10 overflow, whose overflow connections are
 closed when they come back to a pool that already holds 5 idle ones, and opened again.
