@@ -69,7 +69,11 @@ def dump(label: str) -> None:
 
 
 _DESC = re.compile(r"^desc: Trigger: Client Request: (.*)$", re.MULTILINE)
-_TOTALS = re.compile(r"^totals: (\d+)", re.MULTILINE)
+# A dump's `summary:` is what ran between the zero and the dump. Its `totals:` line (the
+# sum of the per-block lines below it) is not: in a stretch that follows heavy work, it
+# also holds cost of that work that callgrind had not yet added to its per-block counters
+# when they were zeroed (several million instructions on the first stretch of a run).
+_SUMMARY = re.compile(r"^summary: (\d+)", re.MULTILINE)
 
 
 def read_dumps(directory: Path) -> dict[str, int]:
@@ -77,7 +81,7 @@ def read_dumps(directory: Path) -> dict[str, int]:
     found: dict[str, int] = {}
     for path in directory.iterdir():
         text = path.read_text(errors="replace")
-        label, totals = _DESC.search(text), _TOTALS.search(text)
-        if label and totals:
-            found[label.group(1)] = int(totals.group(1))
+        label, summary = _DESC.search(text), _SUMMARY.search(text)
+        if label and summary:
+            found[label.group(1)] = int(summary.group(1))
     return found

@@ -15,18 +15,22 @@ with their children:
     fastapi_asyncpg    FastAPI + raw asyncpg pool (the issue's "FastAPI over asyncpg")
     fastapi_core       FastAPI + SQLAlchemy Core, autocommit, statement built once
     fastapi_orm        FastAPI + AsyncSession + ORM, the leanest ORM service there is
-                       (bench/orm_apps.py): reads in autocommit with statements built
-                       once, creates as a unit of work (BEGIN, INSERT, COMMIT); no
-                       dependency, no middleware. Issue 17, target 1: the service at
-                       most 1.10x its CPU per request on every endpoint
+                       (bench/orm_apps.py): reads on an engine in autocommit with
+                       statements built once, creates as a unit of work (BEGIN,
+                       INSERT, COMMIT); no dependency, no middleware
     fastapi_orm_dep    its get and create, each route given its session maker by a
                        FastAPI dependency, as any FastAPI service hands out sessions:
                        what dependency injection alone costs per request
+    fastapi_orm_features  the leanest with the service's production features written
+                       the most direct way: issue 24's first target (at most 1.10x)
     usual              the same endpoints as the popular FastAPI templates write them
-                       (bench/orm_apps.py): a `yield` dependency that commits in
-                       `finally`, pool pre-ping, statements built per request, a refresh
-                       after every insert, a class dependency run in the thread pool.
-                       Target 2: the service at most 0.6x on a get, 0.5x on a create
+                       (a `yield` dependency that commits in `finally`, statements
+                       built per request, a refresh after every insert, a class
+                       dependency run in the thread pool; no pool pre-ping)
+    s3rius, fullstack, benavlabs   in the style of s3rius/FastAPI-template,
+                       full-stack-fastapi-template (sync routes, psycopg) and
+                       benavlabs/FastAPI-boilerplate (FastCRUD), each request path as
+                       it ships
     service            the rendered service, every layer (its production settings)
     previous           with --previous-package: the service as an earlier template
                        revision rendered it (run.py --previous-ref), on the same database,
@@ -61,6 +65,7 @@ import os
 import random
 import statistics
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -69,6 +74,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import asyncpg
 import instructions
 import orjson
@@ -97,6 +103,7 @@ LAYERS = {
     "usual": "FastAPI + AsyncSession ORM, the usual template pattern",
     "s3rius": "in the style of s3rius/FastAPI-template (commit in finally, DAO)",
     "fullstack": "in the style of full-stack-fastapi-template (sync def, psycopg)",
+    "benavlabs": "in the style of benavlabs/FastAPI-boilerplate (FastCRUD)",
     "service": "the rendered service",
     "previous": "the previous render",
 }
@@ -111,6 +118,7 @@ FULL = frozenset(
         "usual",
         "s3rius",
         "fullstack",
+        "benavlabs",
         "service",
         "previous",
     }
@@ -125,14 +133,12 @@ def build_apps(
     package: str, url: str, floor_url: str, secret: str, previous: str | None = None
 ) -> dict[str, Any]:
     """The apps, each with its own pool; the service's models and schemas are shared."""
-    importlib.import_module(f"{package}.models")  # every mapper, so relationships resolve
-    project_model = importlib.import_module(f"{package}.projects.models").Project
-    read_schema = importlib.import_module(f"{package}.projects.schemas").ProjectRead
-    create_schema = importlib.import_module(f"{package}.projects.schemas").ProjectCreate
+    models = orm_apps.models_of(package)  # the service's models and schemas
+    project_model, read_schema, create_schema = models.project, models.read, models.create
     table = project_model.__table__
     by_id = select(*table.c).where(table.c.id == bindparam("id"))
     insert_row = insert(table).returning(*table.c)  # built once, like the lookups
-    new_key = importlib.import_module(f"{package}.kit.db.uuid7").uuid7  # the service's keys
+    new_key = orm_apps.service_name(package, "uuid7", orm_apps.KEY_MODULES)  # its keys
     constant = {
         "id": uuid.uuid4(),
         "name": "n",
@@ -233,17 +239,6 @@ def build_apps(
         async with engine("fastapi_core").connect() as conn:
             return (await conn.execute(insert_row, values)).one()
 
-    # The two hand-written ORM apps (bench/orm_apps.py), on the service's own models.
-    models = orm_apps.Models(
-        project=project_model,
-        task=importlib.import_module(f"{package}.tasks.models").Task,
-        read=read_schema,
-        with_tasks=importlib.import_module(f"{package}.projects.schemas").ProjectWithTasks,
-        create=create_schema,
-        offset_page=importlib.import_module(f"{package}.kit.http.pagination").OffsetPage,
-        cursor_page=importlib.import_module(f"{package}.kit.http.pagination").CursorPage,
-    )
-
     floor = importlib.import_module("floor_app").app
     service = importlib.import_module(f"{package}.main").app
     apps = {
@@ -258,6 +253,7 @@ def build_apps(
         "usual": orm_apps.usual_app(models, url, secret),
         "s3rius": orm_apps.s3rius_app(models, url, secret),
         "fullstack": orm_apps.fullstack_app(models, url, secret),
+        "benavlabs": orm_apps.benavlabs_app(models, url, secret),
         "service": service,
     }
     if previous is not None:
@@ -385,22 +381,35 @@ async def same_json(apps: dict[str, ASGI], some_id: str, slug: str) -> dict[str,
         return next(iter(statuses)), orjson.loads(answer) if answer else None
 
     answers: dict[str, dict[str, tuple[int, Any]]] = {}
+    failed: dict[str, str] = {}  # an app that raised: it cannot be measured on this render
     for name in ["service", *others]:
         mine = answers[name] = {}
-        for key, path in JSON_READS.items():
-            mine[key] = await ask(apps[name], "GET", path.format(id=some_id))
-        cursor = (mine["list_cursor"][1] or {}).get("next_cursor")
-        if cursor is not None:
-            path = f"/api/v1/projects/cursor?size=5&cursor={cursor}"
-            mine["list_cursor_next"] = await ask(apps[name], "GET", path)
-    for name in ["service", *others]:
+        try:
+            for key, path in JSON_READS.items():
+                mine[key] = await ask(apps[name], "GET", path.format(id=some_id))
+            cursor = (mine["list_cursor"][1] or {}).get("next_cursor")
+            if cursor is not None:
+                path = f"/api/v1/projects/cursor?size=5&cursor={cursor}"
+                mine["list_cursor_next"] = await ask(apps[name], "GET", path)
+        except Exception as error:
+            if name == "service":
+                raise
+            failed[name] = f"{type(error).__name__}: {error}"[:300]
+    for name in (n for n in ["service", *others] if n not in failed):
         body = {"name": "Same JSON", "slug": f"{slug}-{name.replace('_', '-')}", "description": "x"}
-        answers[name]["create"] = await ask(
-            apps[name], "POST", "/api/v1/projects", orjson.dumps(body)
-        )
+        try:
+            answers[name]["create"] = await ask(
+                apps[name], "POST", "/api/v1/projects", orjson.dumps(body)
+            )
+        except Exception as error:
+            if name == "service":
+                raise
+            failed[name] = f"{type(error).__name__}: {error}"[:300]
     out: dict[str, Any] = {}
     expected = answers["service"]
-    for name in others:
+    for name, error in failed.items():
+        out[name] = {key: {"identical": False, "error": error} for key in [*JSON_READS, "create"]}
+    for name in (n for n in others if n not in failed):
         for key, (status, body) in answers[name].items():
             want_status, want = expected.get(key, (None, None))
             same = status == want_status and comparable(key, body) == comparable(key, want)
@@ -480,6 +489,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     bad: dict[str, dict[str, dict[int, int]]] = {}
     try:
         checked = await same_json(apps, ids[0], f"{args.slug_prefix}{run}-json")
+        # An app that raised on the service's requests cannot be measured: it is left
+        # out, and the output says why (`left_out`).
+        left_out = {
+            name: next(iter(checks.values()))["error"]
+            for name, checks in checked.items()
+            if any("error" in check for check in checks.values())
+        }
+        for name in left_out:
+            for by_app in samples.values():
+                by_app.pop(name, None)
         if args.check_json:
             # The service's own page of the JSON check, for a caller to see what it held.
             statuses: dict[int, int] = {}
@@ -495,6 +514,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     apps, samples, requests, args.instructions
                 ),
                 "same_json": checked,
+                "left_out": left_out,
             }
         # Creates last: the rows they add would otherwise lengthen the pages' counts.
         for key in keys:
@@ -534,7 +554,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         for key, by_app in samples.items()
     }
     return {
-        "labels": {name: LAYERS[name] for name in apps},
+        "labels": {name: LAYERS[name] for name in apps if name not in left_out},
         "requests": args.n,
         "requests_by_endpoint": {
             key: max(args.concurrency, int(args.n * SHARE[key])) for key in keys
@@ -545,11 +565,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_ms": figures,
         "samples": samples,
         "same_json": checked,
+        "left_out": left_out,
         "against_lean": against(samples, "fastapi_orm"),
         "against_features": against(samples, "fastapi_orm_features"),
         "against_usual": against(samples, "usual"),
         "against_s3rius": against(samples, "s3rius"),
         "against_fullstack": against(samples, "fullstack"),
+        "against_benavlabs": against(samples, "benavlabs"),
         "against_previous": against(samples, "previous"),
         "calls": calls,
         "calls_against": {
@@ -559,9 +581,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-# The apps whose function calls are counted: those the targets hold the service against.
-# (A sync app's routes run in the thread pool, which a profile function set here misses.)
-COUNTED = ("floor", "fastapi_orm", "fastapi_orm_features", "service", "previous")
+# The apps whose function calls are counted: every async app that answers all endpoints.
+# (A sync app's routes run in the thread pool, which a profile function set here misses;
+# callgrind counts every thread, so instructions are counted for it too.)
+COUNTED = (
+    "floor",
+    "fastapi_orm",
+    "fastapi_orm_features",
+    "usual",
+    "s3rius",
+    "benavlabs",
+    "service",
+    "previous",
+)
 
 
 async def count_calls(
@@ -605,12 +637,13 @@ async def count_instructions(
     n: int,
 ) -> dict[str, dict[str, float]]:
     """Machine instructions per request under callgrind (bench/instructions.py), one
-    request at a time after a warm-up, for the apps the targets compare."""
+    request at a time after a warm-up, for every app chosen (`--apps`); callgrind counts
+    every thread, so a sync app's thread pool is counted too."""
     if not instructions.under_callgrind():
         raise SystemExit("layers: --instructions needs this process to run under callgrind")
     labels: dict[str, tuple[str, str]] = {}
     for key, by_app in samples.items():
-        for name in (a for a in COUNTED if a in by_app):
+        for name in by_app:
             request = partial_request(requests[key], name)
             await measure(apps[name], request, 10, 1)  # warm: nothing first-time counted
             label = f"{key}/{name}"
@@ -620,7 +653,7 @@ async def count_instructions(
             # not another's, outweighs tens of requests.
             gc.collect()
             gc.freeze()
-            instructions.zero()
+            await zero_every_thread()
             await measure(apps[name], request, n, 1)
             instructions.dump(label)
             labels[label] = (key, name)
@@ -630,6 +663,21 @@ async def count_instructions(
         if label in counted:
             out.setdefault(key, {})[name] = round(counted[label] / n)
     return out
+
+
+async def zero_every_thread() -> None:
+    """callgrind's counters to zero, from the thread pool's worker as well as from here.
+
+    A zero requested by one thread leaves out the cost another thread has run but
+    callgrind has not yet booked: the thread pool's worker that served a sync app's
+    requests books it later, inside the next stretch (after the JSON check, whose sync
+    requests run in that worker, the floor's first get counted 10.3 M instructions a
+    request instead of 0.4 M). Requested from the worker too, the zero clears what it
+    holds. The requests here go one at a time, so the pool keeps one worker, the one
+    that takes this call."""
+    if threading.active_count() > 1:
+        await anyio.to_thread.run_sync(instructions.zero)
+    instructions.zero()
 
 
 def calls_against(calls: dict[str, dict[str, float]], other: str) -> dict[str, float]:
@@ -748,7 +796,7 @@ if __name__ == "__main__":
     for key, by_app in result["cpu_ms"].items():
         for name, value in by_app.items():
             print(f"{key:11s} {LAYERS[name]:48s} {value:.3f} ms")
-    for other in ("lean", "features", "usual", "s3rius", "fullstack", "previous"):
+    for other in ("lean", "features", "usual", "s3rius", "fullstack", "benavlabs", "previous"):
         for key, ratio in result[f"against_{other}"].items():
             rounds = " ".join(f"{r:.3f}" for r in ratio["by_round"])
             print(f"{key:11s} service / {other:8s} {ratio['cpu']:.3f} (rounds {rounds})")

@@ -1,32 +1,36 @@
-"""The two hand-written ORM apps the service is held against (issue 17, targets 1 and 2).
+"""The hand-written apps the service is held against (issues 17 and 24: the anchors).
 
-Both answer every endpoint the benchmark loads (get, the offset page with its total,
-the cursor page, 20 parents each with its first 20 live children, how many it has and a
-cursor to the rest, create) with the same JSON as the rendered service: its models, its
-read and create schemas, its cursor format (signed with the same secret), the same rows
-in the same order. bench/layers.py checks that, request by request, before it measures
-them.
+Every app answers every endpoint the benchmark loads (get, the offset page with its
+total, the cursor page, 20 parents each with its first 20 live children, how many it has
+and a cursor to the rest, create) with the same JSON as the rendered service: its
+models, its read and create schemas, its cursor format (signed with the same secret),
+the same rows in the same order. bench/layers.py checks that, request by request,
+before it measures them, and leaves out an app that answers otherwise.
 
 - `lean_app`: the leanest FastAPI + SQLAlchemy ORM code a person could write by hand.
-  Every statement is built once, at start-up, with bound parameters; reads run on a
-  session in autocommit (no BEGIN, no COMMIT); a create is one unit of work (BEGIN,
-  INSERT ... RETURNING, COMMIT); no dependency, no middleware, no repository layer.
-  What is left is what FastAPI, pydantic and the ORM cost: target 1 says the template
-  may add at most 10% to it.
-- `usual_app`: the same endpoints written the way the popular FastAPI templates write
-  them (the comments name which template each choice mirrors). A `yield` dependency
-  opens the session and commits in `finally`, statements are built per request, every insert is refreshed, the data access object
-  is a class dependency with a plain `__init__` (which FastAPI calls in its thread
-  pool). Target 2 says the template must cost at most 0.6x of it on a get and 0.5x on
-  a create.
+  Every statement is built once, at start-up, with bound parameters; reads run on an
+  engine created in autocommit (no BEGIN, no COMMIT), as the service's do; a create is
+  one unit of work (BEGIN, INSERT ... RETURNING, COMMIT); no dependency, no middleware,
+  no repository layer.
+- `lean_features_app`: the same with the service's production features written the most
+  direct way (request ids, a body limit, request metrics, a create that returns its key
+  from inside its unit of work, `Location` on the 201): issue 24's first target.
+- `usual_app`: the same endpoints the way the popular FastAPI templates write them (a
+  `yield` dependency that commits in `finally`, statements built per request, every
+  insert refreshed, a DAO class dependency run in the thread pool), no pool pre-ping.
+- `s3rius_app`, `fullstack_app`, `benavlabs_app`: each in the style of one template's
+  request path as it ships (s3rius/FastAPI-template, full-stack-fastapi-template,
+  benavlabs/FastAPI-boilerplate with FastCRUD), written for this benchmark, no code
+  copied.
 
-Both get their own engine with the same pool as every other app in the layers table
+Each gets its own engine with the same pool as every other app in the layers table
 (40, no overflow), so that the pool's size is not what the comparison measures: the
 templates keep SQLAlchemy's default of 5 + 10 overflow, whose overflow connections are
 closed when they come back to a pool that already holds 5 idle ones, and opened again.
 """
 
 import contextvars
+import importlib
 import itertools
 import time
 import uuid
@@ -656,3 +660,151 @@ def fullstack_app(models: Models, url: str, secret: str) -> FastAPI:
         return project
 
     return app
+
+
+def benavlabs_app(models: Models, url: str, secret: str) -> FastAPI:
+    """Written in the style of benavlabs/FastAPI-boilerplate (no code copied): its data
+    access is FastCRUD, one `FastCRUD(Model)` per model, called from the routes with the
+    session of a `yield` dependency (an `async with` session, no commit in the
+    dependency: FastCRUD's `create` commits). Rows come back as dicts of the read schema's
+    columns; a create is FastCRUD's `create` (add, commit, refresh); a page is
+    `get_multi` (the rows and a count). What FastCRUD has no call for is a
+    statement run on the same session, as that boilerplate's routes do: the cursor page
+    (a `where` on the sort key, through `get_multi`) and each parent's first children."""
+    from types import SimpleNamespace
+
+    from fastcrud import FastCRUD
+
+    Project, Task = models.project, models.task
+    Read, WithTasks = models.read, models.with_tasks
+    cursors = Cursors(secret)
+    crud_projects: FastCRUD[Any, Any, Any, Any, Any, Any] = FastCRUD(Project)
+    makers: dict[str, async_sessionmaker[AsyncSession]] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The boilerplate's engine and `async_sessionmaker(..., expire_on_commit=False)`;
+        # the pool as every app here has it.
+        engine = create_async_engine(url, **POOL)
+        makers["db"] = async_sessionmaker(engine, expire_on_commit=False)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    async def async_get_db() -> AsyncIterator[AsyncSession]:
+        async with makers["db"]() as db:
+            yield db
+
+    Db = Annotated[AsyncSession, Depends(async_get_db)]
+    app = FastAPI(title="benavlabs", lifespan=lifespan)
+    order = ["created_at", "id"]
+
+    @app.get(BASE, response_model=models.offset_page[Read])
+    async def read_projects(db: Db, size: Size = 20, page: PageNumber = 1) -> Any:
+        found = await crud_projects.get_multi(
+            db=db,
+            offset=(page - 1) * size,
+            limit=size,
+            schema_to_select=Read,
+            sort_columns=order,
+            deleted_at=None,
+        )
+        return {"items": found["data"], "total": found["total_count"], "page": page, "size": size}
+
+    @app.get(f"{BASE}/cursor", response_model=models.cursor_page[Read])
+    async def scroll_projects(db: Db, size: Size = 20, cursor: CursorText = None) -> Any:
+        where = None
+        if cursor is not None:
+            position = cursors.decode(cursor)
+            if position is None:
+                raise bad_cursor()
+            where = tuple_(Project.created_at, Project.id) > tuple_(*position)
+        found = await crud_projects.get_multi(
+            db=db,
+            limit=size + 1,
+            schema_to_select=Read,
+            sort_columns=order,
+            return_total_count=False,
+            where=where,
+            deleted_at=None,
+        )
+        items = found["data"]
+        next_cursor = None
+        if len(items) > size:
+            items = items[:size]
+            next_cursor = cursors.encode(items[-1]["created_at"], items[-1]["id"])
+        return {"items": items, "next_cursor": next_cursor, "size": size}
+
+    @app.get(f"{BASE}/with-tasks", response_model=models.offset_page[WithTasks])
+    async def read_projects_with_tasks(db: Db, size: Size = 20, page: PageNumber = 1) -> Any:
+        found = await crud_projects.get_multi(
+            db=db,
+            offset=(page - 1) * size,
+            limit=size,
+            schema_to_select=Read,
+            sort_columns=order,
+            deleted_at=None,
+        )
+        projects = [SimpleNamespace(**row) for row in found["data"]]
+        rows: list[Any] = []
+        if projects:
+            ids = [project.id for project in projects]
+            rows = list((await db.execute(first_tasks(Task, ids, MAX_CHILDREN))).all())
+        items = with_tasks(projects, rows, cursors)
+        return {"items": items, "total": found["total_count"], "page": page, "size": size}
+
+    @app.post(BASE, response_model=Read, status_code=201)
+    async def write_project(project: models.create, db: Db) -> Any:
+        # FastCRUD's create: add, commit, refresh (a SELECT in a transaction of its own),
+        # and the row's columns as a dict.
+        created = await crud_projects.create(db=db, object=project, schema_to_select=Read)
+        if created is None:
+            raise HTTPException(status_code=500, detail="Failed to create project")
+        return created
+
+    @app.get(f"{BASE}/{{project_id}}", response_model=Read)
+    async def read_project(project_id: uuid.UUID, db: Db) -> Any:
+        found = await crud_projects.get(
+            db=db, id=project_id, deleted_at=None, schema_to_select=Read
+        )
+        if found is None:
+            raise HTTPException(status_code=404, detail="Project not found")
+        return found
+
+    return app
+
+
+def models_of(package: str) -> Models:
+    """The rendered service's mapped classes and schemas, wherever its layout keeps them:
+    the domain's own modules, and the page types from the kit's public surface (or, in a
+    render from before the kit, from where that render kept them)."""
+    importlib.import_module(f"{package}.models")  # every mapper, so relationships resolve
+    schemas = importlib.import_module(f"{package}.projects.schemas")
+    return Models(
+        project=importlib.import_module(f"{package}.projects.models").Project,
+        task=importlib.import_module(f"{package}.tasks.models").Task,
+        read=schemas.ProjectRead,
+        with_tasks=schemas.ProjectWithTasks,
+        create=schemas.ProjectCreate,
+        offset_page=service_name(package, "OffsetPage", PAGE_MODULES),
+        cursor_page=service_name(package, "CursorPage", PAGE_MODULES),
+    )
+
+
+# Where a render keeps a name the benchmark needs, first found wins: the kit's public
+# surface, then its modules as they are and as they were before the kit.
+PAGE_MODULES = ("kit", "kit.http.pagination", "kit.repository.pagination", "api.pagination")
+KEY_MODULES = ("kit", "kit.db.uuid7", "kit.db.keys", "db.uuid7", "db.keys")
+
+
+def service_name(package: str, name: str, modules: tuple[str, ...]) -> Any:
+    """`name` from the first of `package`'s `modules` that has it."""
+    for module in modules:
+        try:
+            found = importlib.import_module(f"{package}.{module}")
+        except ModuleNotFoundError:
+            continue
+        if hasattr(found, name):
+            return getattr(found, name)
+    raise SystemExit(f"bench: no {name} in {package} (looked in {', '.join(modules)})")

@@ -5,11 +5,10 @@ are measured over HTTP and on the wire as the service is (issue 24).
     CURSOR_SECRET=... uvicorn orm_server:app --app-dir bench
 
 `ORM_APP` names the app (`fastapi_orm`, `fastapi_orm_features`, `usual`, `s3rius`,
-`fullstack`); it runs on the rendered service's models and schemas, imported from
+`fullstack`, `benavlabs`); it runs on the rendered service's models and schemas, imported from
 `SERVICE_PACKAGE`. `/health` answers 200 for the benchmark's readiness check.
 """
 
-import importlib
 import os
 
 import orm_apps
@@ -21,28 +20,13 @@ BUILDERS = {
     "usual": orm_apps.usual_app,
     "s3rius": orm_apps.s3rius_app,
     "fullstack": orm_apps.fullstack_app,
+    "benavlabs": orm_apps.benavlabs_app,
 }
-
-
-def models(package: str) -> orm_apps.Models:
-    """The rendered service's mapped classes and schemas, as bench/layers.py takes them."""
-    importlib.import_module(f"{package}.models")  # every mapper, so relationships resolve
-    schemas = importlib.import_module(f"{package}.projects.schemas")
-    pagination = importlib.import_module(f"{package}.kit.http.pagination")
-    return orm_apps.Models(
-        project=importlib.import_module(f"{package}.projects.models").Project,
-        task=importlib.import_module(f"{package}.tasks.models").Task,
-        read=schemas.ProjectRead,
-        with_tasks=schemas.ProjectWithTasks,
-        create=schemas.ProjectCreate,
-        offset_page=pagination.OffsetPage,
-        cursor_page=pagination.CursorPage,
-    )
 
 
 def build() -> FastAPI:
     built = BUILDERS[os.environ["ORM_APP"]](
-        models(os.environ["SERVICE_PACKAGE"]),
+        orm_apps.models_of(os.environ["SERVICE_PACKAGE"]),
         os.environ["DATABASE_URL"],
         os.environ["CURSOR_SECRET"],
     )

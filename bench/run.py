@@ -23,6 +23,7 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from urllib.parse import urlsplit
 
 from harness import counting, endpoints, figures, load, measure, prepare, prices, profiler, report
 from harness.endpoints import ENDPOINTS
-from harness.figures import FLOOR, PING, PREVIOUS, SERVICE, Window
+from harness.figures import FLOOR, PING, PREVIOUS, SERVICE, TODAY_REF, Window
 from harness.procs import App, service_argv
 from harness.wire import WireCounter
 
@@ -82,7 +83,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--previous-ref",
         metavar="REF",
-        help="also render the template at REF (e.g. the last release) and measure it beside",
+        default=TODAY_REF,
+        help="also render the template at REF and measure it beside, in place of the "
+        "pre-ping server (default: today's render, main at 2a4d14c before the kit, which "
+        "issue 24's second target holds the service against; '' for none)",
     )
     parser.add_argument(
         "--layers-rounds",
@@ -320,6 +324,7 @@ ANCHOR_LABELS = {
     "usual": "usual template pattern",
     "s3rius": "in the style of s3rius/FastAPI-template",
     "fullstack": "in the style of full-stack-fastapi-template (sync)",
+    "benavlabs": "in the style of benavlabs/FastAPI-boilerplate (FastCRUD)",
 }
 
 
@@ -528,6 +533,50 @@ def load_phase(
     return windows, profiles
 
 
+def json_check_phase(
+    python: Path,
+    service: prepare.Service,
+    urls: Urls,
+    ids_file: Path,
+    work: Path,
+    secret: str,
+    previous: prepare.Service | None,
+) -> dict[str, Any]:
+    """Every anchor sent the service's requests in process (`layers.py --check-json`),
+    before anything is measured: an anchor that raises on this render, or answers other
+    JSON, is left out of every phase, and the report says why."""
+    out = work / "json-check.json"
+    anchors = [*ANCHOR_LABELS, "floor", *(["previous"] if previous else [])]
+    argv = [str(python), str(BENCH_DIR / "layers.py"), "--package", service.package]
+    argv += ["--ids", str(ids_file), "--out", str(out), "--slug-prefix", "load-", "--check-json"]
+    argv += ["--apps", ",".join([*anchors, "service"])]
+    if previous is not None:
+        argv += ["--previous-package", previous.package]
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "production",
+        "CURSOR_SECRET": secret,
+        "DATABASE_URL": urls.sqlalchemy(),
+        "FLOOR_DATABASE_URL": urls.plain(),
+        "LOG_LEVEL": "WARNING",
+    }
+    subprocess.run(argv, cwd=service.directory, env=env, capture_output=True, check=False)
+    if not out.exists():
+        raise SystemExit(f"the JSON check wrote nothing: {' '.join(argv)}")
+    checked: dict[str, Any] = json.loads(out.read_text())["same_json"]
+    left_out: dict[str, str] = {}
+    for name, checks in checked.items():
+        errors = [c["error"] for c in checks.values() if "error" in c]
+        differ = [key for key, c in checks.items() if not c["identical"]]
+        if errors:
+            left_out[name] = f"raises on this render: {errors[0]}"
+        elif differ:
+            left_out[name] = f"answers other JSON than the service for {', '.join(differ)}"
+    for name, why in left_out.items():
+        say(f"left out: {name} {why}")
+    return {"same_json": checked, "left_out": left_out}
+
+
 def layers_phase(
     args: argparse.Namespace,
     python: Path,
@@ -585,6 +634,7 @@ def instructions_phase(
     work: Path,
     secret: str,
     previous: prepare.Service | None,
+    left_out: dict[str, str],
 ) -> dict[str, Any]:
     """Machine instructions per request, in process under callgrind (bench/layers.py
     --instructions, bench/instructions.py): the measure issue 24's targets judge, since
@@ -607,7 +657,8 @@ def instructions_phase(
         "CALLGRIND_DIR": str(dumps),
         "PYTHONHASHSEED": "0",  # the same dict and set layouts in every run
     }
-    apps = ["floor", "fastapi_orm", "fastapi_orm_features", "service"]
+    apps = ["floor", *ANCHOR_LABELS, "service"]
+    apps = [name for name in apps if name not in left_out]
     argv = [valgrind, "--tool=callgrind", f"--callgrind-out-file={dumps}/cg.%p"]
     argv += [str(python), str(BENCH_DIR / "layers.py"), "--package", service.package]
     argv += ["--ids", str(ids_file), "--out", str(out), "--slug-prefix", "load-"]
@@ -632,7 +683,7 @@ def instructions_phase(
                 for key, by_app in per_request.items()
                 if by_app.get(other) and "service" in by_app
             }
-            for other in ("fastapi_orm", "fastapi_orm_features", "previous")
+            for other in (*ANCHOR_LABELS, "floor", "previous")
         },
     }
 
@@ -706,7 +757,7 @@ def main() -> None:
         service = prepare.render(work / "service", args.vcs_ref)
         say(f"rendered the default service into {service.directory}")
     previous = None
-    if args.previous_ref:
+    if args.previous_ref:  # today's render unless told otherwise
         previous = prepare.render_previous(work / "previous", args.previous_ref)
         say(f"rendered the template at {args.previous_ref} into {previous.directory}")
     renders = {"default": service}
@@ -742,6 +793,10 @@ def main() -> None:
         say(f"database {database}: migrated, seeded {seeded}")
         versions = prepare.dbtool(python, "versions", "--url", urls.plain())
 
+        checked = json_check_phase(python, service, urls, ids_file, work, secret, previous)
+        left_out = checked["left_out"]
+        prepare.dbtool(python, "cleanup", "--url", urls.plain(), "--slug-prefix", "load-")
+        args.http_anchors = tuple(name for name in args.http_anchors if name not in left_out)
         counts, shapes = count_phase(
             service, venv, urls, work, ids, secret, args.service_env, previous, args.http_anchors
         )
@@ -751,7 +806,10 @@ def main() -> None:
 
         windows, profiles = load_phase(args, service, venv, urls, work, ids, secret, previous)
         layers = layers_phase(args, python, service, urls, ids_file, work, secret, previous)
-        layers |= instructions_phase(args, python, service, urls, ids_file, work, secret, previous)
+        layers |= instructions_phase(
+            args, python, service, urls, ids_file, work, secret, previous, left_out
+        )
+        layers["left_out"] = left_out
         prepare.dbtool(python, "cleanup", "--url", urls.plain(), "--slug-prefix", "load-")
         priced: dict[str, Any] = {}
         if args.prices:
@@ -770,7 +828,9 @@ def main() -> None:
     summary = figures.summarise(windows)
     service_ratios = figures.ratios(summary, counts, SERVICE)
     others = [json.loads(path.read_text(encoding="utf-8")) for path in args.other_runs]
-    checks = figures.targets(summary, service_ratios, counts, args.slow_ms, layers, others)
+    checks = figures.targets(
+        summary, service_ratios, counts, args.slow_ms, layers, others, args.previous_ref
+    )
     results: dict[str, Any] = {
         "meta": {
             "started": started_at.isoformat(timespec="seconds"),
@@ -819,7 +879,7 @@ def main() -> None:
         "against_previous": figures.against_previous(summary, counts, layers),
         "against_anchors_http": figures.against_anchors(summary, counts, args.http_anchors),
         "targets": checks,
-        "verdict": figures.verdict(checks, counts),
+        "verdict": figures.verdict(checks, counts, args.previous_ref),
         "counts": counts,
         "shapes": shapes,
         "profile": profiles,

@@ -5,7 +5,9 @@ and children go in through the service's own session layer (a `WriteSession` fro
 `DatabaseManager`, one `@unit_of_work` per batch) and its repositories' `create_many`
 (one multi-row INSERT per batch), after validation by its own `ProjectCreate`/`TaskCreate`
 schemas: the data is what the service itself would have stored, and loading it takes
-seconds, not the minutes that one request per row would.
+seconds, not the minutes that one request per row would. A render that keeps that write
+path elsewhere is seeded through its models alone (their defaults make keys and times),
+in the same batches; the output's `through` says which.
 
     python bench/seed.py --package my_service --projects 10000 --tasks-per-project 5 \
         --ids-out ids.txt    # DATABASE_URL names the database
@@ -22,50 +24,109 @@ import json
 import os
 import random
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+Store = Callable[[list[dict[str, Any]], list[int]], Awaitable[list[Any]]]
+
+
+def child_rows(task_schemas: Any, parents: list[Any], counts: list[int]) -> list[dict[str, Any]]:
+    """`counts[i]` tasks of `parents[i]`, validated by the service's TaskCreate."""
+    statuses = ("todo", "doing", "done")
+    return [
+        {
+            **task_schemas.TaskCreate(
+                title=f"Task {k}", status=statuses[k % 3], priority=k % 6
+            ).model_dump(),
+            "project_id": parent.id,
+            "created_at": parent.created_at + timedelta(milliseconds=k),
+        }
+        for parent, tasks in zip(parents, counts, strict=True)
+        for k in range(tasks)
+    ]
+
+
+@asynccontextmanager
+async def service_store(package: str, url: str) -> AsyncIterator[Store | None]:
+    """The service's own write path: a write session of its `DatabaseManager`, one
+    `@unit_of_work` per batch, its repositories' `create_many`. None if the render keeps
+    them elsewhere (the kit's layout moves; the benchmark must run on any render)."""
+    try:
+        config = importlib.import_module(f"{package}.settings")
+        manager = importlib.import_module(f"{package}.kit.db.engine").DatabaseManager
+        unit_of_work = importlib.import_module(f"{package}.kit.db.session").unit_of_work
+        projects = importlib.import_module(f"{package}.projects.repository").ProjectRepository
+        tasks = importlib.import_module(f"{package}.tasks.repository").TaskRepository
+        task_schemas = importlib.import_module(f"{package}.tasks.schemas")
+        if not hasattr(projects, "create_many"):
+            raise AttributeError("create_many")
+    except (ImportError, AttributeError):
+        yield None
+        return
+
+    @unit_of_work
+    async def batch(session: Any, rows: list[dict[str, Any]], counts: list[int]) -> list[Any]:
+        """One batch of parents and their children: all stored, or none."""
+        parents = await projects(session).create_many(rows)
+        await tasks(session).create_many(child_rows(task_schemas, list(parents), counts))
+        return list(parents)
+
+    db = manager(config.Settings(database_url=url))
+    await db.connect()
+
+    async def store(rows: list[dict[str, Any]], counts: list[int]) -> list[Any]:
+        async with db.write_session() as session:
+            return await batch(session, rows, counts)
+
+    try:
+        yield store
+    finally:
+        await db.disconnect()
+
+
+@asynccontextmanager
+async def models_store(package: str, url: str) -> AsyncIterator[Store]:
+    """The same rows through the service's models alone (their column defaults make the
+    keys and times), one transaction and two multi-row INSERTs per batch."""
+    from sqlalchemy import insert
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    importlib.import_module(f"{package}.models")  # every mapper
+    project = importlib.import_module(f"{package}.projects.models").Project
+    task = importlib.import_module(f"{package}.tasks.models").Task
+    task_schemas = importlib.import_module(f"{package}.tasks.schemas")
+    engine = create_async_engine(url)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def store(rows: list[dict[str, Any]], counts: list[int]) -> list[Any]:
+        async with sessions() as session, session.begin():
+            statement = insert(project).returning(project, sort_by_parameter_order=True)
+            parents = list((await session.scalars(statement, rows)).all())
+            children = child_rows(task_schemas, parents, counts)
+            if children:
+                await session.execute(insert(task), children)
+            return parents
+
+    try:
+        yield store
+    finally:
+        await engine.dispose()
 
 
 async def seed(
     package: str, projects: int, tasks_per_project: list[int], batch: int
 ) -> tuple[list[str], dict[str, Any]]:
-    config = importlib.import_module(f"{package}.settings")
-    engine_mod = importlib.import_module(f"{package}.kit.db.engine")
-    session_mod = importlib.import_module(f"{package}.kit.db.session")
-    project_repo_mod = importlib.import_module(f"{package}.projects.repository")
-    task_repo_mod = importlib.import_module(f"{package}.tasks.repository")
+    url = os.environ["DATABASE_URL"]
     project_schemas = importlib.import_module(f"{package}.projects.schemas")
-    task_schemas = importlib.import_module(f"{package}.tasks.schemas")
-    statuses = ("todo", "doing", "done")
-
-    @session_mod.unit_of_work
-    async def store(session: Any, rows: list[dict[str, Any]], counts: list[int]) -> list[Any]:
-        """One batch of parents and their children (`counts`: how many each): all stored,
-        or none."""
-        parents = await project_repo_mod.ProjectRepository(session).create_many(rows)
-        children = [
-            {
-                **task_schemas.TaskCreate(
-                    title=f"Task {k}", status=statuses[k % 3], priority=k % 6
-                ).model_dump(),
-                "project_id": parent.id,
-                "created_at": parent.created_at + timedelta(milliseconds=k),
-            }
-            for parent, tasks in zip(parents, counts, strict=True)
-            for k in range(tasks)
-        ]
-        await task_repo_mod.TaskRepository(session).create_many(children)
-        return list(parents)
-
-    settings = config.Settings(database_url=os.environ["DATABASE_URL"])
-    db = engine_mod.DatabaseManager(settings)
-    await db.connect()
     # Spread creation times over the past days, one second apart, so that ordering by
     # created_at (what every list endpoint does) meets distinct, realistic values.
     start = datetime.now(UTC) - timedelta(seconds=projects + 60)
     ids: list[str] = []
     began = time.perf_counter()
-    try:
+    async with service_store(package, url) as own, models_store(package, url) as plain:
+        store, through = (own, "service") if own is not None else (plain, "models")
         for first in range(0, projects, batch):
             numbers = range(first, min(first + batch, projects))
             rows = [
@@ -78,17 +139,15 @@ async def seed(
                 for n in numbers
             ]
             counts = [tasks_per_project[n % len(tasks_per_project)] for n in numbers]
-            async with db.write_session() as session:
-                parents = await store(session, rows, counts)
+            parents = await store(rows, counts)
             ids.extend(str(parent.id) for parent in parents)
-    finally:
-        await db.disconnect()
     elapsed = time.perf_counter() - began
     return ids, {
         "projects": len(ids),
         "tasks": sum(tasks_per_project[n % len(tasks_per_project)] for n in range(len(ids))),
         "seconds": round(elapsed, 2),
         "batch": batch,
+        "through": through,
     }
 
 

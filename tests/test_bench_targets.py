@@ -96,18 +96,28 @@ def test_the_verdict_keeps_passed_per_target() -> None:
     by_target = {row["target"][:3]: row["passed"] for row in rows}
     assert by_target["24a"] is False
     assert by_target["24b"] is False  # no previous render measured: not a pass
+    # The second target's render is today's (main before the kit) unless told otherwise.
+    assert "today's render (main at 2a4d14c" in rows[1]["target"]
+    other = verdict(issue24(layers(1.0), [], "v0.3.0"), {}, "v0.3.0")
+    assert "the render of v0.3.0" in other[1]["target"]
 
 
 PROGRAM = """
 import instructions
 assert instructions.under_callgrind()
-total = 0
-instructions.zero()
-for i in range(20_000): total += i
-instructions.dump("short")
-instructions.zero()
-for i in range(200_000): total += i
-instructions.dump("long")
+
+def loop(n):
+    total = 0
+    for i in range(n): total += i
+    return total
+
+def run():
+    loop(2_000_000)  # heavy work just before the first stretch, in a function still running
+    instructions.zero(); loop(20_000); instructions.dump("first")
+    instructions.zero(); loop(20_000); instructions.dump("short")
+    instructions.zero(); loop(200_000); instructions.dump("long")
+
+run()
 """
 
 
@@ -136,29 +146,80 @@ def test_callgrind_counts_each_marked_stretch(tmp_path: Path) -> None:
     import instructions
 
     counted = instructions.read_dumps(tmp_path)
-    assert set(counted) >= {"short", "long"}
+    assert set(counted) >= {"first", "short", "long"}
     # Ten times the loop: many times the instructions, and nothing of the start-up
     # (importing Python's modules runs far more than the short loop).
     assert 5 * counted["short"] < counted["long"] < 20 * counted["short"]
+    # The first stretch counts what the same work counts again: nothing of the heavy work
+    # before it (callgrind's `totals:` line carries some of that into the first dump).
+    assert abs(counted["first"] - counted["short"]) < 0.03 * counted["short"]
+
+
+THREADED = """
+import queue, threading
+import instructions
+assert instructions.under_callgrind()
+
+def loop(n):
+    total = 0
+    for i in range(n): total += i
+    return total
+
+asks, done = queue.Queue(), queue.Queue()
+
+def worker():
+    while True:
+        done.put(asks.get()())
+
+threading.Thread(target=worker, daemon=True).start()
+
+def in_worker(task):
+    asks.put(task)
+    return done.get()
+
+loop(20_000)
+instructions.zero(); loop(20_000); instructions.dump("alone")
+in_worker(lambda: loop(2_000_000))  # a sync app's requests, served by the pool's worker
+instructions.zero(); loop(20_000); instructions.dump("zeroed here")
+in_worker(lambda: loop(2_000_000))
+in_worker(instructions.zero)
+instructions.zero(); loop(20_000); instructions.dump("zeroed in both")
+"""
+
+
+def test_a_zero_from_the_worker_keeps_its_earlier_work_out(tmp_path: Path) -> None:
+    """What bench/layers.py's `zero_every_thread` relies on: work a pool's worker did
+    before a zero requested from the main thread only is booked inside the next stretch;
+    a zero requested from the worker as well keeps it out."""
+    valgrind = shutil.which("valgrind")
+    assert valgrind, "needs Valgrind: apt-get install valgrind"
+    python = Path(sys.executable).resolve()
+    subprocess.run(
+        [valgrind, "--tool=callgrind", f"--callgrind-out-file={tmp_path}/cg.%p", python]
+        + ["-c", THREADED],
+        cwd=TEMPLATE_ROOT / "bench",
+        check=True,
+        capture_output=True,
+    )
+    import instructions
+
+    counted = instructions.read_dumps(tmp_path)
+    alone = counted["alone"]
+    assert counted["zeroed here"] > 2 * alone  # the worker's loop, booked late
+    assert abs(counted["zeroed in both"] - alone) < 0.03 * alone
 
 
 BENCH = TEMPLATE_ROOT / "bench"
 # The apps that answer every endpoint the benchmark loads (bench/layers.py's FULL), but
-# the service itself and a previous render.
+# the service itself, a previous render and the FastCRUD anchor (checked on its own below).
 ANCHORS = {"floor", "fastapi_orm", "fastapi_orm_features", "usual", "s3rius", "fullstack"}
 # Children of project n: the n-th, round and round. The JSON check reads page 2 of 3
 # (projects 3 to 5): 25 and 21 tasks, more than a listing carries (20), and none.
 TASKS_PER_PROJECT = "3,20,0,25,0,21"
 
 
-@pytest.mark.full
-def test_every_anchor_answers_the_services_json(
-    render: Callable[[str], Rendered], tmp_path: Path
-) -> None:
-    """Each app the benchmark holds the service against answers the service's requests
-    with the service's JSON, /with-tasks included: at most 20 tasks a project, how many
-    it has, and a cursor to the same next task."""
-    rendered = render("default")
+def check_json(rendered: Rendered, tmp_path: Path, anchors: set[str]) -> dict[str, Any]:
+    """`layers.py --check-json` for `anchors` and the service, on a seeded database."""
     check_server("postgresql")
     bin_dir = service_venv(
         rendered.path, rendered.python_version, extra=BENCH / "requirements-server.txt"
@@ -177,18 +238,43 @@ def test_every_anchor_answers_the_services_json(
             "FLOOR_DATABASE_URL": url.replace("postgresql+asyncpg://", "postgresql://"),
             "CURSOR_SECRET": "bench-json-check-secret-0123456789",
         }
-        apps = ",".join([*sorted(ANCHORS), "service"])
+        apps = ",".join([*sorted(anchors), "service"])
         layers = [str(BENCH / "layers.py"), "--package", rendered.package, "--ids", str(ids)]
         layers += ["--out", str(out), "--apps", apps, "--check-json"]
         checked = run(bin_dir, rendered.path, "python", *layers, env=env)
-    result = json.loads(out.read_text()) if out.exists() else {}
+    result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     assert checked.ok, (checked.output[-3000:], result.get("same_json"))
-    assert set(result["same_json"]) == ANCHORS
+    assert set(result["same_json"]) == anchors
     for app, checks in result["same_json"].items():
-        assert checks["with_tasks"]["identical"], (app, checks["with_tasks"])
         assert all(check["identical"] for check in checks.values()), (app, checks)
+    return result
+
+
+@pytest.mark.full
+def test_every_anchor_answers_the_services_json(
+    render: Callable[[str], Rendered], tmp_path: Path
+) -> None:
+    """Each app the benchmark holds the service against answers the service's requests
+    with the service's JSON, /with-tasks included: at most 20 tasks a project, how many
+    it has, and a cursor to the same next task."""
+    result = check_json(render("default"), tmp_path, ANCHORS)
     # What the apps agreed on: the page the check asked for holds the bound and its cursor.
     page = result["service_with_tasks"]["items"]
     assert [item["tasks_total"] for item in page] == [25, 0, 21]
     assert [len(item["tasks"]) for item in page] == [20, 0, 20]
     assert [item["tasks_next"] is not None for item in page] == [True, False, True]
+
+
+@pytest.mark.full
+@pytest.mark.xfail(
+    strict=True,
+    reason="the kit's Timestamp type cannot be compiled without a database dialect "
+    "(str(select(Project)) raises 'no backend module for the database default'), and "
+    "FastCRUD compiles every statement it builds that way to refuse cartesian products",
+)
+def test_the_fastcrud_anchor_answers_the_services_json(
+    render: Callable[[str], Rendered], tmp_path: Path
+) -> None:
+    """The app in the style of benavlabs/FastAPI-boilerplate (FastCRUD) answers the
+    service's JSON: it runs on the service's own models, as every anchor does."""
+    check_json(render("default"), tmp_path, {"benavlabs"})

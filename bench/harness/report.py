@@ -138,8 +138,9 @@ def _verdict(results: dict[str, Any]) -> str:
         [v["target"], v["value"], "pass" if v["passed"] else "**FAIL**"]
         for v in results.get("verdict") or []
     ]
-    return table(["target (issue 17)", "measured", "verdict"], rows) + (
-        "\n\nTargets 1 and 2 are measured in process (bench/layers.py), 3 and 4 over HTTP; "
+    return table(["target (issues 24 and 17)", "measured", "verdict"], rows) + (
+        "\n\nTargets 24a and 24b judge instructions per request in process (where "
+        "callgrind counted them), 1 and 2 CPU in process (bench/layers.py), 3 and 4 HTTP; "
         'every check behind each line is in the table "Targets" below.'
     )
 
@@ -408,8 +409,141 @@ ANCHORS = {
     "usual": "usual pattern",
     "s3rius": "s3rius style",
     "fullstack": "full-stack style",
+    "benavlabs": "benavlabs style (FastCRUD)",
     "previous": "previous render",
 }
+# layers.py's name for the service-over-anchor ratios of each app.
+AGAINST_KEY = {
+    "fastapi_orm": "against_lean",
+    "fastapi_orm_features": "against_features",
+    "usual": "against_usual",
+    "s3rius": "against_s3rius",
+    "fullstack": "against_fullstack",
+    "benavlabs": "against_benavlabs",
+    "previous": "against_previous",
+}
+
+
+def _issue24(results: dict[str, Any]) -> str:
+    """Issue 24's two targets, every endpoint: instructions per request (what judges),
+    the paired in-process CPU ratio and function calls beside."""
+    layers = results.get("layers") or {}
+    counted = layers.get("instructions") or {}
+    previous = results["meta"]["run"].get("previous_ref")
+    checks = {c["check"]: c for c in results.get("targets", [])}
+    rows = []
+    for endpoint in ENDPOINTS:
+        key = endpoint.key
+        by_app = counted.get(key, {})
+        row = [endpoint.title, num(by_app.get(SERVICE), 0)]
+        for app, number in (("fastapi_orm_features", "24a"), (PREVIOUS, "24b")):
+            cpu = layers.get(AGAINST_KEY[app], {}).get(key)
+            calls = (layers.get("calls_against") or {}).get(app, {}).get(key)
+            mine = by_app.get(SERVICE)
+            theirs = by_app.get(app)
+            check = next(
+                (
+                    c
+                    for name, c in checks.items()
+                    if name.startswith(f"issue 24 target {number}, {endpoint.title}:")
+                ),
+                None,
+            )
+            row += [
+                num(theirs, 0),
+                f"**{num(mine / theirs, 3, 'x')}**" if mine and theirs else "n/a",
+                f"{num(cpu['cpu'], 3, 'x')} ({min(cpu['by_round']):.2f}-{max(cpu['by_round']):.2f})"
+                if cpu
+                else "n/a",
+                num(calls, 3, "x"),
+                "-" if check is None else ("pass" if check["passed"] else "**FAIL**"),
+            ]
+        rows.append(row)
+    headers = [
+        "endpoint",
+        "service instructions/req",
+        "leanest with features",
+        "service / it",
+        "CPU, paired (rounds)",
+        "calls",
+        "24a (<= 1.10x)",
+        "today's render" if previous else "previous render",
+        "service / it",
+        "CPU, paired (rounds)",
+        "calls",
+        "24b (<= 1.03x)",
+    ]
+    requests = layers.get("instructions_requests")
+    return (
+        table(headers, rows)
+        + "\n\nInstructions per request: user-space machine instructions counted by "
+        + f"callgrind over {requests or 'n/a'} requests per app and endpoint, one at a time "
+        + "after a warm-up (bench/instructions.py); they judge both targets. CPU: the "
+        + "in-process CPU time ratio, median of rounds paired within each round (range in "
+        + "brackets); calls: Python and C function calls per request. "
+        + (
+            f"Today's render: the template at `{previous}` (main before the kit), rendered "
+            "beside the service and run on the same database and libraries."
+            if previous
+            else "No previous render in this run: target 24b is not measured."
+        )
+    )
+
+
+def _anchor_grid(results: dict[str, Any]) -> str:
+    """Every anchor, every endpoint: instructions, in-process CPU, HTTP CPU, PostgreSQL's
+    CPU and round trips, each as the service over that anchor."""
+    layers = results.get("layers") or {}
+    counted = layers.get("instructions") or {}
+    http = results.get("against_anchors_http") or {}
+    rows = []
+    for endpoint in ENDPOINTS:
+        key = endpoint.key
+        for app in (a for a in ANCHORS if a != PREVIOUS):
+            instr = counted.get(key, {})
+            cpu = layers.get(AGAINST_KEY[app], {}).get(key)
+            over = http.get(app, {}).get(key)
+            if not (instr.get(app) or cpu or over):
+                continue
+            trips = (over or {}).get("round_trips", {})
+            pg = (over or {}).get("pg_cpu_ms", {})
+            ratio = instr[SERVICE] / instr[app] if instr.get(app) and instr.get(SERVICE) else None
+            rows.append(
+                [
+                    endpoint.title,
+                    ANCHORS[app],
+                    num(instr.get(app), 0),
+                    f"**{num(ratio, 3, 'x')}**",
+                    num(cpu["cpu"], 3, "x") if cpu else "n/a",
+                    num(over["cpu"], 2, "x") if over and over.get("cpu") else "n/a",
+                    f"{num(pg.get(app), 3)} / {num(pg.get(SERVICE), 3)}",
+                    f"{num(trips.get(app), 0)} / {num(trips.get(SERVICE), 0)}",
+                ]
+            )
+    left_out = layers.get("left_out") or {}
+    said = "".join(
+        f" **Left out: {ANCHORS.get(name, name)}**, which {why}." for name, why in left_out.items()
+    )
+    return (
+        table(
+            [
+                "endpoint",
+                "anchor",
+                "its instructions/req",
+                "service / it, instructions",
+                "in process, CPU paired",
+                "over HTTP, server CPU",
+                "PostgreSQL CPU ms/req, it / service",
+                "round trips, it / service",
+            ],
+            rows,
+        )
+        + "\n\nEvery anchor of bench/orm_apps.py on the service's own models and schemas, "
+        + "each answering the service's JSON (checked before anything is measured). Over "
+        + "HTTP: each served by uvicorn and loaded as the service is, one server at a time; "
+        + "round trips counted on the wire, one request at a time."
+        + said
+    )
 
 
 def _anchors(results: dict[str, Any]) -> str:
@@ -664,6 +798,8 @@ def generated_block(results: dict[str, Any]) -> str:
                 f"{meta['seed']['projects']:,} projects with {meta['seed']['tasks']:,} tasks, "
                 f"seeded in {meta['seed']['seconds']} s through the service's repositories."
             ),
+            "### Issue 24's targets, every endpoint\n\n" + _issue24(results),
+            "### Every anchor, every endpoint (issue 24)\n\n" + _anchor_grid(results),
             "### Verdict\n\n" + _verdict(results),
             "### What each layer and deployment shape costs (over HTTP)\n\n" + _prices(results),
             "### Scale: workers and Python\n\n" + _scale(results),
