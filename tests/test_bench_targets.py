@@ -266,12 +266,6 @@ def test_every_anchor_answers_the_services_json(
 
 
 @pytest.mark.full
-@pytest.mark.xfail(
-    strict=True,
-    reason="the kit's Timestamp type cannot be compiled without a database dialect "
-    "(str(select(Project)) raises 'no backend module for the database default'), and "
-    "FastCRUD compiles every statement it builds that way to refuse cartesian products",
-)
 def test_the_fastcrud_anchor_answers_the_services_json(
     render: Callable[[str], Rendered], tmp_path: Path
 ) -> None:

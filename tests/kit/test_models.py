@@ -2,6 +2,7 @@
 messages of violated constraints, and how a row reads."""
 
 import uuid
+from typing import cast
 
 from service.kit.db.base import Base
 from service.kit.db.naming import NAMING_CONVENTION
@@ -16,9 +17,13 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     delete,
+    insert,
+    select,
+    update,
 )
+from sqlalchemy.schema import CreateTable
 
-from .resource import Shape
+from .resource import SHAPES, Shape
 
 
 def test_constraint_messages_are_found_by_the_names_the_convention_gives() -> None:
@@ -124,3 +129,16 @@ async def test_repr_and_to_dict(session: WriteSession, shape: Shape) -> None:
     data = parent.to_dict()
     assert data["name"] == "Repr" and data["id"] == parent.id
     assert "children" not in data
+
+
+def test_statements_compile_without_a_database() -> None:
+    """`str(statement)` (a log line, a debugger, a library that compiles to inspect) uses
+    SQLAlchemy's generic dialect, which is none of the backends: the kit's time types and
+    clocks take their generic spelling there instead of refusing it."""
+    parent = SHAPES["int-soft"].parent
+    assert "FROM parent_int_soft" in str(select(parent))
+    inserted = str(insert(parent).values(name="n", slug="s", description=""))
+    assert "INSERT INTO parent_int_soft" in inserted
+    changed = str(update(parent).values(name="m").where(parent.id == 1))
+    assert "UPDATE parent_int_soft" in changed
+    assert "CURRENT_TIMESTAMP" in str(CreateTable(cast(Table, parent.__table__)))

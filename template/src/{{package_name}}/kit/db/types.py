@@ -17,7 +17,24 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.types import TypeEngine
 
+from .dialects import BACKENDS
 from .dialects import backend
+
+# What a statement compiled without a database (`str(statement)`: a log line, a
+# debugger, a library inspecting it) spells for the time types and clocks: SQLAlchemy's
+# generic dialect is none of the backends, so they take the standard SQL form there.
+_GENERIC_NOW = "CURRENT_TIMESTAMP"
+
+
+def _stores_zone(dialect: Dialect) -> bool:
+    """Whether `dialect`'s timestamps keep their zone; a generic dialect's pass unchanged."""
+    return dialect.name not in BACKENDS or backend(dialect.name).TIMESTAMP_STORES_ZONE
+
+
+def _current_time_sql(dialect: Dialect) -> str:
+    if dialect.name not in BACKENDS:
+        return _GENERIC_NOW
+    return backend(dialect.name).current_time_sql()
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -46,17 +63,19 @@ class UTCDateTime(TypeDecorator[datetime]):
         # The backend's own type, not the driver's adaptation of it (asyncpg's, SQLite's
         # DATETIME): SQLAlchemy adapts it to the driver itself, and autogenerate writes
         # this one into migrations (`render_item` in env.py).
+        if dialect.name not in BACKENDS:
+            return dialect.type_descriptor(DateTime(timezone=True))
         return backend(dialect.name).timestamp_type()
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None or backend(dialect.name).TIMESTAMP_STORES_ZONE:
+        if value is None or _stores_zone(dialect):
             return value
         if value.tzinfo is None:
             raise ValueError("naive datetime: give it a time zone")
         return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None or backend(dialect.name).TIMESTAMP_STORES_ZONE:
+        if value is None or _stores_zone(dialect):
             return value
         return value.replace(tzinfo=UTC)
 
@@ -73,7 +92,7 @@ class ServerNow(FunctionElement[datetime]):
 
 @compiles(ServerNow)
 def _server_now(element: ServerNow, compiler: SQLCompiler, **kw: Any) -> str:
-    return backend(compiler.dialect.name).current_time_sql()
+    return _current_time_sql(compiler.dialect)
 
 
 class Now(FunctionElement[datetime]):
@@ -93,7 +112,7 @@ class Now(FunctionElement[datetime]):
 def _now(element: Now, compiler: SQLCompiler, **kw: Any) -> str:
     if compiler.dialect.name == "sqlite":
         return compiler.process(bindparam(None, callable_=utc_now, type_=Timestamp), **kw)
-    return backend(compiler.dialect.name).current_time_sql()
+    return _current_time_sql(compiler.dialect)
 
 
 def utc_now() -> datetime:
