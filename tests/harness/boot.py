@@ -5,6 +5,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +52,10 @@ def uvicorn(
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
+        # Each booted service has a database of its own, so its cache entries are its own
+        # too: two services of one variant (the fuzzer's, the client's) share the name
+        # that prefixes them by default, and the same keys (`project:1`) in one Redis.
+        "CACHE_KEY_PREFIX": f"boot-{uuid.uuid4().hex[:12]}",
         **env,
     }
     with log.open("w") as out:
