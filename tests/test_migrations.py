@@ -88,3 +88,32 @@ def test_a_database_of_the_last_release_upgrades_to_the_models(
         assert RELEASED_HEAD in alembic("current")
         alembic("upgrade", "head")
         assert "No new upgrade operations detected" in alembic("check")
+
+
+def test_two_revisions_with_one_message_in_one_minute_are_two_files(
+    render: Callable[[str], Rendered], venv_for: Callable[[Rendered], Path]
+) -> None:
+    """`alembic revision -m` twice with the same message (two merges of heads, say) within
+    a minute: Alembic writes over a file of the same name without a word, so the first
+    revision would vanish and the second would point at a revision nobody has."""
+    rendered = render("sqlite-int-hard-delete")
+    bin_dir = venv_for(rendered)
+    versions = rendered.path / "migrations" / "versions"
+    before = set(versions.glob("*.py"))
+    with scratch_database("sqlite", rendered.name) as url:
+        for _ in range(2):
+            made = run(
+                bin_dir,
+                rendered.path,
+                "alembic",
+                "revision",
+                "-m",
+                "same words",
+                env={"DATABASE_URL": url},
+            )
+            assert made.ok, made.output
+    try:
+        assert len(set(versions.glob("*.py")) - before) == 2
+    finally:
+        for path in set(versions.glob("*.py")) - before:
+            path.unlink()
