@@ -5,6 +5,7 @@ from X-Forwarded-For only when a proxy TRUSTED_PROXIES names sent it."""
 import asyncio
 import json
 import logging
+from contextlib import contextmanager
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -150,8 +151,9 @@ async def test_cors_answers_the_origins_it_names_and_no_other(
     assert ("access-control-allow-credentials" in headers) == credentials
     assert simple.headers["access-control-allow-origin"] == ALLOWED
     assert "x-request-id" in simple.headers["access-control-expose-headers"].lower()
+    # Without Access-Control-Allow-Origin the browser hides the answer from the page.
     assert "access-control-allow-origin" not in cors_headers(elsewhere)
-    assert cors_headers(foreign) == {}
+    assert "access-control-allow-origin" not in cors_headers(foreign)
 
 
 def test_a_wildcard_origin_with_credentials_is_refused(settings: Settings) -> None:
@@ -197,8 +199,10 @@ class AccessLines(logging.Handler):
         self.lines.append(json.loads(self.format(record)))
 
 
-@pytest.fixture
-def access_lines() -> Iterator[list[dict[str, Any]]]:
+@contextmanager
+def access_log() -> Iterator[list[dict[str, Any]]]:
+    """uvicorn's access lines while it lasts (after the app is built: building it hands
+    uvicorn's loggers to the service's handler)."""
     logger = logging.getLogger("uvicorn.access")
     handler, level = AccessLines(), logger.level
     logger.addHandler(handler)
@@ -241,22 +245,22 @@ async def served(app: FastAPI, headers: dict[str, str]) -> dict[str, str]:
 FORWARDED = {"X-Forwarded-For": "203.0.113.9, 198.51.100.7"}
 
 
-async def test_a_clients_forwarded_for_is_ignored(
-    settings: Settings, access_lines: list[dict[str, Any]]
-) -> None:
+async def test_a_clients_forwarded_for_is_ignored(settings: Settings) -> None:
     assert settings.trusted_proxies == []
-    seen = await served(service(settings), FORWARDED)
+    app = service(settings)
+    with access_log() as lines:
+        seen = await served(app, FORWARDED)
     assert seen == {"host": "127.0.0.1"}
-    (line,) = access_lines
+    (line,) = lines
     assert line["client"].startswith("127.0.0.1:")
 
 
-async def test_a_trusted_proxys_forwarded_for_names_the_client(
-    settings: Settings, access_lines: list[dict[str, Any]]
-) -> None:
+async def test_a_trusted_proxys_forwarded_for_names_the_client(settings: Settings) -> None:
     """The address the trusted proxy saw (the last one it appended), not the first, which
     any client can write."""
-    seen = await served(service(settings, trusted_proxies=["127.0.0.0/8"]), FORWARDED)
+    app = service(settings, trusted_proxies=["127.0.0.0/8"])
+    with access_log() as lines:
+        seen = await served(app, FORWARDED)
     assert seen == {"host": "198.51.100.7"}
-    (line,) = access_lines
+    (line,) = lines
     assert line["client"].startswith("198.51.100.7:")
