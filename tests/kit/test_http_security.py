@@ -5,8 +5,8 @@ from X-Forwarded-For only when a proxy TRUSTED_PROXIES names sent it."""
 import asyncio
 import json
 import logging
-from contextlib import contextmanager
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -21,7 +21,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 ALLOWED = "https://app.example.com"
 ELSEWHERE = "https://evil.example.net"
-PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+PREFLIGHT = {
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "content-type",
+}
 
 
 def service(settings: Settings, **update: Any) -> FastAPI:

@@ -201,9 +201,8 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers["X-Content-Type-Options"] = "nosniff"
-                if message["status"] >= 400:
-                    headers["Cache-Control"] = "no-store"
-                elif credentials and "cache-control" not in headers:
+                kept = "cache-control" in headers and message["status"] < 400
+                if message["status"] >= 400 or (credentials and not kept):
                     headers["Cache-Control"] = "no-store"
             await send(message)
 

@@ -13,7 +13,7 @@ from pydantic_settings import NoDecode
 
 # An origin as a browser sends it: scheme, host and an optional port, with no path (not
 # even `/`) and no wildcard; Starlette compares origins as exact strings.
-_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+_ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
 
 def _split(value: Any) -> Any:

@@ -102,7 +102,7 @@ class KitSettings(DatabaseSettings):
 
     # Browser origins allowed to call the API from their pages (CORS), comma-separated:
     # `https://app.example.com`. Empty: no CORS headers, browsers allow same-origin only.
-    cors_origins: Origins = []
+    cors_origins: Origins = Field(default_factory=list)
     # Let those origins send cookies and Authorization (the response says
     # Access-Control-Allow-Credentials). Refused with CORS_ORIGINS=*.
     cors_allow_credentials: bool = False
@@ -110,7 +110,7 @@ class KitSettings(DatabaseSettings):
     # balancer), comma-separated: only a request from one of them has its client taken
     # from X-Forwarded-For (and its scheme from X-Forwarded-Proto). Empty: the peer is
     # the client, whatever the headers say.
-    trusted_proxies: Proxies = []
+    trusted_proxies: Proxies = Field(default_factory=list)
 
     @property
     def max_page_number(self) -> int:
