@@ -6,16 +6,18 @@ What every service has, the same in each, is set up here:
   cache with REDIS_URL, the migrations with MIGRATE_ON_STARTUP, the schema's head for
   readiness, traces with TRACING_ENABLED, and `/metrics` (on its own port with
   METRICS_PORT); all of it closed again at shutdown;
-- on each request, outermost first: the consistency token (with replicas), the request
-  figures, the request id (and the id on the trace's span), the body-size limit, and the
-  sessions' closing once the route is done;
+- on each request, outermost first: the response headers every response carries
+  (`SecurityHeaders`), the client from X-Forwarded-For when a proxy TRUSTED_PROXIES names
+  sent the request, CORS for the origins CORS_ORIGINS names, the consistency token (with
+  replicas), the request figures, the request id (and the id on the trace's span), the
+  body-size limit, and the sessions' closing once the route is done;
 - problem details for every error, the OpenAPI document completed, the health routes.
 
 A service adds its own start-up and shutdown as `build_app(..., lifespan=...)`: an async
 context manager taking the app, entered once the kit's start-up is done (the database
 is `app.state.db`) and left before the kit's shutdown. Its own middleware it adds to the
 app `build_app` returns, with `app.add_middleware(...)`: added last, it runs first on
-each request, outside the kit's (where CORS belongs).
+each request, outside the kit's. docs/security.md says what the HTTP settings guard.
 """
 
 import gc
@@ -27,6 +29,8 @@ from contextlib import asynccontextmanager
 from contextlib import nullcontext
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from .cache import CACHE
 from .cache import open_cache
@@ -59,6 +63,9 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+# What a page of an origin CORS_ORIGINS names may send, and read of the answer.
+_CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+_CORS_EXPOSED = ["X-Request-ID", "X-Consistency-Token", "Location", "Retry-After"]
 # A lifespan as FastAPI takes it: the app in, an async context manager out.
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -95,6 +102,19 @@ def build_app(
     document_consistency_token(app, read_session, write_session)
     if settings.db_replica_urls:  # a write's response carries its X-Consistency-Token
         app.add_middleware(ConsistencyTokenMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=_CORS_METHODS,
+            allow_headers=["*"],  # whatever the preflight asks: the origin is what is checked
+            expose_headers=_CORS_EXPOSED,
+        )
+    if settings.trusted_proxies:
+        # uvicorn's own, run by the app: the Dockerfile starts uvicorn with
+        # --no-proxy-headers, so that this setting alone decides whom to believe.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     install_problem_handlers(app)
     app.include_router(health.router)
     return app

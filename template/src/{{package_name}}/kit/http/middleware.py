@@ -169,3 +169,41 @@ class QuietStartupFailure:
             await send(message)
 
         await self.app(scope, receive, send_quietly)
+
+
+_CREDENTIALS = (b"authorization", b"cookie")
+
+
+class SecurityHeaders:
+    """Headers every response carries, whoever answered it (a route, a problem handler,
+    Starlette's last-resort 500, CORS's preflight):
+
+    - `X-Content-Type-Options: nosniff`: a browser takes the content type as sent, and
+      never runs a JSON body it guessed to be a script or a page;
+    - `Cache-Control: no-store` on errors, which no cache or browser should keep or serve
+      again, and on the answer to a request with credentials (Authorization or a cookie),
+      whose body is one caller's; a route that set its own Cache-Control for a success
+      keeps it.
+
+    It adds no `Server` header, and uvicorn's is left out by `--no-server-header`.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        credentials = any(key in _CREDENTIALS for key, _ in scope["headers"])
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                kept = "cache-control" in headers and message["status"] < 400
+                if message["status"] >= 400 or (credentials and not kept):
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -20,6 +20,9 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import URLPath
 from starlette.routing import NoMatchFound
 from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from .middleware import SecurityHeaders
 
 # What a route is built from; each is also an attribute of the route built.
 _BUILT_FROM = [
@@ -48,6 +51,11 @@ class App(FastAPI):
     def include_router(self, router: APIRouter, *, prefix: str = "", **options: Any) -> None:
         if not take_in(self.router, router, prefix, options):
             super().include_router(router, prefix=prefix, **options)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """Every middleware, with `SecurityHeaders` outside them all: outside Starlette's
+        last-resort 500 too, which no added middleware can wrap."""
+        return SecurityHeaders(super().build_middleware_stack())
 
     def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
         """The path of the route called `name`, as Starlette finds it, without trying every

@@ -14,10 +14,14 @@ from typing import TypeVar
 from pydantic import Field
 from pydantic import SecretStr
 from pydantic import ValidationError
+from pydantic import ValidationInfo
+from pydantic import field_validator
 from pydantic import model_validator
 from pydantic_settings import SettingsConfigDict
 
 from .database import DatabaseSettings
+from .http import Origins
+from .http import Proxies
 from .urls import RedisURL
 
 _DEV_CURSOR_SECRET = "dev-only-cursor-secret"  # noqa: S105 - refused in production below
@@ -96,12 +100,34 @@ class KitSettings(DatabaseSettings):
     # rest are a cursor away, so one response stays bounded however big a parent grows.
     max_children_per_parent: int = Field(default=20, ge=1, le=1000)
 
+    # Browser origins allowed to call the API from their pages (CORS), comma-separated:
+    # `https://app.example.com`. Empty: no CORS headers, browsers allow same-origin only.
+    cors_origins: Origins = Field(default_factory=list)
+    # Let those origins send cookies and Authorization (the response says
+    # Access-Control-Allow-Credentials). Refused with CORS_ORIGINS=*.
+    cors_allow_credentials: bool = False
+    # Addresses or networks of the proxies in front of the service (the ingress, a load
+    # balancer), comma-separated: only a request from one of them has its client taken
+    # from X-Forwarded-For (and its scheme from X-Forwarded-Proto). Empty: the peer is
+    # the client, whatever the headers say.
+    trusted_proxies: Proxies = Field(default_factory=list)
+
     @property
     def max_page_number(self) -> int:
         """The last page a client may ask for: at the largest page size it starts at most
         `max_page_offset` rows in, and so does every page at any smaller size. A single
         bound, so the OpenAPI document states it as `page`'s maximum."""
         return self.max_page_offset // self.max_page_size + 1
+
+    @field_validator("cors_allow_credentials", mode="after")
+    @classmethod
+    def _credentials_only_for_named_origins(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and "*" in info.data.get("cors_origins", ()):
+            # Any site could then act with its visitors' credentials.
+            raise ValueError(
+                "CORS_ORIGINS=* cannot be used with CORS_ALLOW_CREDENTIALS: name the origins"
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod
