@@ -17,7 +17,7 @@ A service adds its own start-up and shutdown as `build_app(..., lifespan=...)`: 
 context manager taking the app, entered once the kit's start-up is done (the database
 is `app.state.db`) and left before the kit's shutdown. Its own middleware it adds to the
 app `build_app` returns, with `app.add_middleware(...)`: added last, it runs first on
-each request, outside the kit's. docs/security.md says what the HTTP settings guard.
+each request, outside the kit's. The README says what the HTTP settings guard.
 """
 
 import gc
