@@ -533,6 +533,26 @@ def load_phase(
     return windows, profiles
 
 
+def in_process_env(urls: Urls, secret: str, **extra: str) -> dict[str, str]:
+    """The environment of a bench/layers.py run: the service in production, the floor's
+    plain URL beside it, and quiet logs."""
+    return {
+        **os.environ,
+        "ENVIRONMENT": "production",
+        "CURSOR_SECRET": secret,
+        "DATABASE_URL": urls.sqlalchemy(),
+        "FLOOR_DATABASE_URL": urls.plain(),
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def layers_argv(python: Path, service: prepare.Service, ids_file: Path, out: Path) -> list[str]:
+    """bench/layers.py on the service's package, the seeded ids and the load's slugs."""
+    argv = [str(python), str(BENCH_DIR / "layers.py"), "--package", service.package]
+    return argv + ["--ids", str(ids_file), "--out", str(out), "--slug-prefix", "load-"]
+
+
 def json_check_phase(
     python: Path,
     service: prepare.Service,
@@ -547,19 +567,11 @@ def json_check_phase(
     JSON, is left out of every phase, and the report says why."""
     out = work / "json-check.json"
     anchors = [*ANCHOR_LABELS, "floor", *(["previous"] if previous else [])]
-    argv = [str(python), str(BENCH_DIR / "layers.py"), "--package", service.package]
-    argv += ["--ids", str(ids_file), "--out", str(out), "--slug-prefix", "load-", "--check-json"]
+    argv = [*layers_argv(python, service, ids_file, out), "--check-json"]
     argv += ["--apps", ",".join([*anchors, "service"])]
     if previous is not None:
         argv += ["--previous-package", previous.package]
-    env = {
-        **os.environ,
-        "ENVIRONMENT": "production",
-        "CURSOR_SECRET": secret,
-        "DATABASE_URL": urls.sqlalchemy(),
-        "FLOOR_DATABASE_URL": urls.plain(),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = in_process_env(urls, secret)
     subprocess.run(argv, cwd=service.directory, env=env, capture_output=True, check=False)
     if not out.exists():
         raise SystemExit(f"the JSON check wrote nothing: {' '.join(argv)}")
@@ -589,19 +601,11 @@ def layers_phase(
 ) -> dict[str, Any]:
     """What each layer of the stack costs, in one process (bench/layers.py)."""
     out = work / "layers.json"
-    env = {
-        **os.environ,
-        "ENVIRONMENT": "production",
-        "CURSOR_SECRET": secret,
-        "DATABASE_URL": urls.sqlalchemy(),
-        "FLOOR_DATABASE_URL": urls.plain(),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = in_process_env(urls, secret)
     size = ["--n", "1000", "--rounds", "1", "--warmup", "300"] if args.quick else []
     if args.layers_rounds:
         size += ["--rounds", str(args.layers_rounds)]
-    argv = [str(python), str(BENCH_DIR / "layers.py"), "--package", service.package]
-    argv += ["--ids", str(ids_file), "--out", str(out), "--slug-prefix", "load-", *size]
+    argv = [*layers_argv(python, service, ids_file, out), *size]
     if previous is not None:
         argv += ["--previous-package", previous.package]
     prepare.run(argv, cwd=service.directory, env=env)
@@ -647,21 +651,12 @@ def instructions_phase(
     shutil.rmtree(dumps, ignore_errors=True)
     dumps.mkdir(parents=True)
     out = work / "instructions.json"
-    env = {
-        **os.environ,
-        "ENVIRONMENT": "production",
-        "CURSOR_SECRET": secret,
-        "DATABASE_URL": urls.sqlalchemy(),
-        "FLOOR_DATABASE_URL": urls.plain(),
-        "LOG_LEVEL": "WARNING",
-        "CALLGRIND_DIR": str(dumps),
-        "PYTHONHASHSEED": "0",  # the same dict and set layouts in every run
-    }
+    # PYTHONHASHSEED: the same dict and set layouts in every run.
+    env = in_process_env(urls, secret, CALLGRIND_DIR=str(dumps), PYTHONHASHSEED="0")
     apps = ["floor", *ANCHOR_LABELS, "service"]
     apps = [name for name in apps if name not in left_out]
     argv = [valgrind, "--tool=callgrind", f"--callgrind-out-file={dumps}/cg.%p"]
-    argv += [str(python), str(BENCH_DIR / "layers.py"), "--package", service.package]
-    argv += ["--ids", str(ids_file), "--out", str(out), "--slug-prefix", "load-"]
+    argv += layers_argv(python, service, ids_file, out)
     argv += ["--instructions", str(args.instructions)]
     if previous is not None:
         argv += ["--previous-package", previous.package]
