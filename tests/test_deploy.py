@@ -5,7 +5,8 @@ the dev group) builds the base as `kubectl apply -k` would, and every manifest, 
 written and as built, is validated against the Kubernetes schemas that
 kubernetes-validate ships, for the oldest and newest Kubernetes the deploy README
 promises. The probes, ports, user and settings are read from the rendered source, so the
-manifests cannot drift from the app.
+manifests cannot drift from the app. compose.yaml, every variant's, is held to the same
+user and read-only root and validated against the Compose Specification's schema.
 """
 
 import functools
@@ -22,6 +23,7 @@ import pytest
 import yaml
 
 from .conftest import Rendered
+from .harness.run import run
 from .variants import VARIANTS
 
 # The oldest Kubernetes the rendered deploy README names, and the newest schemas shipped.
@@ -206,34 +208,108 @@ def test_ports_match_the_image(deployed: Rendered) -> None:
     assert [p["targetPort"] for p in built(deployed, "Service")["spec"]["ports"]] == ["http"]
 
 
+def image_user(rendered: Rendered) -> tuple[int, int]:
+    """The Dockerfile's `USER uid:gid`, which must be numbers (runAsNonRoot checks those)."""
+    dockerfile = (rendered.path / "Dockerfile").read_text()
+    users = re.findall(r"^USER (.*)$", dockerfile, flags=re.MULTILINE)
+    assert len(users) == 1, users
+    match = re.fullmatch(r"(\d+):(\d+)", users[0])
+    assert match, f"USER {users[0]}: not a numeric uid:gid"
+    return int(match[1]), int(match[2])
+
+
+def image_env(rendered: Rendered) -> dict[str, str]:
+    """The final stage's `ENV` settings (`KEY=value` pairs, continued lines joined)."""
+    dockerfile = (rendered.path / "Dockerfile").read_text().replace("\\\n", " ")
+    final = dockerfile.split("\nFROM ")[-1]
+    pairs = [w for line in final.splitlines() if line.startswith("ENV ") for w in line.split()[1:]]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def test_the_image_runs_as_a_numeric_non_root_user(variant: Rendered) -> None:
+    uid, gid = image_user(variant)
+    assert uid != 0 and gid != 0
+    dockerfile = (variant.path / "Dockerfile").read_text()
+    assert (
+        f"groupadd --gid {gid} " in dockerfile and f"useradd --uid {uid} --gid {gid} " in dockerfile
+    )
+    # Nothing written beside the code at run time: the root filesystem is read-only.
+    assert image_env(variant)["PYTHONDONTWRITEBYTECODE"] == "1"
+
+
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+    "runAsNonRoot": True,
+}
+
+
 def test_pods_run_as_the_images_user_on_a_read_only_filesystem(deployed: Rendered) -> None:
-    dockerfile = (deployed.path / "Dockerfile").read_text()
-    uid = re.search(r"useradd .*--uid (\d+) (\w+)", dockerfile)
-    assert uid is not None and f"\nUSER {uid[2]}\n" in dockerfile
+    uid, gid = image_user(deployed)
     for kind in ("Deployment", "Job"):
         pod = built(deployed, kind)["spec"]["template"]["spec"]
-        assert pod["securityContext"]["runAsUser"] == int(uid[1]), kind
-        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"] == {
+            "runAsNonRoot": True,
+            "runAsUser": uid,
+            "runAsGroup": gid,
+            "fsGroup": gid,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }, kind
+        assert pod["automountServiceAccountToken"] is False, kind
         for container in pod["containers"]:
-            assert container["securityContext"]["readOnlyRootFilesystem"] is True
-            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            expected = {**RESTRICTED_CONTAINER, "runAsUser": uid, "runAsGroup": gid}
+            assert container["securityContext"] == expected, kind
 
 
-def test_secrets_come_from_one_secret(deployed: Rendered) -> None:
+def writable_mounts(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each path the pod's container may write, and the volume there."""
+    pod = obj["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    (container,) = pod["containers"]
+    return {
+        m["mountPath"]: volumes[m["name"]]
+        for m in container.get("volumeMounts", [])
+        if not m.get("readOnly")
+    }
+
+
+def test_the_only_writable_path_is_the_metrics_directory(deployed: Rendered) -> None:
+    deployment = built(deployed, "Deployment")
+    (api,) = containers(deployment)
+    env = {e["name"]: e.get("value") for e in api["env"]}
+    writable = writable_mounts(deployment)
+    assert list(writable) == [env["PROMETHEUS_MULTIPROC_DIR"]]
+    assert set(writable[env["PROMETHEUS_MULTIPROC_DIR"]]) == {"name", "emptyDir"}
+    assert writable_mounts(built(deployed, "Job")) == {}
+
+
+def test_secrets_are_files_from_one_secret(deployed: Rendered) -> None:
+    """The Secret is a read-only volume whose files are named after the settings, and
+    SECRETS_DIR points the settings at it: no secret value is an environment variable."""
     secrets = set()
     for kind in ("Deployment", "Job"):
-        (container,) = containers(built(deployed, kind))
-        refs = {
-            e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e
-        }
+        obj = built(deployed, kind)
+        pod = obj["spec"]["template"]["spec"]
+        (container,) = containers(obj)
+        assert not [e for e in container.get("env", []) if "valueFrom" in e], kind
+        assert "envFrom" not in container or all("secretRef" not in e for e in container["envFrom"])
+        env = {e["name"]: e["value"] for e in container["env"]}
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == env["SECRETS_DIR"]]
+        assert mount["readOnly"] is True, kind
+        (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        secret = volume["secret"]
+        # Readable by the pod's group (fsGroup) only.
+        assert secret["defaultMode"] == 0o440, kind
         # The API reads the cache's Redis too; the migration Job has no use for it.
         cached = {"REDIS_URL"} if deployed.answers["cache"] and kind == "Deployment" else set()
         expected = {"DATABASE_URL", "CURSOR_SECRET"} | cached
-        assert {name: ref["key"] for name, ref in refs.items()} == {n: n for n in expected}
-        secrets |= {ref["name"] for ref in refs.values()}
-    (secret,) = secrets
+        assert {i["key"]: i["path"] for i in secret["items"]} == {n: n for n in expected}, kind
+        secrets.add(secret["secretName"])
+    (secret_name,) = secrets
     readme = (k8s(deployed) / "README.md").read_text()
-    assert f"kubectl create secret generic {secret} \\" in readme
+    assert f"kubectl create secret generic {secret_name} \\" in readme
     assert "--from-literal=DATABASE_URL=" in readme and "--from-literal=CURSOR_SECRET=" in readme
     assert ("--from-literal=REDIS_URL=" in readme) == deployed.answers["cache"]
 
@@ -291,3 +367,48 @@ def test_a_pods_workers_share_one_set_of_metrics(deployed: Rendered) -> None:
     assert metrics_port in ports.values() and metrics_port != ports["http"]
     service_ports = {p["targetPort"] for p in built(deployed, "Service")["spec"]["ports"]}
     assert service_ports == {"http"}
+
+
+# --- compose.yaml: the local stack, held as the manifests hold the pods -----------------
+
+
+def test_compose_runs_the_service_as_the_manifests_do(variant: Rendered) -> None:
+    compose = yaml.safe_load((variant.path / "compose.yaml").read_text())
+    uid, gid = image_user(variant)
+    for name in ("migrate", "api"):
+        service = compose["services"][name]
+        assert service["user"] == f"{uid}:{gid}", name
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert service["security_opt"] == ["no-new-privileges:true"], name
+    api = compose["services"]["api"]
+    # The one writable path besides the volumes: the workers' metrics, a tmpfs of theirs.
+    metrics = api["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+    assert [mount.split(":")[0] for mount in api["tmpfs"]] == [metrics]
+    assert f"uid={uid},gid={gid}" in api["tmpfs"][0]
+    assert "PROMETHEUS_MULTIPROC_DIR" not in compose["services"]["migrate"]["environment"]
+    volumes = {
+        v.split(":")[1]
+        for s in ("migrate", "api")
+        for v in compose["services"][s].get("volumes", [])
+    }
+    if variant.answers["database"] == "sqlite":
+        # The SQLite file's volume: a new volume takes the owner of the image's directory.
+        assert volumes == {"/data"}
+        dockerfile = (variant.path / "Dockerfile").read_text()
+        assert f"\nRUN install -d -o {uid} -g {gid} /data\n" in dockerfile
+    else:
+        assert volumes == set()
+
+
+def test_compose_validates_against_the_compose_spec(variant: Rendered) -> None:
+    """check-jsonschema (dev group) with the Compose Specification's schema it ships."""
+    outcome = run(
+        KUBECTL.parent,
+        variant.path,
+        "check-jsonschema",
+        "--builtin-schema",
+        "vendor.compose-spec",
+        "compose.yaml",
+    )
+    assert outcome.ok, outcome.output

@@ -24,6 +24,13 @@ import yaml
 from uv import find_uv_bin
 
 from .conftest import Rendered
+from .harness.advisories import (
+    VULNERABLE_PIN,
+    findings,
+    report,
+    require_the_advisory_service,
+    unaudited,
+)
 from .harness.databases import admin_url, check_server
 from .harness.paths import TEMPLATE_ROOT
 from .harness.releases import git
@@ -36,8 +43,12 @@ PRE_COMMIT_CONFIG = Path(".pre-commit-config.yaml")
 TOOLS = Path(sys.executable).parent
 UV_BIN = Path(find_uv_bin()).parent
 # What CI must run, whatever else it runs (issue 15): each a command of the workflow.
+AUDIT = (
+    "uv export --frozen --no-emit-project | uv run pip-audit --strict --disable-pip -r /dev/stdin"
+)
 REQUIRED_CHECKS = [
     "uv sync --locked",
+    AUDIT,
     "uv run ruff check .",
     "uv run ruff format --check .",
     "uv run mypy --strict",
@@ -159,6 +170,18 @@ def test_a_drifted_workflow_or_readme_is_caught(render: Callable[[str], Rendered
         "in the workflow only": {"uv run mypy --strict"},
         "in the README only": set(),
     }
+
+
+def test_ci_audits_the_locked_dependencies(variant: Rendered) -> None:
+    """Right after the install, pip-audit reads the lock's exact versions (hashed, so
+    without pip) and fails on a known vulnerability or on a package it could not audit."""
+    steps = [step.get("run", "") for step in the_job(variant)["steps"]]
+    assert command(steps[steps.index("uv sync --locked") + 1]) == AUDIT
+    # `shell: bash` is GitHub's `bash -eo pipefail`: an export that fails fails the step,
+    # instead of pip-audit passing on no input (the default shell has no pipefail).
+    assert workflow(variant)["defaults"] == {"run": {"shell": "bash"}}
+    pyproject = tomllib.loads((variant.path / "pyproject.toml").read_text())
+    assert any(r.startswith("pip-audit>=") for r in pyproject["dependency-groups"]["dev"])
 
 
 def test_ci_starts_the_chosen_database(variant: Rendered) -> None:
@@ -354,6 +377,40 @@ def test_pre_commit_passes_on_a_render_and_catches_a_bad_change(locked: Locked) 
     finally:
         git(locked.path, "reset", "-q", "--hard")
         git(locked.path, "clean", "-q", "-f")
+
+
+@pytest.mark.full
+def test_the_ci_audit_fails_on_a_lock_with_a_vulnerable_pin(locked: Locked, tmp_path: Path) -> None:
+    """The workflow's audit command, as CI runs it, on the locked render with one
+    dependency pinned to a version that has a published advisory."""
+    name, version, advisory = VULNERABLE_PIN
+    project = tmp_path / locked.path.name
+    shutil.copytree(locked.path, project, ignore=shutil.ignore_patterns(".venv", ".git"))
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            "dependencies = [\n", f'dependencies = [\n    "{name}=={version}",\n', 1
+        )
+    )
+    relocked = locked.uv("lock", cwd=project)
+    assert relocked.ok, relocked.output
+    assert locked_versions(project / "uv.lock")[name] == version
+    (audit,) = [c for c in workflow_commands((project / WORKFLOW).read_text()) if "pip-audit" in c]
+    shell = audit.replace("pip-audit ", f"pip-audit -f json -o {tmp_path / 'report.json'} ", 1)
+    # pip-audit's HTTP client (requests) trusts its own CA bundle, not SSL_CERT_FILE: a
+    # machine that reaches PyPI through a certificate authority of its own names it there.
+    env = dict(locked.env)
+    if "SSL_CERT_FILE" in env:
+        env["REQUESTS_CA_BUNDLE"] = env["SSL_CERT_FILE"]
+    # `uv run` syncs a venv of the copy's own, as CI's checkout has.
+    outcome = run(Path("/bin"), project, "bash", "-eo", "pipefail", "-c", shell, env=env)
+    # Vulnerable or not audited at all: never a pass.
+    assert not outcome.ok, outcome.output
+    assert "could not be audited" in outcome.output or "Found " in outcome.output, outcome.output
+    require_the_advisory_service()
+    dependencies = report(tmp_path / "report.json")
+    assert unaudited(dependencies) == []
+    assert advisory in findings(dependencies).get(f"{name}=={version}", set()), outcome.output
 
 
 def docker_install_step(dockerfile: str) -> str:
