@@ -1,5 +1,6 @@
 """Session-wide fixtures: each variant rendered once, one shared venv per Python."""
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,26 @@ def pytest_configure(config: pytest.Config) -> None:
         str(Path.cwd()),
     ):
         config.option.template = str(TEMPLATE_ROOT)
+
+
+# Set by scripts/test when PyPI's vulnerability advisories cannot be reached from this
+# machine: the reason, which the run's header repeats beside the tests it leaves out.
+NO_ADVISORIES = os.environ.get("CFS_NO_ADVISORIES", "")
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if NO_ADVISORIES:
+        return f"not run here (`advisories` tests deselected): {NO_ADVISORIES}"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not NO_ADVISORIES:
+        return
+    left_out = [item for item in items if item.get_closest_marker("advisories")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker("advisories")]
 
 
 class Rendered:

@@ -380,6 +380,7 @@ def test_pre_commit_passes_on_a_render_and_catches_a_bad_change(locked: Locked) 
 
 
 @pytest.mark.full
+@pytest.mark.advisories
 def test_the_ci_audit_fails_on_a_lock_with_a_vulnerable_pin(locked: Locked, tmp_path: Path) -> None:
     """The workflow's audit command, as CI runs it, on the locked render with one
     dependency pinned to a version that has a published advisory."""

@@ -10,6 +10,8 @@ the tests fail and say so.
 
 from pathlib import Path
 
+import pytest
+
 from .harness.advisories import (
     PIP_AUDIT,
     VULNERABLE_PIN,
@@ -19,6 +21,9 @@ from .harness.advisories import (
     unaudited,
 )
 from .harness.run import run
+
+
+pytestmark = pytest.mark.advisories
 
 
 def test_the_audit_fails_on_a_known_vulnerable_pin(tmp_path: Path) -> None:
