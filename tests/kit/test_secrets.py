@@ -6,17 +6,23 @@ Which settings are secret is read from their types (SecretStr, the database URLs
 secret setting added later, in the kit or in a service's own Settings, gets all of it.
 """
 
+import io
+import json
+import logging
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
+from service.kit.observability.logging import configure_logging
 from service.kit.settings import (
     DatabaseURL,
     SettingsError,
     format_validation_error,
     load_settings,
     secret_fields,
+    secret_values,
 )
+from service.main import create_app
 from service.settings import Settings, get_settings
 from sqlalchemy import URL
 
@@ -222,3 +228,51 @@ def test_a_bad_database_url_is_refused_without_echoing_it(url: str) -> None:
         assert field.upper() in message
         assert "Kq7" not in message, message
         assert "Kq7" not in str(caught.value) and "Kq7" not in repr(caught.value)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_secret_any_code_logs_is_redacted(log_format: str) -> None:
+    """Whatever logs a secret the service holds (its own code, a library, an exception's
+    text), the line carries `***` instead, as written and as URL-quoted."""
+    settings = Settings(
+        database_url=VALUES["database_url"].strip(),
+        cursor_secret=CURSOR,
+        redis_url=VALUES["redis_url"].strip(),
+        log_format=log_format,
+    )
+    create_app(settings)  # sets up the service's logging, as at start-up
+    (handler,) = logging.getLogger().handlers
+    assert isinstance(handler, logging.StreamHandler)
+    stream = io.StringIO()
+    handler.setStream(stream)
+    try:
+        log = logging.getLogger("service.tests")
+        log.warning("cursor %s", CURSOR)
+        log.warning("url %s", settings.database_url.render_as_string(hide_password=False))
+        logging.getLogger("uvicorn.error").warning("redis at %s", VALUES["redis_url"].strip())
+        try:
+            raise RuntimeError(f"could not log in with {PASSWORD}")
+        except RuntimeError:
+            log.exception("failed")
+    finally:
+        configure_logging(settings.log_level, "text")
+    written = stream.getvalue()
+    assert "Kq7" not in written, written
+    assert written.count("***") == 4, written  # one a line
+    assert "RuntimeError: could not log in with ***" in written  # the rest stays readable
+    if log_format == "json":
+        assert all(json.loads(line) for line in written.splitlines() if line.startswith("{"))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres:postgres@db:5432/app",  # the password is the user's name
+        "mysql://root:mariadb@db:3306/app",  # shorter than a secret can be
+        "postgresql://app@db:5432/app",
+    ],
+)
+def test_a_password_that_guards_nothing_is_left_in_the_logs(url: str) -> None:
+    """Development's passwords: blanking `postgres` everywhere would blank the log."""
+    settings = Settings(database_url=url, cursor_secret=CURSOR, redis_url="")
+    assert secret_values(settings) == {CURSOR}

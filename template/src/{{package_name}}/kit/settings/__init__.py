@@ -10,6 +10,7 @@ from .secrets import SECRET
 from .secrets import SecretSourceError
 from .secrets import is_secret
 from .secrets import secret_fields
+from .secrets import secret_values
 from .urls import DatabaseURL
 from .urls import RedisURL
 from .urls import parse_database_url
@@ -32,4 +33,5 @@ __all__ = [
     "load_settings",
     "parse_database_url",
     "secret_fields",
+    "secret_values",
 ]

@@ -28,6 +28,9 @@ from pydantic.fields import FieldInfo
 from pydantic.types import Secret
 from pydantic_settings import BaseSettings
 from pydantic_settings import PydanticBaseSettingsSource
+from sqlalchemy.engine import URL
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 # The variable naming the directory; it is also a setting (KitSettings.secrets_dir).
 SECRETS_DIR = "SECRETS_DIR"
@@ -42,6 +45,8 @@ class SecretSetting:
 
 SECRET = SecretSetting()
 _SECRET_TYPES = (SecretStr, SecretBytes, Secret)
+# Shorter values are not redacted from the log (`secret_values`).
+MIN_REDACTED = 8
 
 
 class SecretSourceError(ValueError):
@@ -70,6 +75,34 @@ def is_secret(field: FieldInfo) -> bool:
 def secret_fields(settings: type[BaseSettings]) -> list[str]:
     """The names of the secret settings of `settings`."""
     return [name for name, field in settings.model_fields.items() if is_secret(field)]
+
+
+def secret_values(settings: BaseSettings) -> set[str]:
+    """The values the log must never show: each secret setting's value, and each URL's
+    password. Not one shorter than MIN_REDACTED, nor a password that is its user's name
+    (`postgres:postgres` in development): those guard nothing, and blanking them would
+    blank every `postgres` in the log."""
+    found: set[str] = set()
+    for name in secret_fields(type(settings)):
+        value = getattr(settings, name)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, SecretStr | SecretBytes | Secret):
+                item = item.get_secret_value()
+                if isinstance(item, str) and "://" in item:  # a URL's password (Redis's)
+                    found |= _password(item)
+            if isinstance(item, URL):
+                found |= _password(item)
+            elif isinstance(item, str):
+                found.add(item)
+    return {value for value in found if len(value) >= MIN_REDACTED}
+
+
+def _password(url: URL | str) -> set[str]:
+    try:
+        url = url if isinstance(url, URL) else make_url(url)
+    except (ArgumentError, ValueError):
+        return set()
+    return {url.password} if url.password and url.password != url.username else set()
 
 
 def _read(setting: str, origin: str, path: Path) -> str:
