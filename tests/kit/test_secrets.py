@@ -130,9 +130,11 @@ def test_the_environment_still_serves_when_no_file_is_given(
     assert secret(settings, "cursor_secret") == CURSOR
 
 
-@pytest.mark.parametrize("via", ["_FILE", "SECRETS_DIR"])
+@pytest.mark.parametrize(
+    ("via", "also"), [("_FILE", "env"), ("SECRETS_DIR", "env"), ("_FILE", ".env")]
+)
 def test_a_secret_given_twice_stops_start_up_in_one_line(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, via: str
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, via: str, also: str
 ) -> None:
     """Which one would win is a guess the reader of the manifests should not have to make."""
     (tmp_path / "CURSOR_SECRET").write_text(CURSOR)
@@ -140,12 +142,18 @@ def test_a_secret_given_twice_stops_start_up_in_one_line(
         monkeypatch.setenv("CURSOR_SECRET_FILE", str(tmp_path / "CURSOR_SECRET"))
     else:
         monkeypatch.setenv("SECRETS_DIR", str(tmp_path))
-    monkeypatch.setenv("CURSOR_SECRET", "Kq7-from-the-environment-" + "y" * 32)
+    other = "Kq7-from-elsewhere-" + "y" * 32
+    if also == "env":
+        monkeypatch.setenv("CURSOR_SECRET", other)
+    else:
+        monkeypatch.chdir(tmp_path)  # where the settings look for `.env`
+        (tmp_path / ".env").write_text(f"CURSOR_SECRET={other}\n")
     with pytest.raises(SettingsError) as caught:
         loaded()
     message = str(caught.value)
     (line,) = [line for line in message.splitlines() if "CURSOR_SECRET" in line]
     assert "given twice" in line and str(tmp_path / "CURSOR_SECRET") in line, line
+    assert ("in .env" in line) == (also == ".env"), line
     assert "Kq7" not in message
 
 
