@@ -166,8 +166,18 @@ def code_names() -> set[str]:
     return names
 
 
+def secret_files() -> set[str]:
+    """`<NAME>_FILE` of each secret setting, which names the file holding it
+    (kit/settings/secrets.py): a setting whose type is a `SecretStr` or a URL."""
+    names: set[str] = set()
+    for path in CONFIG:
+        typed = re.findall(r"^    ([a-z_]+): ([^=\n]+)", path.read_text(), re.MULTILINE)
+        names |= {f"{name.upper()}_FILE" for name, kind in typed if re.search("Secret|URL", kind)}
+    return names
+
+
 def test_every_setting_the_docs_name_exists_in_the_code() -> None:
-    known = set(settings_fields()) | code_names() | NOT_SETTINGS
+    known = set(settings_fields()) | code_names() | NOT_SETTINGS | secret_files()
     unknown = {
         (name, str(path.relative_to(TEMPLATE_ROOT)))
         for path in DOCUMENTED

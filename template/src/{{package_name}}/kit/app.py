@@ -60,6 +60,7 @@ from .replicas.consistency import ConsistencyTokenMiddleware
 from .replicas.consistency import document_consistency_token
 from .replicas.replicas import open_database
 from .settings import Settings
+from .settings import secret_values
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def build_app(
 ) -> App:
     """The service's app, without its own routes: add them with `app.include_router`."""
     require_extras(settings)  # a capability turned on without its packages: one line
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secret_values(settings))
     app = App(
         title=title,
         description=description,

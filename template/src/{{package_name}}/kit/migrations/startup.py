@@ -96,8 +96,12 @@ def current_revision(connection: Connection) -> str | None:
 
 
 def upgrade(connection: Connection, config: Config, revision: str = "head") -> None:
-    """Run migrations on a connection the caller owns (`env.py` uses it as is)."""
+    """Run migrations on a connection the caller owns (`env.py` uses it as is).
+
+    The caller's logging stays as it is: alembic.ini's (which `env.py` applies for the
+    `alembic` command) would turn the service's JSON lines into Alembic's text."""
     config.attributes["connection"] = connection
+    config.attributes["configure_logger"] = False
     command.upgrade(config, revision)
 
 

@@ -6,6 +6,11 @@ from .kit import ServiceName
 from .kit import SettingsError
 from .kit import format_validation_error
 from .kit import load_settings
+from .secrets import SECRET
+from .secrets import SecretSourceError
+from .secrets import is_secret
+from .secrets import secret_fields
+from .secrets import secret_values
 from .urls import DatabaseURL
 from .urls import RedisURL
 from .urls import parse_database_url
@@ -15,13 +20,18 @@ Settings = KitSettings
 
 __all__ = [
     "MIN_CURSOR_SECRET_BYTES",
+    "SECRET",
     "DatabaseURL",
     "KitSettings",
     "RedisURL",
+    "SecretSourceError",
     "ServiceName",
     "Settings",
     "SettingsError",
     "format_validation_error",
+    "is_secret",
     "load_settings",
     "parse_database_url",
+    "secret_fields",
+    "secret_values",
 ]

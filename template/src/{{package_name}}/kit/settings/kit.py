@@ -6,6 +6,7 @@ the cache with REDIS_URL, traces with TRACING_ENABLED (kit/extras.py checks that
 packages are installed).
 """
 
+from pathlib import Path
 from typing import Annotated
 from typing import Any
 from typing import Literal
@@ -17,11 +18,15 @@ from pydantic import ValidationError
 from pydantic import ValidationInfo
 from pydantic import field_validator
 from pydantic import model_validator
+from pydantic_settings import BaseSettings
+from pydantic_settings import PydanticBaseSettingsSource
 from pydantic_settings import SettingsConfigDict
 
 from .database import DatabaseSettings
 from .http import Origins
 from .http import Proxies
+from .secrets import SecretFiles
+from .secrets import SecretSourceError
 from .urls import RedisURL
 
 _DEV_CURSOR_SECRET = "dev-only-cursor-secret"  # noqa: S105 - refused in production below
@@ -47,6 +52,10 @@ class KitSettings(DatabaseSettings):
         hide_input_in_errors=True,  # a bad DATABASE_URL must not echo its password
     )
 
+    # A directory holding secret settings as files named after them (DATABASE_URL,
+    # CURSOR_SECRET...), as Kubernetes mounts a Secret; or give one file as NAME_FILE.
+    # A secret given twice (a file and the environment) stops start-up (secrets.py).
+    secrets_dir: Path | None = None
     # Which deployment this is; production refuses development-only defaults.
     environment: Literal["development", "test", "production"] = "development"
     # The service's name: the default of DB_APPLICATION_NAME, CACHE_KEY_PREFIX and of the
@@ -112,6 +121,20 @@ class KitSettings(DatabaseSettings):
     # the client, whatever the headers say.
     trusted_proxies: Proxies = Field(default_factory=list)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Secret settings from files (`NAME_FILE`, SECRETS_DIR) besides the environment
+        and `.env`; values passed to the class in code come first, as always."""
+        given = {"the environment": env_settings, ".env": dotenv_settings}
+        return init_settings, SecretFiles(settings_cls, given), env_settings, dotenv_settings
+
     @property
     def max_page_number(self) -> int:
         """The last page a client may ask for: at the largest page size it starts at most
@@ -160,12 +183,15 @@ def _strong_secret(secret: SecretStr) -> bool:
     return not any(mark in lowered for mark in _PLACEHOLDER_MARKS)
 
 
+_HEADING = "Invalid settings (from the environment, .env or secret files):"
+
+
 class SettingsError(SystemExit):
     """Stops start-up with a readable message instead of a traceback."""
 
 
 def format_validation_error(error: ValidationError) -> str:
-    lines = ["Invalid settings (from the environment or .env):"]
+    lines = [_HEADING]
     for item in error.errors():
         name = "_".join(str(part) for part in item["loc"]).upper() or "settings"
         lines.append(f"  {name}: {item['msg']}")
@@ -181,3 +207,5 @@ def load_settings(settings: type[SettingsT]) -> SettingsT:
         return settings()
     except ValidationError as error:
         raise SettingsError(format_validation_error(error)) from None
+    except SecretSourceError as error:
+        raise SettingsError(f"{_HEADING}\n  {error}") from None

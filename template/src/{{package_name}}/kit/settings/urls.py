@@ -15,6 +15,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .secrets import SECRET
+
 # The async driver of each backend, by the dialect name SQLAlchemy gives its URLs.
 DRIVERS = {
     "postgresql": "postgresql+asyncpg",
@@ -33,6 +35,8 @@ _SCHEMES = {
     "sqlite": "sqlite",
     "sqlite+aiosqlite": "sqlite",
 }
+# Query parameters the drivers take as the password.
+_PASSWORD_IN_QUERY = {"password", "passwd", "sslpassword"}
 _EXAMPLES = (
     "postgresql://user:password@host:5432/name, mysql://user:password@host:3306/name "
     "or sqlite:///path/to/file.db"
@@ -50,8 +54,19 @@ def parse_database_url(value: Any, *, server_only: bool = False) -> URL:
     else:
         try:
             url = make_url(str(value))
-        except ArgumentError:
-            raise ValueError(f"not a database URL; expected {_EXAMPLES}") from None
+        except (ArgumentError, ValueError):
+            # Never the parser's words: they quote the part they could not read (a port
+            # that is not a number), which is a password whose `@` or `/` was not quoted.
+            raise ValueError(
+                f"not a database URL; expected {_EXAMPLES}, with any character of the "
+                "password other than letters, digits and -._~ percent-encoded"
+            ) from None
+    if _PASSWORD_IN_QUERY & {key.lower() for key in url.query}:
+        # The query is printed with the URL, where only the user part's password is hidden.
+        raise ValueError(
+            "a password in the URL's query (?password=) would be printed with it; "
+            "give it as user:password@host"
+        )
     backend = _SCHEMES.get(url.drivername)
     if backend is None:
         drivers = ", ".join(DRIVERS.values())
@@ -90,8 +105,9 @@ def _check_redis_url(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
-# NoDecode: the environment holds URLs as plain text, not JSON.
-DatabaseURL = Annotated[URL, BeforeValidator(parse_database_url), NoDecode]
-ServerURL = Annotated[URL, BeforeValidator(_parse_server_url), NoDecode]
-ReplicaURLs = Annotated[list[URL], BeforeValidator(_parse_replica_urls), NoDecode]
+# NoDecode: the environment holds URLs as plain text, not JSON. SECRET: they hold
+# passwords, so they may come from files (secrets.py).
+DatabaseURL = Annotated[URL, BeforeValidator(parse_database_url), NoDecode, SECRET]
+ServerURL = Annotated[URL, BeforeValidator(_parse_server_url), NoDecode, SECRET]
+ReplicaURLs = Annotated[list[URL], BeforeValidator(_parse_replica_urls), NoDecode, SECRET]
 RedisURL = Annotated[SecretStr | None, AfterValidator(_check_redis_url)]
