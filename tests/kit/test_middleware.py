@@ -22,8 +22,9 @@ log = logging.getLogger("tests.routes")
 
 @pytest.fixture(scope="module")
 def service(settings: Settings) -> FastAPI:
-    """The service's app with a router of test routes: none touches the database."""
-    app = create_app(settings)
+    """The service's app with a router of test routes: none touches the database. The
+    test client (127.0.0.1) is its trusted proxy, so the request ids it sends are kept."""
+    app = create_app(settings.model_copy(update={"trusted_proxies": ["127.0.0.1"]}))
     routes = APIRouter(prefix="/test")
 
     @routes.post("/size")

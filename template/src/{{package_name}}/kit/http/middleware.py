@@ -21,12 +21,14 @@ from starlette.types import Send
 from ..errors import DatabaseMisconfigured
 from ..observability.logging import request_id_var
 from .problems import unexpected
+from .proxies import from_trusted_proxy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _HEADER_KEY = b"x-request-id"
-# A caller's id is echoed only when it is short and plain, so it is safe in logs.
-_SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# A trusted proxy's id is kept only when it is short and plain, so it is safe in logs.
+_MAX_ID = 128
+_SAFE_ID = re.compile(rb"[A-Za-z0-9._-]{1,%d}" % _MAX_ID)
 # New ids: a random prefix per process and a counter. Unique across processes and
 # restarts, and free: ids need not be secret, and the OS random source costs a system
 # call per request. A forked worker (gunicorn --preload) draws a prefix of its own.
@@ -43,7 +45,9 @@ os.register_at_fork(after_in_child=_new_prefix)
 
 
 class RequestIdMiddleware:
-    """Gives every request an id: the caller's `X-Request-ID`, or a new one.
+    """Gives every request an id: the `X-Request-ID` a trusted proxy sent (TRUSTED_PROXIES,
+    `proxies.py`) when it is short and plain, else a new one. A client's own is never
+    kept: it could take another request's id, or write what it likes into the logs.
 
     It also answers what no handler did, with the 500 of `kit/http/problems.py`: Starlette's
     last-resort handler sits outside every middleware, where the id is already gone, so
@@ -57,8 +61,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = next((v for k, v in scope["headers"] if k == _HEADER_KEY), b"").decode("latin-1")
-        request_id = incoming if _SAFE_ID.fullmatch(incoming) else f"{_PREFIX}-{next(_COUNTER):x}"
+        request_id = _forwarded_id(scope) or f"{_PREFIX}-{next(_COUNTER):x}"
         token = request_id_var.set(request_id)
         started = False
 
@@ -79,6 +82,16 @@ class RequestIdMiddleware:
             response = await unexpected(Request(scope), error)
             await response(scope, receive, send_with_id)
         request_id_var.reset(token)
+
+
+def _forwarded_id(scope: Scope) -> str | None:
+    """The request id a trusted proxy sent, if it is safe to log."""
+    if not from_trusted_proxy(scope):
+        return None
+    incoming = next((v for k, v in scope["headers"] if k == _HEADER_KEY), b"")
+    if len(incoming) > _MAX_ID or not _SAFE_ID.fullmatch(incoming):
+        return None
+    return incoming.decode("ascii")
 
 
 # Body limits routes declared with `@body_limit`, by endpoint.
