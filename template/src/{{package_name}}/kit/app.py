@@ -10,8 +10,8 @@ What every service has, the same in each, is set up here:
   (`SecurityHeaders`), the client from X-Forwarded-For (and the request id kept) when a
   proxy TRUSTED_PROXIES names sent the request, CORS for the origins CORS_ORIGINS names,
   the consistency token (with replicas), the request figures, the request id (and the id
-  on the trace's span), the body-size limit, and the sessions' closing once the route is
-  done;
+  on the trace's span), the body's size limit and read deadline, and the sessions'
+  closing once the route is done;
 - problem details for every error, the OpenAPI document completed, the health routes.
 
 A service adds its own start-up and shutdown as `build_app(..., lifespan=...)`: an async
@@ -95,7 +95,11 @@ def build_app(
     app.state.settings = settings
     # Each middleware added wraps those added before it.
     app.add_middleware(CloseSessionsMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        read_timeout=settings.body_read_timeout,
+    )
     if settings.tracing_enabled:
         app.add_middleware(RequestIdOnSpan)
     app.add_middleware(RequestIdMiddleware)
