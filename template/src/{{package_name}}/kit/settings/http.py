@@ -58,7 +58,7 @@ Proxies = Annotated[list[str], BeforeValidator(_split), AfterValidator(_check_pr
 
 
 class HttpSettings(BaseSettings):
-    """How long the service waits on a client (docs/security.md, "Slow and abusive clients")."""
+    """How long the service waits on a client (the README's "Running in production")."""
 
     # Seconds a request's body may take to arrive, from the route's first read to its
     # last byte; a slower one gets a 408 and its connection is closed. Raise it for
