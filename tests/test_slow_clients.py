@@ -146,12 +146,16 @@ async def trickle_body(conn: Connection, figures: Figures) -> None:
         answer.cancel()
         figures.slow_body.append((b"no answer", elapsed, False))
         return
-    # After the answer the server closes the connection: the rest is EOF.
-    closed = False
-    with suppress(TimeoutError, ConnectionError):
+    # After the answer the server closes the connection: the rest is EOF, or a reset when
+    # a byte of ours reached it closed.
+    closed = True
+    try:
         while await asyncio.wait_for(reader.read(4096), 2):
             pass
-        closed = True
+    except TimeoutError:
+        closed = False
+    except ConnectionError:
+        pass
     figures.slow_body.append((status_of(answer.result()), elapsed, closed))
 
 
