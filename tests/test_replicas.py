@@ -348,6 +348,53 @@ def test_reads_go_to_the_replica_and_see_their_own_writes(
         assert ready["body"]["checks"]["replicas"] == "degraded", ready
 
 
+def test_a_token_the_service_did_not_issue_moves_no_read(
+    render: Callable[[str], Rendered],
+    venv_for: Callable[[Rendered], Path],
+    replica: Replica,
+) -> None:
+    """Only a position this service signed sends a read to the primary: a forged, tampered
+    or truncated token, one another service signed (its own CURSOR_SECRET), and an unsigned
+    one as the previous release issued them are read as no token at all. The read is
+    answered as one without a token (on the replica, which lacks the write), never a 5xx."""
+    settings = {"DB_REPLICA_MAX_LAG": "120", "DB_REPLICA_RETRY_SECONDS": "120"}
+    other = {**settings, "CURSOR_SECRET": "another-service-secret-of-32-bytes-or-more"}
+    with (
+        service(render, venv_for, replica, **settings) as call,
+        service(render, venv_for, replica, **other) as elsewhere,
+    ):
+        first = call("POST", PROJECTS, {"name": "First", "slug": "first"})
+        assert first["status"] == 201, first
+        first_token = first["headers"]["x-consistency-token"]
+        until(lambda: replica.replay_lsn() >= lsn(first_token), "replay of the first write")
+        replica.pause_replay()
+        second = call("POST", PROJECTS, {"name": "Second", "slug": "second"})
+        assert second["status"] == 201, second
+        token = second["headers"]["x-consistency-token"]
+        location = second["headers"]["location"]
+        # Another service's write, on the same server: its WAL position is past the second.
+        theirs = elsewhere("POST", PROJECTS, {"name": "Theirs", "slug": "theirs"})
+        assert theirs["status"] == 201, theirs
+        their_token = theirs["headers"]["x-consistency-token"]
+        assert lsn(their_token) >= lsn(token) > replica.replay_lsn()
+        position, _, signature = token.partition(".")
+        not_issued = {
+            "forged": "FFFFFFFF/FFFFFFFF",
+            "unsigned, as the previous release issued it": position,
+            "forged signature": f"{position}.{'A' * len(signature)}",
+            "tampered position": f"FFFFFFFF/FFFFFFFF.{first_token.partition('.')[2]}",
+            "truncated": token[:-3],
+            "another service's": their_token,
+        }
+        for what, presented in not_issued.items():
+            answer = call("GET", location, token=presented)
+            assert answer["status"] == 404 and served_by_replica(answer), (what, answer)
+        # The token it issued still sees the write, on the primary.
+        seen = call("GET", location, token=token)
+        assert seen["status"] == 200 and served_by_primary(seen), seen
+        replica.resume_replay()
+
+
 def test_a_replica_too_far_behind_leaves_the_rotation_until_it_catches_up(
     render: Callable[[str], Rendered],
     venv_for: Callable[[Rendered], Path],

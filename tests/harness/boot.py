@@ -6,7 +6,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,10 +30,12 @@ def uvicorn(
     *,
     workers: int = 1,
     log: Path | None = None,
+    args: Sequence[str] = (),
 ) -> Iterator[str]:
     """Yield the base URL once `/health/live` answers; stop the process afterwards.
 
-    The server's output goes to `log` (a temporary file unless given)."""
+    The server's output goes to `log` (a temporary file unless given); `args` are more
+    of uvicorn's options (the Dockerfile's, say)."""
     port = free_port()
     log = log or Path(tempfile.gettempdir()) / f"uvicorn-{project.name}-{port}.log"
     command = [
@@ -47,6 +49,7 @@ def uvicorn(
         str(port),
         "--no-access-log",
         *(["--workers", str(workers)] if workers > 1 else []),
+        *args,
     ]
     full_env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

@@ -59,8 +59,9 @@ ALLOW_REPLICATION = {
 
 
 def lsn(text: str) -> int:
-    """A WAL position such as `0/3000148` (`pg_current_wal_lsn()::text`) as a number."""
-    high, low = text.split("/")
+    """A WAL position such as `0/3000148` (`pg_current_wal_lsn()::text`) as a number; of a
+    consistency token (`0/3000148.<signature>`), the position it carries."""
+    high, low = text.partition(".")[0].split("/")
     return int(high, 16) << 32 | int(low, 16)
 
 

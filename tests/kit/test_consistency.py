@@ -3,6 +3,7 @@
 With replicas, the template's own full tier proves the routing on a real streaming replica.
 """
 
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -98,8 +99,11 @@ def test_openapi_shows_the_header_on_routes_taken_in_from_routers(settings: Sett
     assert "X-Consistency-Token" in created["headers"]
 
 
-async def test_the_middleware_adds_a_recorded_token_and_nothing_else() -> None:
+async def test_the_middleware_adds_a_recorded_token_signed_and_nothing_else(
+    settings: Settings,
+) -> None:
     app = FastAPI()
+    app.state.settings = settings  # signs with its CURSOR_SECRET
     app.add_middleware(consistency.ConsistencyTokenMiddleware)
 
     @app.post("/recorded")
@@ -111,5 +115,44 @@ async def test_the_middleware_adds_a_recorded_token_and_nothing_else() -> None:
         return None
 
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
-        assert (await client.post("/recorded")).headers["x-consistency-token"] == "0/16B3748"
+        token = (await client.post("/recorded")).headers["x-consistency-token"]
+        assert token.startswith("0/16B3748.")
+        secret = settings.cursor_secret.get_secret_value()
+        signer = consistency.TokenSigner(secret, settings.service_name)
+        assert signer.position(token) == 0x16B3748
         assert "x-consistency-token" not in (await client.post("/not-recorded")).headers
+
+
+SECRET = "a-secret-of-at-least-thirty-two-bytes"
+
+
+def test_a_token_is_its_position_signed_and_only_an_issued_one_is_read() -> None:
+    signer = consistency.TokenSigner(SECRET, "service")
+    token = signer.sign("16/B374D848")
+    position, dot, signature = token.partition(".")
+    assert (position, dot) == ("16/B374D848", ".") and signature
+    assert re.fullmatch(consistency.PATTERN, token)
+    assert signer.position(token) == 0x16_B374_D848
+    not_issued = [
+        "16/B374D848",  # unsigned, as the previous release issued it
+        f"16/B374D849.{signature}",  # another position under this one's signature
+        f"{position}.{signature[:-1]}",  # truncated
+        f"{position}.{signature[:-1]}{'B' if signature[-1] != 'B' else 'C'}",  # tampered
+        consistency.TokenSigner("another-secret-of-at-least-32-bytes", "service").sign(position),
+        consistency.TokenSigner(SECRET, "another-service").sign(position),
+    ]
+    assert [signer.position(t) for t in not_issued] == [None] * len(not_issued)
+
+
+@pytest.mark.parametrize(
+    "token", ["16/B374D848", "16/B374D848.forged-signature", "FFFFFFFF/FFFFFFFF.AAAAAAAAAAAAAAAA"]
+)
+async def test_a_token_the_service_did_not_issue_is_no_error(
+    probe_app: FastAPI, token: str
+) -> None:
+    """Well-formed but not issued here (or issued by the previous release, unsigned): read
+    as no token, so a client holding one across an update keeps reading."""
+    transport = ASGITransport(app=probe_app)
+    async with AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/probe", headers={"X-Consistency-Token": token})
+    assert response.status_code == 200 and response.json() == 1

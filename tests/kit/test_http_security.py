@@ -1,11 +1,13 @@
 """What an API owes a client it cannot trust (docs/security.md): response headers on every
 response, 500s included; CORS only for the origins CORS_ORIGINS names; a client address
-from X-Forwarded-For only when a proxy TRUSTED_PROXIES names sent it."""
+from X-Forwarded-For, and a request id from X-Request-ID, only when a proxy
+TRUSTED_PROXIES names sent it."""
 
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+import re
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -14,7 +16,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from httpx import ASGITransport, AsyncClient
 from pydantic import ValidationError
-from service.kit.observability.logging import JsonFormatter
+from service.kit.observability.logging import JsonFormatter, RequestIdFilter
 from service.main import create_app
 from service.settings import Settings
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -196,6 +198,7 @@ class AccessLines(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.setFormatter(JsonFormatter())
+        self.addFilter(RequestIdFilter())  # as the service's handler stamps its lines
         self.lines: list[dict[str, Any]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -217,9 +220,12 @@ def access_log() -> Iterator[list[dict[str, Any]]]:
         logger.setLevel(level)
 
 
-async def served(app: FastAPI, headers: dict[str, str]) -> dict[str, str]:
+async def served(
+    app: FastAPI, headers: Mapping[str, str] | Mapping[bytes, bytes]
+) -> dict[str, str]:
     """One GET of /test/client over HTTP, from 127.0.0.1, to the app served by uvicorn as
-    the Dockerfile starts it (no proxy headers of its own): the app's view of the client."""
+    the Dockerfile starts it (no proxy headers of its own): the app's view of the client,
+    and the request id it answered with (`id`)."""
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -239,7 +245,7 @@ async def served(app: FastAPI, headers: dict[str, str]) -> dict[str, str]:
             response = await client.get("/test/client", headers=headers)
         assert response.status_code == 200 and "server" not in response.headers
         result: dict[str, str] = response.json()
-        return result
+        return {**result, "id": response.headers["x-request-id"]}
     finally:
         server.should_exit = True
         await serving
@@ -253,7 +259,7 @@ async def test_a_clients_forwarded_for_is_ignored(settings: Settings) -> None:
     app = service(settings)
     with access_log() as lines:
         seen = await served(app, FORWARDED)
-    assert seen == {"host": "127.0.0.1"}
+    assert seen["host"] == "127.0.0.1"
     (line,) = lines
     assert line["client"].startswith("127.0.0.1:")
 
@@ -264,6 +270,64 @@ async def test_a_trusted_proxys_forwarded_for_names_the_client(settings: Setting
     app = service(settings, trusted_proxies=["127.0.0.0/8"])
     with access_log() as lines:
         seen = await served(app, FORWARDED)
-    assert seen == {"host": "198.51.100.7"}
+    assert seen["host"] == "198.51.100.7"
     (line,) = lines
     assert line["client"].startswith("198.51.100.7:")
+
+
+# A request id the service made: its process's prefix and a counter.
+MADE_ID = re.compile(r"[0-9a-f]{16}-[0-9a-f]+")
+SPOOFED = {**FORWARDED, "X-Request-ID": "spoofed-id-1"}
+
+
+@pytest.mark.parametrize("proxies", [[], ["10.0.0.0/8"]], ids=["none", "others"])
+async def test_a_clients_request_id_is_replaced_by_one_the_service_makes(
+    settings: Settings, proxies: list[str]
+) -> None:
+    """Whatever a client writes in X-Request-ID, its response, its access line and every
+    log line of its request carry an id the service made, and its own address."""
+    app = service(settings, trusted_proxies=proxies)
+    with access_log() as lines:
+        seen = await served(app, SPOOFED)
+    assert seen["host"] == "127.0.0.1"
+    assert MADE_ID.fullmatch(seen["id"]), seen
+    (line,) = lines
+    assert line["request_id"] == seen["id"] and line["client"].startswith("127.0.0.1:")
+
+
+async def test_a_trusted_proxys_request_id_is_kept(settings: Settings) -> None:
+    app = service(settings, trusted_proxies=["127.0.0.0/8"])
+    with access_log() as lines:
+        seen = await served(app, SPOOFED)
+    assert seen == {"host": "198.51.100.7", "id": "spoofed-id-1"}
+    (line,) = lines
+    assert line["request_id"] == "spoofed-id-1" and line["client"].startswith("198.51.100.7:")
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "has spaces",
+        "tab\there",
+        "%0d%0aforged: line",
+        "x" * 129,
+        "y" * 8000,
+        "caf\xe9".encode("latin-1"),
+        "",
+    ],
+    ids=["spaces", "tab", "encoded-newline", "129-chars", "8000-chars", "latin-1", "empty"],
+)
+async def test_a_trusted_proxys_unsafe_request_id_is_replaced(
+    settings: Settings, given: str | bytes
+) -> None:
+    """Even from a trusted proxy, an id is kept only when it is short and plain (letters,
+    digits, `.`, `_`, `-`, at most 128): another gets a made one, never an error, so
+    nothing a client wrote reaches a log line unchecked. (A CR or LF cannot arrive at
+    all: uvicorn refuses the request with a 400 before the app sees it.)"""
+    app = service(settings, trusted_proxies=["127.0.0.0/8"])
+    with access_log() as lines:
+        sent = {b"X-Request-ID": given} if isinstance(given, bytes) else {"X-Request-ID": given}
+        seen = await served(app, sent)
+    assert MADE_ID.fullmatch(seen["id"]), seen
+    (line,) = lines
+    assert line["request_id"] == seen["id"]

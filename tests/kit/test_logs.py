@@ -34,7 +34,10 @@ def parsed(stream: io.StringIO) -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def http(settings: Settings) -> AsyncIterator[AsyncClient]:
-    app: FastAPI = create_app(settings.model_copy(update={"log_format": "json"}))
+    app: FastAPI = create_app(
+        # The test client (127.0.0.1) as a trusted proxy: the request ids it sends are kept.
+        settings.model_copy(update={"log_format": "json", "trusted_proxies": ["127.0.0.1"]})
+    )
     routes = APIRouter(prefix="/test")
 
     @routes.get("/logs")

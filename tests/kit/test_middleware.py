@@ -1,9 +1,11 @@
-"""Request ids on every response and log line; request bodies bounded before they are read;
-no OpenTelemetry settings read per request unless the service traces."""
+"""Request ids on every response and log line; request bodies bounded before they are read,
+and in the time they take to arrive; no OpenTelemetry settings read per request unless
+the service traces."""
 
 import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -22,8 +24,9 @@ log = logging.getLogger("tests.routes")
 
 @pytest.fixture(scope="module")
 def service(settings: Settings) -> FastAPI:
-    """The service's app with a router of test routes: none touches the database."""
-    app = create_app(settings)
+    """The service's app with a router of test routes: none touches the database. The
+    test client (127.0.0.1) is its trusted proxy, so the request ids it sends are kept."""
+    app = create_app(settings.model_copy(update={"trusted_proxies": ["127.0.0.1"]}))
     routes = APIRouter(prefix="/test")
 
     @routes.post("/size")
@@ -180,6 +183,52 @@ async def test_a_route_may_take_larger_bodies(http: AsyncClient, settings: Setti
         response = await send(http, "/test/large", Body(size), declared=declared)
         assert response.status_code == 200 and response.json() == {"size": size}
         assert_too_large(await send(http, "/test/large", Body(5 * size), declared=declared))
+
+
+class SlowBody:
+    """A body of `size` bytes, one chunk of a byte every `pause` seconds."""
+
+    def __init__(self, size: int, pause: float) -> None:
+        self.size = size
+        self.pause = pause
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(self.size):
+            await asyncio.sleep(self.pause)
+            yield b" "
+
+
+@pytest.mark.parametrize("path", ["/test/size", "/test/json"])
+async def test_a_body_slower_than_its_deadline_is_a_408_that_closes_the_connection(
+    settings: Settings, path: str
+) -> None:
+    """BODY_READ_TIMEOUT bounds the time from the route's first read to the body's last
+    byte (test_slow_clients.py in the template's full tier: over HTTP, on a booted
+    service)."""
+    app = create_app(settings.model_copy(update={"body_read_timeout": 0.3}))
+
+    @app.post("/test/size")
+    async def size(request: Request) -> dict[str, int]:
+        return {"size": len(await request.body())}
+
+    @app.post("/test/json")
+    async def echo(body: dict[str, Any]) -> dict[str, Any]:
+        return body
+
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="http://test") as client:
+        started = time.monotonic()
+        slow = await client.post(
+            path, content=SlowBody(100, 0.05), headers={"Content-Length": "100"}
+        )
+        elapsed = time.monotonic() - started
+        quick = await client.post(path, content=SlowBody(2, 0.05), headers={"Content-Length": "2"})
+    assert slow.status_code == 408, slow.text
+    assert slow.headers["content-type"] == "application/problem+json"
+    assert slow.headers["connection"] == "close"
+    assert "0.3 seconds" in slow.json()["detail"]
+    assert 0.3 <= elapsed < 1.5
+    assert quick.status_code in (200, 422), quick.text  # two spaces: not JSON, but on time
 
 
 async def test_a_request_reads_opentelemetry_settings_only_if_the_service_traces(

@@ -26,7 +26,10 @@ log = logging.getLogger("service.tests")
 
 @pytest.fixture(scope="module")
 async def traced(settings: Settings) -> AsyncIterator[tuple[AsyncClient, InMemorySpanExporter]]:
-    app: FastAPI = create_app(settings.model_copy(update={"tracing_enabled": True}))
+    app: FastAPI = create_app(
+        # The test client (127.0.0.1) as a trusted proxy: the request ids it sends are kept.
+        settings.model_copy(update={"tracing_enabled": True, "trusted_proxies": ["127.0.0.1"]})
+    )
     routes = APIRouter(prefix="/test")
 
     @routes.get("/things/{name}")

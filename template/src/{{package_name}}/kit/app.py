@@ -7,10 +7,11 @@ What every service has, the same in each, is set up here:
   readiness, traces with TRACING_ENABLED, and `/metrics` (on its own port with
   METRICS_PORT); all of it closed again at shutdown;
 - on each request, outermost first: the response headers every response carries
-  (`SecurityHeaders`), the client from X-Forwarded-For when a proxy TRUSTED_PROXIES names
-  sent the request, CORS for the origins CORS_ORIGINS names, the consistency token (with
-  replicas), the request figures, the request id (and the id on the trace's span), the
-  body-size limit, and the sessions' closing once the route is done;
+  (`SecurityHeaders`), the client from X-Forwarded-For (and the request id kept) when a
+  proxy TRUSTED_PROXIES names sent the request, CORS for the origins CORS_ORIGINS names,
+  the consistency token (with replicas), the request figures, the request id (and the id
+  on the trace's span), the body's size limit and read deadline, and the sessions'
+  closing once the route is done;
 - problem details for every error, the OpenAPI document completed, the health routes.
 
 A service adds its own start-up and shutdown as `build_app(..., lifespan=...)`: an async
@@ -48,6 +49,7 @@ from .http.middleware import RequestIdMiddleware
 from .http.openapi import complete_openapi
 from .http.openapi import operation_id
 from .http.problems import install_problem_handlers
+from .http.proxies import TrustedPeer
 from .http.routes import App
 from .migrations.startup import alembic_config
 from .migrations.startup import schema_head
@@ -93,7 +95,11 @@ def build_app(
     app.state.settings = settings
     # Each middleware added wraps those added before it.
     app.add_middleware(CloseSessionsMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        read_timeout=settings.body_read_timeout,
+    )
     if settings.tracing_enabled:
         app.add_middleware(RequestIdOnSpan)
     app.add_middleware(RequestIdMiddleware)
@@ -113,9 +119,11 @@ def build_app(
             expose_headers=_CORS_EXPOSED,
         )
     if settings.trusted_proxies:
-        # uvicorn's own, run by the app: the Dockerfile starts uvicorn with
-        # --no-proxy-headers, so that this setting alone decides whom to believe.
+        # uvicorn's proxy headers, run by the app: the Dockerfile starts uvicorn with
+        # --no-proxy-headers, so that this setting alone decides whom to believe (for
+        # the client's address, its scheme and the request id).
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+        app.add_middleware(TrustedPeer, proxies=settings.trusted_proxies)
     install_problem_handlers(app)
     app.include_router(health.router)
     return app

@@ -9,9 +9,10 @@ write has committed in its unit of work by then. Tests swap them with
 dependency.
 
 These two also carry the consistency token (`kit/replicas/consistency.py`): a read
-refuses a malformed one, and with replicas (`kit/replicas/replicas.py`, PostgreSQL) heeds
-it; a write that committed on a replicated database records for the response the one its
-commit took. Without replicas, that costs a read one header lookup, a write one type check.
+refuses a malformed one, ignores one the service did not sign, and with replicas
+(`kit/replicas/replicas.py`, PostgreSQL) heeds it; a write that committed on a replicated
+database records for the response the one its commit took. Without replicas, that costs
+a read one header lookup, a write one type check.
 """
 
 from collections.abc import Awaitable

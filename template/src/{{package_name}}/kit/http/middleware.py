@@ -1,5 +1,6 @@
 """Pure ASGI middleware: no `BaseHTTPMiddleware`, which orphans work when clients leave."""
 
+import asyncio
 import itertools
 import os
 import re
@@ -21,12 +22,14 @@ from starlette.types import Send
 from ..errors import DatabaseMisconfigured
 from ..observability.logging import request_id_var
 from .problems import unexpected
+from .proxies import from_trusted_proxy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _HEADER_KEY = b"x-request-id"
-# A caller's id is echoed only when it is short and plain, so it is safe in logs.
-_SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# A trusted proxy's id is kept only when it is short and plain, so it is safe in logs.
+_MAX_ID = 128
+_SAFE_ID = re.compile(rb"[A-Za-z0-9._-]{1,%d}" % _MAX_ID)
 # New ids: a random prefix per process and a counter. Unique across processes and
 # restarts, and free: ids need not be secret, and the OS random source costs a system
 # call per request. A forked worker (gunicorn --preload) draws a prefix of its own.
@@ -43,7 +46,9 @@ os.register_at_fork(after_in_child=_new_prefix)
 
 
 class RequestIdMiddleware:
-    """Gives every request an id: the caller's `X-Request-ID`, or a new one.
+    """Gives every request an id: the `X-Request-ID` a trusted proxy sent (TRUSTED_PROXIES,
+    `proxies.py`) when it is short and plain, else a new one. A client's own is never
+    kept: it could take another request's id, or write what it likes into the logs.
 
     It also answers what no handler did, with the 500 of `kit/http/problems.py`: Starlette's
     last-resort handler sits outside every middleware, where the id is already gone, so
@@ -57,8 +62,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = next((v for k, v in scope["headers"] if k == _HEADER_KEY), b"").decode("latin-1")
-        request_id = incoming if _SAFE_ID.fullmatch(incoming) else f"{_PREFIX}-{next(_COUNTER):x}"
+        request_id = _forwarded_id(scope) or f"{_PREFIX}-{next(_COUNTER):x}"
         token = request_id_var.set(request_id)
         started = False
 
@@ -81,6 +85,16 @@ class RequestIdMiddleware:
         request_id_var.reset(token)
 
 
+def _forwarded_id(scope: Scope) -> str | None:
+    """The request id a trusted proxy sent, if it is safe to log."""
+    if not from_trusted_proxy(scope):
+        return None
+    incoming = next((v for k, v in scope["headers"] if k == _HEADER_KEY), b"")
+    if len(incoming) > _MAX_ID or not _SAFE_ID.fullmatch(incoming):
+        return None
+    return incoming.decode("ascii")
+
+
 # Body limits routes declared with `@body_limit`, by endpoint.
 _ROUTE_LIMITS: dict[object, int] = {}
 
@@ -99,35 +113,53 @@ def body_limit(max_bytes: int) -> Callable[[F], F]:
 
 
 class BodyLimitMiddleware:
-    """Refuses a request body over the limit with a 413, before it is read whole.
+    """Refuses a request body over the limit with a 413, before it is read whole, and one
+    that arrives too slowly with a 408.
 
     The limit is `max_bytes` (`MAX_BODY_BYTES`), or the route's own (`@body_limit`). It
     is checked when the route first reads the body, after routing: a `Content-Length`
     over it is refused before any byte is read, and a body without one (chunked) is
     counted as it arrives and refused at the first chunk past the limit. A request
     holds at most the limit and one chunk in memory, however large its body.
+
+    The whole body must arrive within `read_timeout` seconds (`BODY_READ_TIMEOUT`) of the
+    route's first read: a client that sends it a byte at a time would otherwise hold
+    the request, and what it sent, for as long as it likes. The 408 says
+    `Connection: close`, so uvicorn closes the connection instead of waiting on the rest.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout = read_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         received = 0
+        deadline: float | None = None
+        complete = False
 
         async def limited() -> Message:
-            nonlocal received
+            nonlocal received, deadline, complete
+            if complete:  # the body is in; what follows is the wait for a disconnect
+                return await receive()
             limit = _ROUTE_LIMITS.get(scope.get("endpoint"), self.max_bytes)
             if received == 0 and _declared_length(scope) > limit:
                 raise _too_large(limit)
-            message = await receive()
+            if deadline is None:
+                deadline = asyncio.get_running_loop().time() + self.read_timeout
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise _too_slow(self.read_timeout) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise _too_large(limit)
+                complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, limited, send)
@@ -146,6 +178,14 @@ def _too_large(limit: int) -> HTTPException:
     # server discards the rest of the body as it arrives, holding none of it, so a client
     # that sends its whole body before reading still gets the 413.
     return HTTPException(413, f"the request body is larger than {limit} bytes")
+
+
+def _too_slow(timeout: float) -> HTTPException:
+    return HTTPException(
+        408,
+        f"the request body did not arrive within {timeout:g} seconds",
+        headers={"Connection": "close"},
+    )
 
 
 class QuietStartupFailure:

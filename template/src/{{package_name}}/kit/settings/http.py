@@ -1,6 +1,8 @@
-"""The types of the HTTP settings: lists the environment gives as comma-separated text,
-each item checked as the settings load, so that a typo stops start-up instead of
-turning CORS or proxy trust off (or on) unnoticed."""
+"""The HTTP settings' types, and `HttpSettings`, the HTTP settings `KitSettings` takes in.
+
+Lists come from the environment as comma-separated text, each item checked as the
+settings load, so that a typo stops start-up instead of turning CORS or proxy trust off
+(or on) unnoticed."""
 
 import ipaddress
 import re
@@ -9,6 +11,8 @@ from typing import Any
 
 from pydantic import AfterValidator
 from pydantic import BeforeValidator
+from pydantic import Field
+from pydantic_settings import BaseSettings
 from pydantic_settings import NoDecode
 
 # An origin as a browser sends it: scheme, host and an optional port, with no path (not
@@ -51,3 +55,13 @@ def _check_proxies(proxies: list[str]) -> list[str]:
 Origins = Annotated[list[str], BeforeValidator(_split), AfterValidator(_check_origins), NoDecode]
 # Comma-separated addresses and networks of the proxies in front of the service.
 Proxies = Annotated[list[str], BeforeValidator(_split), AfterValidator(_check_proxies), NoDecode]
+
+
+class HttpSettings(BaseSettings):
+    """How long the service waits on a client (the README's "Running in production")."""
+
+    # Seconds a request's body may take to arrive, from the route's first read to its
+    # last byte; a slower one gets a 408 and its connection is closed. Raise it for
+    # clients that upload large bodies over slow links straight to the service (behind
+    # an ingress that buffers bodies, they arrive at the ingress's speed).
+    body_read_timeout: float = Field(default=30.0, gt=0, le=3600)

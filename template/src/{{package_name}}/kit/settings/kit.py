@@ -23,6 +23,7 @@ from pydantic_settings import PydanticBaseSettingsSource
 from pydantic_settings import SettingsConfigDict
 
 from .database import DatabaseSettings
+from .http import HttpSettings
 from .http import Origins
 from .http import Proxies
 from .secrets import SecretFiles
@@ -41,7 +42,7 @@ _NAME = r"^[A-Za-z0-9_.-]+$"
 ServiceName = Annotated[str, Field(min_length=1, max_length=63, pattern=_NAME)]
 
 
-class KitSettings(DatabaseSettings):
+class KitSettings(DatabaseSettings, HttpSettings):
     """Every tunable of the kit; the comment says when to change it."""
 
     model_config = SettingsConfigDict(
