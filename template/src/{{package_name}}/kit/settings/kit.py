@@ -98,7 +98,8 @@ class KitSettings(DatabaseSettings, HttpSettings):
 
     # Largest page a client may ask for.
     max_page_size: int = Field(default=100, ge=1, le=1000)
-    # Signs pagination cursors so that a tampered one is refused. Set it in production.
+    # Signs pagination cursors and consistency tokens, so that a tampered or forged one
+    # is refused or ignored. Set it in production.
     cursor_secret: SecretStr = SecretStr(_DEV_CURSOR_SECRET)
     # Largest request body, in bytes; larger ones get a 413 before they are read. A route
     # that needs more declares its own (`kit.http.middleware.body_limit`).
