@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 _PRUNE_BATCH = 5_000
 _PRUNE = text(
     "DELETE FROM pgqueuer_log WHERE id IN (SELECT id FROM pgqueuer_log "
-    "WHERE created < now() - :age ORDER BY id LIMIT :batch)"
+    "WHERE created < now() - CAST(:age AS interval) ORDER BY id LIMIT :batch)"
 )
 
 
