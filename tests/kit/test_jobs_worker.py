@@ -14,9 +14,9 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import timedelta
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -87,7 +87,9 @@ async def until(check: Callable[[], Awaitable[bool]], seconds: float, what: str)
 
 async def effects(engine: AsyncEngine, key: str) -> int:
     async with engine.connect() as conn:
-        count = await conn.scalar(text("SELECT count(*) FROM job_effects WHERE key = :k"), {"k": key})
+        count = await conn.scalar(
+            text("SELECT count(*) FROM job_effects WHERE key = :k"), {"k": key}
+        )
     return int(count or 0)
 
 
@@ -196,6 +198,26 @@ async def test_an_idle_worker_wakes_on_the_commit_of_a_job(
 
         await until(ran_second, 10, "the second job run")
     assert ran[second] - committed < 5, ran[second] - committed
+
+
+@pytest.mark.postgresql
+async def test_a_periodic_job_is_enqueued_once_a_tick_across_workers(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    """Two workers share a schedule of every second: each tick enqueues one job (a real
+    one, run by the queue), not one per worker."""
+    name = unique("periodic")
+    ticks: list[str] = []
+    jobs = Jobs()
+
+    @jobs.periodic(name, "* * * * * *")  # croniter's sixth field: every second
+    async def tick(run: JobRun) -> None:
+        ticks.append(str(run.payload["tick"]))
+
+    async with worker(settings, jobs), worker(settings, jobs):
+        await asyncio.sleep(4.5)
+    assert len(ticks) >= 2, ticks
+    assert sorted(set(ticks)) == sorted(ticks), ticks  # no tick ran twice
 
 
 def worker_env(settings: Settings, name: str, role: str, **extra: str) -> dict[str, str]:

@@ -54,8 +54,8 @@ class JobSpec:
     retries: int | None = None
     timeout: float | None = None
     backoff: float | None = None
-    # A cron expression (five fields, or six with seconds first... as croniter reads
-    # them): the job is enqueued once per tick across all workers.
+    # A cron expression as croniter reads it (five fields, or six with the seconds
+    # last): the job is enqueued once per tick across all workers.
     schedule: str | None = None
 
 
@@ -86,7 +86,7 @@ class Jobs:
     ) -> Callable[[Handler], Handler]:
         """Register the decorated handler, and enqueue a job for it on `schedule` (cron):
         once per tick across every worker, and run like any other job (retries, timeout,
-        kept when it fails)."""
+        kept when it fails). Its payload names the tick: `{"tick": "<ISO time>"}`."""
         return self._register(name, retries, timeout, None, schedule)
 
     def _register(

@@ -8,6 +8,7 @@ the service's own pools (`run.db`), as requests do.
 """
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable
 from collections.abc import Callable
@@ -77,8 +78,9 @@ def _enqueue_on_tick(queries: Queries, name: str) -> Callable[[Schedule], Awaita
         # Only a job: it gets retries, a timeout and the failed view like any other. The
         # schedule row is locked by one worker a tick; the key makes a second enqueue
         # of the same tick a no-op all the same.
-        key = f"{name}@{schedule.next_run.isoformat()}"
-        await queries.enqueue(name, b"{}", dedupe_key=key, on_conflict="skip")
+        tick = schedule.next_run.isoformat()
+        payload = json.dumps({"tick": tick}).encode()
+        await queries.enqueue(name, payload, dedupe_key=f"{name}@{tick}", on_conflict="skip")
 
     return tick
 
