@@ -38,5 +38,8 @@ async def schema_drift(connection: "asyncpg.Connection") -> list[str]:
     from pgqueuer.db import AsyncpgDriver
     from pgqueuer.queries import Queries
 
-    plan = await Queries(AsyncpgDriver(connection)).plan_upgrade()
+    # In a transaction: behind PgBouncer, asyncpg's type introspection (JIT off, then
+    # on) must not be split across server connections other clients are handed.
+    async with connection.transaction():
+        plan = await Queries(AsyncpgDriver(connection)).plan_upgrade()
     return list(plan.statements)
