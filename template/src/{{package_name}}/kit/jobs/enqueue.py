@@ -104,9 +104,9 @@ async def enqueue(
 
     The job's id, or None when a job with the same `dedupe_key` is already queued or
     running. The current request's id goes with it, into the job's log lines."""
-    from pgqueuer.queries import Queries
-
     writing_session(session)
+    from pgqueuer.queries import Queries  # the `jobs` extra: only where jobs are written
+
     if isinstance(payload, BaseModel):
         body = payload.model_dump_json().encode()
     else:

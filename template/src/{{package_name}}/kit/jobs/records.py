@@ -57,10 +57,10 @@ async def list_failed(session: ReadSession, limit: int = 100) -> list[FailedJob]
 async def retry_failed(session: WriteSession, ids: list[int]) -> None:
     """Queue these failed jobs again, with their retries renewed, in the unit of work
     on `session` (ids of jobs that are not failed are left alone)."""
+    writing_session(session)
     from pgqueuer.queries import Queries
     from pgqueuer.types import JobId
 
-    writing_session(session)
     await Queries(SessionDriver(session)).requeue_jobs([JobId(each) for each in ids])
 
 
