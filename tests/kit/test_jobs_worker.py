@@ -8,6 +8,7 @@ each on a job name of its test alone: the queue's tables outlive each test.
 """
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -24,6 +25,7 @@ import pytest
 from service.kit.db.session import WriteSession, unit_of_work
 from service.kit.jobs import JobRun, Jobs, enqueue, list_failed, retry_failed
 from service.kit.jobs.records import prune_log
+from service.kit.observability.logging import RequestIdFilter, request_id_var
 from service.settings import Settings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -218,6 +220,38 @@ async def test_a_periodic_job_is_enqueued_once_a_tick_across_workers(
         await asyncio.sleep(4.5)
     assert len(ticks) >= 2, ticks
     assert sorted(set(ticks)) == sorted(ticks), ticks  # no tick ran twice
+
+
+@pytest.mark.postgresql
+async def test_a_job_logs_with_the_id_of_the_request_that_enqueued_it(
+    settings: Settings,
+    committing_sessions: async_sessionmaker[WriteSession],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    name = unique("logged")
+    seen: list[tuple[str, str]] = []
+    jobs = Jobs()
+
+    @jobs.job(name)
+    async def handler(run: JobRun) -> None:
+        logging.getLogger("service.jobs").warning("handling %s", run.id)
+        seen.append((run.request_id, request_id_var.get()))
+
+    token = request_id_var.set("r-77")
+    try:
+        job_id = await enqueue_one(committing_sessions, name)
+    finally:
+        request_id_var.reset(token)
+    caplog.handler.addFilter(RequestIdFilter())
+    async with worker(settings, jobs):
+
+        async def ran() -> bool:
+            return bool(seen)
+
+        await until(ran, 20, "the job run")
+    assert seen == [("r-77", "r-77")]
+    [record] = [r for r in caplog.records if r.getMessage() == f"handling {job_id}"]
+    assert getattr(record, "request_id", None) == "r-77"
 
 
 def worker_env(settings: Settings, name: str, role: str, **extra: str) -> dict[str, str]:
