@@ -73,8 +73,8 @@ C, T, J = "cache", "traces", "jobs"
 TABLE: list[tuple[str, str, bool, bool, tuple[str, ...], dict[str, Any]]] = [
     ("postgresql", "uuid", True, True, (), {}),
     ("postgresql", "uuid", False, True, (C, T), LONG_NAMES | PY313),
-    ("postgresql", "int", True, True, (C, J), PY312),
-    ("postgresql", "int", False, True, (T,), QUOTES | PY312),
+    ("postgresql", "int", True, True, (C,), PY312),
+    ("postgresql", "int", False, True, (T, J), QUOTES | PY312),
     ("mysql", "uuid", True, True, (C, T), {}),
     ("mysql", "uuid", False, True, (T,), QUOTES | PY312),
     ("mysql", "int", True, True, (), LONG_NAMES | PY313),
