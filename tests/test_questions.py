@@ -74,6 +74,7 @@ BAD_ANSWERS = [
     ("cache", "sometimes", "cache"),
     ("cache", "redis", "cache"),
     ("tracing", "perhaps", "tracing"),
+    ("jobs", "sometimes", "jobs"),
 ]
 
 
@@ -93,6 +94,16 @@ def test_bad_answer_is_refused_with_a_message(
     last_line = output.strip().splitlines()[-1]
     assert message in last_line, output
     assert f"question '{question}'" in last_line or "Invalid choice" in last_line
+    assert not any((tmp_path / "out").glob("**/*.py"))
+
+
+@pytest.mark.parametrize("database", ["mysql", "sqlite"])
+def test_jobs_are_refused_on_a_database_without_the_queue(tmp_path: Path, database: str) -> None:
+    result = copier_copy(tmp_path / "out", f"database={database}", "jobs=true")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    last_line = output.strip().splitlines()[-1]
+    assert "question 'jobs'" in last_line and "jobs needs PostgreSQL" in last_line, output
     assert not any((tmp_path / "out").glob("**/*.py"))
 
 

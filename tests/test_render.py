@@ -101,11 +101,18 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
         variant.path / "tests" / "test_engine.py": False,
         variant.path / "tests" / "api" / "test_metrics.py": False,
         variant.path / "tests" / "api" / "test_tracing.py": False,
+        # Background jobs: the kit's are idle code everywhere; the handlers, the worker
+        # command and the queue's migration only with the answer.
+        package / "kit" / "jobs": True,
+        package / "jobs.py": answers.get("jobs", False),
+        package / "worker.py": answers.get("jobs", False),
     }
     assert {str(p): p.exists() for p in expected} == {str(p): v for p, v in expected.items()}
     versions = list((variant.path / "migrations" / "versions").glob("*.py"))
-    # The example domain's revisions (the initial one and those releases added after it).
-    assert len(versions) == (4 if answers["example_domain"] else 0)
+    # The example domain's revisions (the initial one and those releases added after it),
+    # and the queue's with background jobs.
+    jobs = answers.get("jobs", False)
+    assert len(versions) == (4 if answers["example_domain"] else 0) + (1 if jobs else 0)
     source = "\n".join(
         p.read_text() for p in answered(variant) if p.suffix == ".py" and p.is_relative_to(package)
     )
@@ -118,12 +125,14 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
     # an extra, and the user's part does not use it.
     project = tomllib.loads((variant.path / "pyproject.toml").read_text())["project"]
     installed = "\n".join(project["dependencies"])
-    assert set(project["optional-dependencies"]) == {"cache", "tracing"}
+    assert set(project["optional-dependencies"]) == {"cache", "jobs", "tracing"}
     own = "\n".join(p.read_text() for p in package.rglob("*.py") if "kit" not in p.parts)
     if not answers["cache"]:
         assert "redis" not in (own + installed).lower()
     if not answers["tracing"]:
         assert "opentelemetry" not in own + installed
+    if not jobs:
+        assert "pgqueuer" not in own + installed and "scripts" not in project
     if answers["primary_key"] == "int":
         assert "uuid" not in (package / "entity.py").read_text().lower()
         assert "uuid7" not in source

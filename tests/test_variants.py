@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from .harness.paths import TEMPLATE_ROOT
-from .variants import DEFAULTS, OPTIONS, VARIANTS
+from .variants import DEFAULTS, OPTIONS, POSTGRESQL_ONLY, VARIANTS
 
 
 def questions() -> dict[str, dict[str, Any]]:
@@ -50,7 +50,7 @@ def missing(*options: str, where: Iterable[tuple[str, Any]] = ()) -> set[tuple[A
 
 def test_defaults_are_copier_defaults() -> None:
     asked = questions()
-    assert {option: asked[option]["default"] for option in OPTIONS} == DEFAULTS
+    assert {option: asked[option]["default"] for option in (*OPTIONS, *POSTGRESQL_ONLY)} == DEFAULTS
     assert VARIANTS["default"] == {}, "default is what `copier copy --defaults` gives"
 
 
@@ -81,7 +81,14 @@ def test_integrations_meet_each_other_on_each_backend() -> None:
 def test_the_options_the_table_covers_are_all_the_questions_that_shape_code() -> None:
     # Every question with choices is in OPTIONS: one added to copier.yml needs a place here.
     with_choices = {name for name, spec in questions().items() if "choices" in spec}
-    assert with_choices == set(OPTIONS)
+    assert with_choices == set(OPTIONS) | set(POSTGRESQL_ONLY)
+
+
+def test_each_postgresql_only_answer_is_built_both_ways_on_postgresql() -> None:
+    for option in POSTGRESQL_ONLY:
+        assert not missing(option, where={"database": "postgresql"}.items()), option
+        assert built(option, where={"database": "mysql"}.items()) == {(False,)}
+        assert built(option, where={"database": "sqlite"}.items()) == {(False,)}
 
 
 def test_every_variant_a_test_names_is_in_the_table() -> None:

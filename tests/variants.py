@@ -11,7 +11,8 @@ The integrations (the Redis cache, `cache`; OpenTelemetry traces, `tracing`) and
 Python version ride on those fifteen instead of adding variants of their own: each
 backend's four example-domain variants take the four combinations of cache and traces,
 and the cache sits once on each key type and once on each delete mode per backend (the
-cache's code keys rows by id and drops them on deletes). tests/test_variants.py checks
+cache's code keys rows by id and drops them on deletes). Background jobs (`jobs`,
+PostgreSQL only) ride on one PostgreSQL variant with the example domain. tests/test_variants.py checks
 that the table meets every pair of answers of the options below and those triples, so
 a change here cannot silently leave a combination unbuilt.
 
@@ -53,6 +54,9 @@ OPTIONS = (
     "tracing",
     "python_version",
 )
+# Answers only PostgreSQL accepts (copier.yml refuses them on the other backends), so
+# they cannot pair with every other answer: each is built both ways on PostgreSQL.
+POSTGRESQL_ONLY = ("jobs",)
 DEFAULTS: dict[str, Any] = {
     "database": "postgresql",
     "primary_key": "uuid",
@@ -61,15 +65,16 @@ DEFAULTS: dict[str, Any] = {
     "cache": False,
     "tracing": False,
     "python_version": "3.11",
+    "jobs": False,
 }
 
-C, T = "cache", "traces"
+C, T, J = "cache", "traces", "jobs"
 # database, primary_key, soft_delete, example_domain, integrations, other answers.
 TABLE: list[tuple[str, str, bool, bool, tuple[str, ...], dict[str, Any]]] = [
     ("postgresql", "uuid", True, True, (), {}),
     ("postgresql", "uuid", False, True, (C, T), LONG_NAMES | PY313),
     ("postgresql", "int", True, True, (C,), PY312),
-    ("postgresql", "int", False, True, (T,), QUOTES | PY312),
+    ("postgresql", "int", False, True, (T, J), QUOTES | PY312),
     ("mysql", "uuid", True, True, (C, T), {}),
     ("mysql", "uuid", False, True, (T,), QUOTES | PY312),
     ("mysql", "int", True, True, (), LONG_NAMES | PY313),
@@ -103,6 +108,7 @@ def variant(
         "example_domain": example_domain,
         "cache": C in integrations,
         "tracing": T in integrations,
+        "jobs": J in integrations,
     } | extras
     if all(answers.get(key, DEFAULTS[key]) == DEFAULTS[key] for key in OPTIONS) and not extras:
         return "default", {}
@@ -128,6 +134,9 @@ KIT_VARIANTS: dict[str, dict[str, Any]] = {
         "example_domain": False,
         "soft_delete": True,
         "cache": True,
+        # Background jobs are PostgreSQL's: the kit's tests of them run on its render,
+        # the others test that the other backends refuse them.
+        "jobs": database == "postgresql",
     }
     for database in DATABASES
 }

@@ -1,8 +1,9 @@
 """The packages a configured capability needs, checked once at start-up.
 
-The cache and traces are idle code until a setting turns them on, and their packages are
-extras of the service (`pyproject.toml`). Turned on without them, start-up stops with
-one line naming what to install, instead of an ImportError at the first request.
+The cache, traces and background jobs are idle code until a setting turns them on, and
+their packages are extras of the service (`pyproject.toml`). Turned on without them,
+start-up stops with one line naming what to install, instead of an ImportError at the
+first request.
 """
 
 import importlib
@@ -17,6 +18,8 @@ TRACING_MODULES = (
     "opentelemetry.exporter.otlp.proto.http.trace_exporter",
     "fastapi.telemetry",
 )
+# pgqueuer's queue over asyncpg, the driver the service already has.
+JOBS_MODULES = ("pgqueuer",)
 # The driver of each backend, as DATABASE_URL names it.
 DRIVER_MODULES = {"postgresql": "asyncpg", "mysql": "asyncmy", "sqlite": "aiosqlite"}
 
@@ -31,6 +34,8 @@ def require_extras(settings: KitSettings) -> None:
         _require("REDIS_URL is set", CACHE_MODULES, _extra("cache"))
     if settings.tracing_enabled:
         _require("TRACING_ENABLED is on", TRACING_MODULES, _extra("tracing"))
+    if settings.jobs_enabled:
+        _require("JOBS_ENABLED is on", JOBS_MODULES, _extra("jobs"))
     driver = DRIVER_MODULES[settings.backend]
     _require(f"DATABASE_URL is a {settings.backend} URL", (driver,), f"pip install {driver}")
 

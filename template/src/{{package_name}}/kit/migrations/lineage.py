@@ -24,6 +24,8 @@ from sqlalchemy import inspect
 from sqlalchemy import select
 from sqlalchemy.schema import CreateTable
 
+from ..jobs.schema import JOB_TABLES
+
 LINEAGE = Table(
     "alembic_lineage",
     MetaData(),
@@ -34,8 +36,9 @@ MIGRATION_TABLES = frozenset({"alembic_version", LINEAGE.name})
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    """Autogenerate's `include_name` hook: the models' tables, not the migrations' own."""
-    return not (type_ == "table" and name in MIGRATION_TABLES)
+    """Autogenerate's `include_name` hook: the models' tables, not the migrations' own
+    nor the background jobs' (their migration is frozen from pgqueuer's statements)."""
+    return not (type_ == "table" and name in MIGRATION_TABLES | JOB_TABLES)
 
 
 def ancestry(scripts: ScriptDirectory, heads: Collection[str]) -> set[str]:

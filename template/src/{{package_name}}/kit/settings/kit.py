@@ -2,8 +2,8 @@
 
 The service's own `Settings` (src/<package>/settings.py) extends it with its defaults
 and its own settings. The optional capabilities are idle until a setting turns them on:
-the cache with REDIS_URL, traces with TRACING_ENABLED (kit/extras.py checks that their
-packages are installed).
+the cache with REDIS_URL, traces with TRACING_ENABLED, background jobs with
+JOBS_ENABLED (kit/extras.py checks that their packages are installed).
 """
 
 from pathlib import Path
@@ -22,10 +22,10 @@ from pydantic_settings import BaseSettings
 from pydantic_settings import PydanticBaseSettingsSource
 from pydantic_settings import SettingsConfigDict
 
-from .database import DatabaseSettings
 from .http import HttpSettings
 from .http import Origins
 from .http import Proxies
+from .jobs import JobsSettings
 from .secrets import SecretFiles
 from .secrets import SecretSourceError
 from .urls import RedisURL
@@ -42,7 +42,7 @@ _NAME = r"^[A-Za-z0-9_.-]+$"
 ServiceName = Annotated[str, Field(min_length=1, max_length=63, pattern=_NAME)]
 
 
-class KitSettings(DatabaseSettings, HttpSettings):
+class KitSettings(JobsSettings, HttpSettings):
     """Every tunable of the kit; the comment says when to change it."""
 
     model_config = SettingsConfigDict(
