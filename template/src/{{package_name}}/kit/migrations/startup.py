@@ -27,6 +27,7 @@ from ..db.engine import cannot_connect
 from ..settings import Settings
 from .lineage import ancestry
 from .lineage import recorded
+from .roles import grant_service
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ async def migrate_under_lock(
             try:
                 async with migration_lock(conn, name, waited):
                     await conn.run_sync(run)
+                    await grant_service(conn, settings)
                     await conn.commit()
                 return
             except DBAPIError as error:

@@ -1,0 +1,207 @@
+"""Two database roles (`kit/migrations/roles.py`, `kit/db/roles.py`): the owner migrates,
+the service's role reads and writes rows and can do nothing else, and production will
+not serve as a superuser or as the owner. On the real servers, each role a test's own."""
+
+import logging
+import re
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from service.kit.db.dialect import one_off_connect_args
+from service.kit.db.engine import DatabaseManager
+from service.kit.migrations.roles import create_roles, grant_service
+from service.kit.migrations.startup import upgrade_on_startup
+from service.settings import Settings
+from sqlalchemy import URL, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from .databases import BACKEND, scratch_database, server_url
+from .test_migrations import _with_revisions
+
+# What the server says when a role lacks a privilege.
+DENIED = {"postgresql": r"permission denied|must be owner", "mysql": "command denied"}
+# Statements that change the schema: each must be refused to the service role.
+SCHEMA_CHANGES = {
+    "create": "CREATE TABLE intruder (id INTEGER)",
+    "alter": "ALTER TABLE gadget ADD COLUMN extra INTEGER",
+    "drop": "DROP TABLE gadget",
+    "truncate": "TRUNCATE TABLE gadget",
+}
+GADGET = "CREATE TABLE gadget (id INTEGER PRIMARY KEY, name VARCHAR(20))"
+WIDGET = "CREATE TABLE widget (id INTEGER PRIMARY KEY, name VARCHAR(20))"
+
+
+@dataclass(frozen=True)
+class Roles:
+    admin: URL  # the administrator, on the service's database
+    owner: URL
+    service: URL
+
+    def settings(self, settings: Settings, **update: object) -> Settings:
+        """The service's settings with both roles: DATABASE_URL the service's role."""
+        roles = {"database_url": self.service, "database_owner_url": self.owner}
+        return settings.model_copy(update={**roles, **update})
+
+
+async def run(url: URL, *statements: str) -> list[object]:
+    """Each statement in its own transaction, as `url`'s role; what each returned."""
+    engine = create_async_engine(url, poolclass=NullPool, connect_args=one_off_connect_args(url))
+    results: list[object] = []
+    try:
+        for statement in statements:
+            async with engine.begin() as conn:
+                result = await conn.execute(text(statement))
+                results.append(result.all() if result.returns_rows else None)
+    finally:
+        await engine.dispose()
+    return results
+
+
+async def drop_role(name: str) -> None:
+    if BACKEND.name == "postgresql":
+        await BACKEND.admin(f'DROP ROLE IF EXISTS "{name}"')  # type: ignore[attr-defined]
+    else:
+        await BACKEND.admin(f"DROP USER IF EXISTS '{name}'@'%'")  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def roles(settings: Settings) -> AsyncIterator[Roles]:
+    """A new database with an owner and a service role of its own, which an earlier
+    release's single role (the owner here) already migrated: `gadget` exists."""
+    suffix = uuid.uuid4().hex[:12]
+    owner_name, service_name = f"o_{suffix}", f"s_{suffix}"
+    async with scratch_database("roles") as url:
+        admin = server_url().set(database=url.database)
+        found = Roles(
+            admin=admin,
+            owner=admin.set(username=owner_name, password=secrets.token_hex(8)),
+            service=admin.set(username=service_name, password=secrets.token_hex(8)),
+        )
+        try:
+            await create(found, settings)
+            await run(found.owner, GADGET)
+            await create(found, settings)  # again, as an upgrade: gadget gets its grants
+            yield found
+        finally:
+            if BACKEND.name == "postgresql":
+                await BACKEND.drop(url)  # the database first: its grants go with it
+            for name in (owner_name, service_name):
+                await drop_role(name)
+
+
+async def create(roles: Roles, settings: Settings) -> list[str]:
+    engine = create_async_engine(roles.admin, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            return await create_roles(conn, roles.settings(settings))
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.servers
+async def test_the_service_role_reads_and_writes_rows_of_every_table(
+    roles: Roles, settings: Settings, tmp_path: Path
+) -> None:
+    """`gadget` was there before the roles; `widget` comes with a migration afterwards, run
+    as the owner like `alembic upgrade head`, with no grant of its own; `gizmo` the owner
+    creates by hand."""
+    cfg = _with_revisions(tmp_path, ("widget", WIDGET))
+    await upgrade_on_startup(roles.settings(settings), cfg)
+    # And one the owner creates by hand, outside any migration: default privileges.
+    await run(roles.owner, "CREATE TABLE gizmo (id INTEGER PRIMARY KEY, name VARCHAR(20))")
+    for table in ("gadget", "widget", "gizmo"):
+        *_, rows = await run(
+            roles.service,
+            f"INSERT INTO {table} (id, name) VALUES (1, 'a')",
+            f"UPDATE {table} SET name = 'b' WHERE id = 1",
+            f"SELECT name FROM {table}",
+            f"DELETE FROM {table} WHERE id = 1",
+            f"SELECT count(*) FROM {table}",
+        )
+        assert rows == [(0,)]
+    owners = await run(roles.admin, OWNERS[BACKEND.name]) if BACKEND.name in OWNERS else [[]]
+    assert set(owners[0]) <= {(roles.owner.username,)}  # type: ignore[arg-type]
+
+
+# PostgreSQL: who owns each table of the service's schema.
+OWNERS = {
+    "postgresql": "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = current_schema()"
+}
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("change", sorted(SCHEMA_CHANGES))
+async def test_the_service_role_cannot_change_the_schema(roles: Roles, change: str) -> None:
+    with pytest.raises(DBAPIError) as caught:
+        await run(roles.service, SCHEMA_CHANGES[change])
+    assert re.search(DENIED[BACKEND.name], str(caught.value)), caught.value
+    # The owner may: the refusal is the role's, not the statement's.
+    await run(roles.owner, SCHEMA_CHANGES[change])
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("who", ["owner", "admin"])
+async def test_production_refuses_to_serve_as_the_owner_or_a_superuser(
+    roles: Roles, settings: Settings, who: str
+) -> None:
+    url = getattr(roles, who)
+    production = roles.settings(
+        settings, database_url=url, environment="production", cursor_secret="s" * 32
+    )
+    db = DatabaseManager(production)
+    try:
+        with pytest.raises(SystemExit) as caught:
+            await db.connect()
+    finally:
+        await db.disconnect()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"DATABASE_URL connects as {url.username!r}" in message
+    assert "DATABASE_OWNER_URL at the owner" in message
+    # The service's own role serves.
+    db = DatabaseManager(roles.settings(settings, environment="production", cursor_secret="s" * 32))
+    try:
+        await db.connect()
+    finally:
+        await db.disconnect()
+
+
+@pytest.mark.postgresql
+async def test_the_owner_sets_the_timeouts_pgbouncer_needs_and_the_service_only_reads_them(
+    roles: Roles, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Behind PgBouncer the timeouts are the database's settings: the migration sets them
+    as the owner; the service's start-up changes nothing (its role may not) and warns
+    when they differ from its settings."""
+    behind = roles.settings(
+        settings,
+        db_behind_pgbouncer=True,
+        database_direct_url=roles.service,
+        db_statement_timeout_ms=4321,
+    )
+    with pytest.raises(DBAPIError, match="must be owner of database"):
+        await run(roles.service, f'ALTER DATABASE "{roles.admin.database}" SET work_mem = 64')
+    engine = create_async_engine(roles.owner, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await grant_service(conn, behind)
+    finally:
+        await engine.dispose()
+    (timeout,) = await run(roles.service, "SHOW statement_timeout")
+    assert timeout == [("4321ms",)]
+    changed = behind.model_copy(update={"db_statement_timeout_ms": 999})
+    db = DatabaseManager(changed)
+    with caplog.at_level(logging.WARNING):
+        try:
+            await db.connect()
+        finally:
+            await db.disconnect()
+    assert "statement_timeout is 4321 ms on the server, not 999 ms" in caplog.text
+    (timeout,) = await run(roles.service, "SHOW statement_timeout")
+    assert timeout == [("4321ms",)]
