@@ -77,11 +77,16 @@ async def roles(settings: Settings) -> AsyncIterator[Roles]:
     suffix = uuid.uuid4().hex[:12]
     owner_name, service_name = f"o_{suffix}", f"s_{suffix}"
     async with scratch_database("roles") as url:
-        admin = server_url().set(database=url.database)
+        # The administrator and the owner on the server itself, the service's role where
+        # DATABASE_URL leads (through PgBouncer, when the run is behind one).
+        direct = settings.direct_url
+        admin = server_url().set(host=direct.host, port=direct.port, database=url.database)
         found = Roles(
             admin=admin,
             owner=admin.set(username=owner_name, password=secrets.token_hex(8)),
-            service=admin.set(username=service_name, password=secrets.token_hex(8)),
+            service=server_url().set(
+                database=url.database, username=service_name, password=secrets.token_hex(8)
+            ),
         )
         try:
             await create(found, settings)
@@ -178,15 +183,17 @@ async def test_the_owner_sets_the_timeouts_pgbouncer_needs_and_the_service_only_
 ) -> None:
     """Behind PgBouncer the timeouts are the database's settings: the migration sets them
     as the owner; the service's start-up changes nothing (its role may not) and warns
-    when they differ from its settings."""
+    when they differ from its settings. (Server connections PgBouncer opened before a
+    change keep the old values until it replaces them: the service's role connects
+    first here after the change.)"""
     behind = roles.settings(
         settings,
         db_behind_pgbouncer=True,
-        database_direct_url=roles.service,
+        database_direct_url=roles.owner.set(
+            username=roles.service.username, password=roles.service.password
+        ),
         db_statement_timeout_ms=4321,
     )
-    with pytest.raises(DBAPIError, match="must be owner of database"):
-        await run(roles.service, f'ALTER DATABASE "{roles.admin.database}" SET work_mem = 64')
     engine = create_async_engine(roles.owner, poolclass=NullPool)
     try:
         async with engine.begin() as conn:
@@ -205,3 +212,6 @@ async def test_the_owner_sets_the_timeouts_pgbouncer_needs_and_the_service_only_
     assert "statement_timeout is 4321 ms on the server, not 999 ms" in caplog.text
     (timeout,) = await run(roles.service, "SHOW statement_timeout")
     assert timeout == [("4321ms",)]
+    # Nor could it: only the owner (of the database) sets them.
+    with pytest.raises(DBAPIError, match="must be owner of database"):
+        await run(roles.service, f'ALTER DATABASE "{roles.admin.database}" SET work_mem = 64')
