@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from service.kit.db.dialect import one_off_connect_args
 from service.kit.migrations.roles import create_roles
@@ -32,10 +33,10 @@ class Roles:
         return settings.model_copy(update={**roles, **update})
 
 
-async def run(url: URL, *statements: str) -> list[object]:
+async def run(url: URL, *statements: str) -> list[Any]:
     """Each statement in its own transaction, as `url`'s role; what each returned."""
     engine = create_async_engine(url, poolclass=NullPool, connect_args=one_off_connect_args(url))
-    results: list[object] = []
+    results: list[Any] = []
     try:
         for statement in statements:
             async with engine.begin() as conn:

@@ -55,9 +55,10 @@ class DatabaseSettings(BaseSettings):
     # Where the data lives. Its password never reaches a log: URL hides it when printed.
     # PostgreSQL, MariaDB/MySQL or SQLite, whichever the URL names.
     database_url: DatabaseURL
-    # The database server itself, when DATABASE_URL goes through a connection pooler:
-    # migrations and the start-up migration lock need a session of their own. Without a
-    # database name, DATABASE_URL's. Unset: the same as DATABASE_URL. Not for SQLite.
+    # The database server itself, as DATABASE_URL's role, when DATABASE_URL goes through a
+    # connection pooler: the start-up checks (and, with one role, migrations and their
+    # lock) need a session of their own. Without a database name, DATABASE_URL's. Unset:
+    # the same as DATABASE_URL. Not for SQLite.
     database_direct_url: ServerURL | None = None
     # The role that owns the tables and runs migrations (`alembic upgrade head`, the
     # start-up migration), while DATABASE_URL's role only reads and writes rows (README,
@@ -66,8 +67,8 @@ class DatabaseSettings(BaseSettings):
     # role, for development). Not for SQLite.
     database_owner_url: ServerURL | None = None
     # PostgreSQL: DATABASE_URL leads to PgBouncer in transaction mode: no statement is
-    # prepared for reuse, the timeouts are the role's settings in this database (set at
-    # start-up) instead of start-up parameters, and reads run in READ ONLY transactions.
+    # prepared for reuse, the timeouts are this database's settings (set by migrations)
+    # instead of start-up parameters, and reads run in READ ONLY transactions.
     # Needs DATABASE_DIRECT_URL: migrations and their lock need a session of their own.
     db_behind_pgbouncer: bool = False
     # Behind PgBouncer: its max_client_conn, which the pools of every worker of every pod
