@@ -19,6 +19,7 @@ from sqlalchemy.pool import NullPool
 from .databases import BACKEND, scratch_database, server_url
 
 GADGET = "CREATE TABLE gadget (id INTEGER PRIMARY KEY, name VARCHAR(20))"
+RELIC = "CREATE TABLE relic (id INTEGER PRIMARY KEY, name VARCHAR(20))"
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ async def database_with_roles(settings: Settings) -> AsyncIterator[Roles]:
             ),
         )
         try:
+            await run(admin, RELIC)  # made by the administrator before any role
             await create(found, settings)
             await run(found.owner, GADGET)
             await create(found, settings)  # again, as an upgrade: gadget gets its grants

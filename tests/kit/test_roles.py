@@ -36,14 +36,15 @@ WIDGET = "CREATE TABLE widget (id INTEGER PRIMARY KEY, name VARCHAR(20))"
 async def test_the_service_role_reads_and_writes_rows_of_every_table(
     roles: Roles, settings: Settings, tmp_path: Path
 ) -> None:
-    """`gadget` was there before the roles; `widget` comes with a migration afterwards, run
+    """`relic` (the administrator's) and `gadget` (the owner's) were there before the
+    roles ran again; `widget` comes with a migration afterwards, run
     as the owner like `alembic upgrade head`, with no grant of its own; `gizmo` the owner
     creates by hand."""
     cfg = _with_revisions(tmp_path, ("widget", WIDGET))
     await upgrade_on_startup(roles.settings(settings), cfg)
     # And one the owner creates by hand, outside any migration: default privileges.
     await run(roles.owner, "CREATE TABLE gizmo (id INTEGER PRIMARY KEY, name VARCHAR(20))")
-    for table in ("gadget", "widget", "gizmo"):
+    for table in ("relic", "gadget", "widget", "gizmo"):
         *_, rows = await run(
             roles.service,
             f"INSERT INTO {table} (id, name) VALUES (1, 'a')",

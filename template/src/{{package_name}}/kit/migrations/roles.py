@@ -40,6 +40,23 @@ _TIMEOUTS = {
 }
 
 
+# PostgreSQL: statements that give the owner every table, view, sequence and type of the
+# schema it does not own yet (a sequence of a table's column goes with its table).
+_NOT_THE_OWNERS = text(
+    "SELECT format('ALTER %s %I.%I OWNER TO %I', CASE c.relkind WHEN 'S' THEN 'SEQUENCE' "
+    "WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'f' THEN 'FOREIGN TABLE' "
+    "ELSE 'TABLE' END, n.nspname, c.relname, CAST(:owner AS text)) "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
+    "AND pg_get_userbyid(c.relowner) <> :owner AND NOT EXISTS (SELECT FROM pg_depend d "
+    "WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i')) "
+    "UNION ALL SELECT format('ALTER TYPE %I.%I OWNER TO %I', n.nspname, t.typname, "
+    "CAST(:owner AS text)) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+    "WHERE n.nspname = current_schema() AND t.typtype IN ('e', 'd') "
+    "AND pg_get_userbyid(t.typowner) <> :owner"
+)
+
+
 def quote(identifier: str) -> str:
     """A PostgreSQL identifier or MariaDB name, quoted for a statement of its own."""
     return '"' + identifier.replace('"', '""') + '"'
@@ -112,6 +129,10 @@ async def _postgresql_roles(
         f"REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {s}",
         f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema} FROM {s}",
     ):
+        await conn.exec_driver_sql(statement)
+    # What another role made in the schema (a table an administrator created, say): the
+    # owner's from now on, so that migrations may alter it.
+    for (statement,) in await conn.execute(_NOT_THE_OWNERS, {"owner": owner}):
         await conn.exec_driver_sql(statement)
     done.append(f"owner {owner}: owns database {settings.database_url.database} and its tables")
     await _grant(conn, schema, service, owner=owner)
