@@ -7,7 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from service.kit.db.engine import DatabaseManager
+from service.kit.db.roles import privileged
 from service.kit.migrations.roles import grant_service
 from service.kit.migrations.startup import upgrade_on_startup
 from service.settings import Settings
@@ -137,3 +139,18 @@ async def test_the_owner_sets_the_timeouts_pgbouncer_needs_and_the_service_only_
     # Nor could it: only the owner (of the database) sets them.
     with pytest.raises(DBAPIError, match="must be owner of database"):
         await run(roles.service, f'ALTER DATABASE "{roles.admin.database}" SET work_mem = 64')
+
+
+@pytest.mark.sqlite
+async def test_sqlite_has_no_roles_to_refuse_or_grant(settings: Settings) -> None:
+    """A file has no roles: DATABASE_OWNER_URL is refused with the reason, the start-up
+    check finds nothing to refuse, and a migration has nothing to grant."""
+    with pytest.raises(ValidationError, match="a SQLite file has no roles"):
+        Settings(database_url=settings.database_url, database_owner_url="sqlite:///owner.db")
+    engine = create_async_engine(settings.database_url)
+    try:
+        async with engine.connect() as conn:
+            assert await privileged(conn) is None
+            await grant_service(conn, settings)
+    finally:
+        await engine.dispose()
