@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 from service.kit.db.engine import DatabaseManager
 from service.kit.db.roles import privileged
+from service.kit.jobs.runner import connect_direct
 from service.kit.migrations.roles import grant_service
 from service.kit.migrations.startup import upgrade_on_startup
 from service.settings import Settings
@@ -154,3 +155,17 @@ async def test_sqlite_has_no_roles_to_refuse_or_grant(settings: Settings) -> Non
             await grant_service(conn, settings)
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgresql
+async def test_the_jobs_worker_connects_as_the_service_role(
+    roles: Roles, settings: Settings
+) -> None:
+    """The worker's own connection (LISTEN, past any pooler) is the service's role on the
+    server, never the owner's, whose URL the settings also hold when it migrates."""
+    direct = roles.owner.set(username=roles.service.username, password=roles.service.password)
+    connection = await connect_direct(roles.settings(settings, database_direct_url=direct))
+    try:
+        assert await connection.fetchval("SELECT current_user") == roles.service.username
+    finally:
+        await connection.close()
