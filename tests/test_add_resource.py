@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Rendered
-from .harness.databases import admin_url, scratch_database
+from .harness.databases import admin_url, scratch_database, two_roles
 from .harness.guide import follow
 from .harness.run import run, service_suite
 
@@ -68,10 +68,13 @@ def test_a_resource_added_as_the_readme_says_works(
     assert any("alembic revision --autogenerate" in c for c in commands), commands
     database = rendered.answers["database"]
 
-    with scratch_database(database, f"resource-{name}") as url:
-
+    with (
+        scratch_database(database, f"resource-{name}") as url,
+        two_roles(bin_dir, project, rendered.package, database, url) as roles,
+    ):
+        # As production runs it: migrated by the owner, the service's role beside it.
         def alembic(*args: str) -> str:
-            outcome = run(bin_dir, project, "alembic", *args, env={"DATABASE_URL": url})
+            outcome = run(bin_dir, project, "alembic", *args, env=roles.env())
             assert outcome.ok, outcome.output
             return outcome.output
 

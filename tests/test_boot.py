@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -16,7 +17,15 @@ import pytest
 
 from .conftest import Rendered
 from .harness.boot import uvicorn
-from .harness.databases import POSTGRES_DSN, cut_off, mariadb, reconnect, scratch_database
+from .harness.databases import (
+    POSTGRES_DSN,
+    connected_users,
+    cut_off,
+    mariadb,
+    reconnect,
+    scratch_database,
+    two_roles,
+)
 from .harness.run import run
 
 pytestmark = pytest.mark.full
@@ -30,8 +39,13 @@ def test_boot_round_trip_and_outage(
 ) -> None:
     bin_dir = venv_for(variant)
     database = variant.answers["database"]
-    with scratch_database(database, variant.name) as url:
-        env = {"DATABASE_URL": url, "HEALTH_TIMEOUT": "2", "DB_POOL_TIMEOUT": "2"}
+    with (
+        scratch_database(database, variant.name) as scratch,
+        two_roles(bin_dir, variant.path, variant.package, database, scratch) as roles,
+    ):
+        # Migrated by the owner, served by the service's role (README, "Database roles").
+        url = roles.service
+        env = {**roles.env(), "HEALTH_TIMEOUT": "2", "DB_POOL_TIMEOUT": "2"}
         if variant.answers["cache"]:
             # Keys of this boot's own on the shared Redis, gone seconds after it ends.
             env |= {"CACHE_KEY_PREFIX": f"boot-{uuid.uuid4().hex[:12]}", "CACHE_TTL_SECONDS": "5"}
@@ -48,6 +62,9 @@ def test_boot_round_trip_and_outage(
             else:
                 paths = http.get("/openapi.json").json()["paths"]
                 assert not [path for path in paths if path.startswith("/api/")]
+            if database != "sqlite":
+                # The service's connections are its own role's, none the owner's.
+                assert connected_users(database, url) == {urlsplit(url).username}
             if database != "sqlite":  # a file has no outage to stage: SQLite is in-process
                 survive_an_outage(http, database, url, api=variant.answers["example_domain"])
         # Started with --no-access-log, as the Dockerfile starts it: no line per request.

@@ -304,13 +304,17 @@ def test_secrets_are_files_from_one_secret(deployed: Rendered) -> None:
         assert secret["defaultMode"] == 0o440, kind
         # The API reads the cache's Redis too; the migration Job has no use for it.
         cached = {"REDIS_URL"} if deployed.answers["cache"] and kind == "Deployment" else set()
-        expected = {"DATABASE_URL", "CURSOR_SECRET"} | cached
+        # The Job migrates as the owner; the API never holds the owner's credentials.
+        owner = {"DATABASE_OWNER_URL"} if kind == "Job" else set()
+        expected = {"DATABASE_URL", "CURSOR_SECRET"} | cached | owner
         assert {i["key"]: i["path"] for i in secret["items"]} == {n: n for n in expected}, kind
         secrets.add(secret["secretName"])
     (secret_name,) = secrets
     readme = (k8s(deployed) / "README.md").read_text()
     assert f"kubectl create secret generic {secret_name} \\" in readme
     assert "--from-literal=DATABASE_URL=" in readme and "--from-literal=CURSOR_SECRET=" in readme
+    assert "--from-literal=DATABASE_OWNER_URL=" in readme
+    assert ".kit.migrations.roles" in readme  # how both roles are made
     assert ("--from-literal=REDIS_URL=" in readme) == deployed.answers["cache"]
 
 

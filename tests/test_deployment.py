@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
@@ -21,7 +22,7 @@ import pytest
 
 from .conftest import Rendered
 from .harness.boot import uvicorn
-from .harness.databases import POSTGRES_DSN, check_server, scratch_database
+from .harness.databases import POSTGRES_DSN, check_server, scratch_database, two_roles
 from .harness.paths import KIT_TESTS
 from .harness.pgbouncer import PgBouncer, pgbouncer
 from .harness.run import kit_suite, run, service_suite
@@ -133,18 +134,35 @@ def test_the_lowest_pins_behind_pgbouncer(
 
 
 def serve_behind(bouncer: PgBouncer, rendered: Rendered, bin_dir: Path, tmp_path: Path) -> None:
-    """Migrate through `alembic`, start 3 pods' worth of 2 workers in production that
-    migrate at start-up, put a mixed load on them: everything through PgBouncer but the
-    session-level work, which goes to the server directly."""
-    with scratch_database("postgresql", "pgbouncer") as url:
+    """Migrate through `alembic` as the owner, start 3 pods' worth of 2 workers in
+    production that serve as the service's role and migrate at start-up as the owner, put
+    a mixed load on them: everything through PgBouncer but the session-level work (and
+    the owner's), which goes to the server directly."""
+    with (
+        scratch_database("postgresql", "pgbouncer") as url,
+        two_roles(bin_dir, rendered.path, rendered.package, "postgresql", url) as roles,
+    ):
         name = url.rsplit("/", 1)[1]
-        env = {"DATABASE_URL": bouncer.url(name), "DB_BEHIND_PGBOUNCER": "true"}
+        # The service's role through PgBouncer; on the server itself, its own session
+        # (DATABASE_DIRECT_URL) and the owner, which migrates (DATABASE_OWNER_URL).
+        service = urlsplit(roles.service)
+        through = service._replace(
+            netloc=f"{service.netloc.rsplit('@', 1)[0]}@127.0.0.1:{bouncer.port}"
+        )
+        env = {"DATABASE_URL": urlunsplit(through), "DB_BEHIND_PGBOUNCER": "true"}
         # Without the server's own URL, migrations would run through the pooler.
         refused = run(bin_dir, rendered.path, "alembic", "upgrade", "head", env=env)
         assert not refused.ok, refused.output
         assert "DB_BEHIND_PGBOUNCER=true needs DATABASE_DIRECT_URL" in refused.output
         assert "Traceback" not in refused.output, refused.output
-        env["DATABASE_DIRECT_URL"] = SERVER
+        env["DATABASE_DIRECT_URL"] = roles.service
+        # Nor may the owner's URL lead through PgBouncer.
+        owner = urlsplit(roles.owner)
+        pooled = owner._replace(netloc=f"{owner.netloc.rsplit('@', 1)[0]}@127.0.0.1:{bouncer.port}")
+        env["DATABASE_OWNER_URL"] = urlunsplit(pooled)
+        refused = run(bin_dir, rendered.path, "alembic", "upgrade", "head", env=env)
+        assert "DATABASE_OWNER_URL leads to PgBouncer" in refused.output, refused.output
+        env["DATABASE_OWNER_URL"] = roles.owner
         migrated = run(bin_dir, rendered.path, "alembic", "upgrade", "head", env=env)
         assert migrated.ok, migrated.output
         # Production, 3 pods of 2 workers: the pools are PgBouncer's clients (246 of its
@@ -167,6 +185,8 @@ def serve_behind(bouncer: PgBouncer, rendered: Rendered, bin_dir: Path, tmp_path
             statuses = asyncio.run(mixed_load(base, clients=16, seconds=4))
             # Taken while the service still holds its pools' connections.
             pools = [row for row in bouncer.show("POOLS") if row["database"] == name]
+            # PgBouncer's own pool for looking roles up (auth_user) aside.
+            pools = [row for row in pools if row["user"] != bouncer.user]
     started = log.read_text()
     assert statuses[201] > 0 and statuses[200] > 0, statuses
     errors = [line for line in started.splitlines() if "Error" in line]
@@ -176,6 +196,8 @@ def serve_behind(bouncer: PgBouncer, rendered: Rendered, bin_dir: Path, tmp_path
     clients = sum(int(p["cl_active"]) + int(p["cl_waiting"]) for p in pools)
     servers = sum(int(p[f"sv_{state}"]) for p in pools for state in SERVER_STATES)
     assert servers <= SERVER_CONNECTIONS < clients, (clients, servers, pools)
+    # Served as the service's role alone: the owner never reached PgBouncer.
+    assert {pool["user"] for pool in pools} == {service.username}, pools
     assert started.count("client connections of PgBouncer's 500") == 2, started
     assert "6 direct connections (1 per worker" in started, started
     # PgBouncer carried the service's statements, and nothing that outlives a

@@ -7,11 +7,14 @@ temporary directory. A test that needs a server and finds none fails with how to
 import contextlib
 import os
 import secrets
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pymysql
@@ -98,6 +101,79 @@ def scratch_database(database: str, label: str) -> Iterator[str]:
         mariadb(f"DROP USER IF EXISTS '{user}'@'%'")
 
 
+@dataclass(frozen=True)
+class Roles:
+    owner: str  # DATABASE_OWNER_URL: owns the tables, migrates
+    service: str  # DATABASE_URL: reads and writes rows, nothing else
+
+    def env(self) -> dict[str, str]:
+        if self.owner == self.service:  # SQLite: one file, no roles
+            return {"DATABASE_URL": self.service}
+        return {"DATABASE_URL": self.service, "DATABASE_OWNER_URL": self.owner}
+
+
+@contextmanager
+def two_roles(
+    bin_dir: Path, project: Path, package: str, database: str, url: str
+) -> Iterator[Roles]:
+    """An owner and a service role of their own for `url`'s scratch database, made by the
+    render's own command as its README shows (`python -m <package>.kit.migrations.roles`),
+    dropped afterwards with the database (PostgreSQL's roles belong to the whole server).
+    SQLite has no roles: both URLs are the file's."""
+    if database == "sqlite":
+        yield Roles(owner=url, service=url)
+        return
+    name, parts = _name(url), urlsplit(url)
+    suffix = name[-10:]
+    names = {"owner": f"cfs_o_{suffix}", "service": f"cfs_s_{suffix}"}
+    where = f"{parts.hostname}:{parts.port}/{name}"
+    roles = Roles(
+        **{
+            role: f"{parts.scheme}://{user}:{secrets.token_hex(12)}@{where}"
+            for role, user in names.items()
+        }
+    )
+    admin = f"{parts.scheme}://{'postgres' if database == 'postgresql' else 'root'}@{where}"
+    try:
+        made = subprocess.run(
+            [str(bin_dir / "python"), "-m", f"{package}.kit.migrations.roles"],
+            cwd=project,
+            env={"DATABASE_ADMIN_URL": admin, **roles.env(), "PYTHONPATH": "src"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert made.returncode == 0, made.stdout + made.stderr
+        yield roles
+    finally:
+        if database == "postgresql":
+            postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # first: it holds grants
+            for user in names.values():
+                postgres(f'DROP ROLE IF EXISTS "{user}"')
+        else:
+            for user in names.values():
+                mariadb(f"DROP USER IF EXISTS '{user}'@'%'")
+
+
+def connected_users(database: str, url: str) -> set[str]:
+    """The roles (users) with a session on `url`'s database now."""
+    name = _name(url)
+    if database == "postgresql":
+        with psycopg.connect(POSTGRES_DSN, autocommit=True, connect_timeout=5) as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = %s", (name,)
+            ).fetchall()
+    else:
+        rows = [
+            (str(user),)
+            for (user,) in mariadb(
+                f"SELECT DISTINCT user FROM information_schema.processlist WHERE db = '{name}'"
+            )
+        ]
+    return {str(user) for (user,) in rows}
+
+
 def _name(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
@@ -107,6 +183,11 @@ def _user(name: str) -> str:
     return name[:21] + name[-11:]
 
 
+def _user_of(url: str) -> str:
+    """The MariaDB user `url` connects as: its own, or the scratch database's."""
+    return urlsplit(url).username or _user(_name(url))
+
+
 def cut_off(database: str, url: str) -> None:
     """A real outage for one database: sessions end and new connections are refused."""
     name = _name(url)
@@ -114,7 +195,7 @@ def cut_off(database: str, url: str) -> None:
         postgres(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         postgres(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
         return
-    user = _user(name)
+    user = _user_of(url)
     mariadb(f"ALTER USER '{user}'@'%' ACCOUNT LOCK")
     for (session_id,) in mariadb(
         f"SELECT id FROM information_schema.processlist WHERE user = '{user}'"
@@ -128,4 +209,4 @@ def reconnect(database: str, url: str) -> None:
     if database == "postgresql":
         postgres(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     else:
-        mariadb(f"ALTER USER '{_user(name)}'@'%' ACCOUNT UNLOCK")
+        mariadb(f"ALTER USER '{_user_of(url)}'@'%' ACCOUNT UNLOCK")

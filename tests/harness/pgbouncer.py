@@ -143,6 +143,9 @@ def _config(
         "auth_type": "trust",
         "auth_file": directory / "userlist.txt",
         "admin_users": user,
+        # Roles not in the auth file (the service roles tests create) are looked up on the
+        # server as this user, as a deployment with auth_query does.
+        "auth_user": user,
         "pool_mode": "transaction",
         "max_client_conn": 500,
         **settings,

@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import (
 
 from .databases import BACKEND, SERVERS, scratch_database
 from .resource import SHAPES, Shape, router
+from .roles import Roles, database_with_roles
 
 # Spans stay in the process: there is no collector to send them to.
 os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")
@@ -282,3 +283,11 @@ def count_statements(engine: AsyncEngine) -> Any:
             event.remove(engine.sync_engine, "before_cursor_execute", record)
 
     return counting
+
+
+@pytest.fixture
+async def roles(settings: Settings) -> AsyncIterator[Roles]:
+    """A database of its own with an owner and a service role (a server's tests only),
+    which an earlier release's single role (the owner here) had migrated: `gadget` exists."""
+    async with database_with_roles(settings) as found:
+        yield found

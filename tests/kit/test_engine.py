@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from .databases import BACKEND, UNREACHABLE_URL
+from .roles import Roles
 
 
 async def test_pool_counters_and_status(settings: Settings) -> None:
@@ -108,12 +109,13 @@ async def test_a_budget_over_the_servers_connections_stops_production(
 
 @pytest.mark.postgresql
 async def test_behind_pgbouncer_the_budget_is_judged_where_each_connection_goes(
-    settings: Settings, caplog: pytest.LogCaptureFixture
+    roles: Roles, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Behind PgBouncer the pools are PgBouncer's clients, not the server's: 3 pods x 2
     workers of pools far over max_connections start, the start-up line says what was
-    judged, and only the direct connections (one a worker) count against the server."""
-    behind = settings.model_copy(
+    judged, and only the direct connections (one a worker) count against the server.
+    As production serves: as the service's own role."""
+    behind = roles.settings(settings).model_copy(
         update={
             "db_behind_pgbouncer": True,
             "environment": "production",

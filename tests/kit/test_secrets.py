@@ -30,6 +30,7 @@ from sqlalchemy import URL
 KIT_SECRETS = {
     "database_url",
     "database_direct_url",
+    "database_owner_url",
     "db_replica_urls",
     "cursor_secret",
     "redis_url",
@@ -41,6 +42,7 @@ CURSOR = "Kq7-cursor-" + "x" * 32
 VALUES = {
     "database_url": f"postgresql://app:{QUOTED}@db:5432/app\n",
     "database_direct_url": f"postgresql://app:{QUOTED}@db-direct:5432\n",
+    "database_owner_url": f"postgresql://owner:{QUOTED}@db-direct:5432\n",
     "db_replica_urls": f"postgresql://app:{QUOTED}@replica:5432/app\n",
     "cursor_secret": f"{CURSOR}\n",
     "redis_url": f"redis://app:{QUOTED}@cache:6379/0\n",
@@ -51,7 +53,14 @@ EXPECTED = {name: PASSWORD for name in VALUES} | {
     "redis_url": VALUES["redis_url"].strip(),
 }
 # Settings the suite's own run may set, which the tests here set themselves.
-OURS = ("DATABASE_URL", "DATABASE_DIRECT_URL", "DB_REPLICA_URLS", "CURSOR_SECRET", "REDIS_URL")
+OURS = (
+    "DATABASE_URL",
+    "DATABASE_DIRECT_URL",
+    "DATABASE_OWNER_URL",
+    "DB_REPLICA_URLS",
+    "CURSOR_SECRET",
+    "REDIS_URL",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -26,6 +26,7 @@ PLAIN_URLS = {name: backend.plain_url for name, backend in BACKENDS.items()}
 DEPLOYMENT = (
     "DB_BEHIND_PGBOUNCER",
     "DATABASE_DIRECT_URL",
+    "DATABASE_OWNER_URL",
     "DB_PGBOUNCER_MAX_CLIENT_CONN",
     "DB_REPLICA_URLS",
     "MIGRATE_ON_STARTUP",
@@ -112,6 +113,7 @@ def test_each_backends_url_gets_its_async_driver(backend: str) -> None:
         ("sqlite", "DB_PGBOUNCER_MAX_CLIENT_CONN", "100", "PgBouncer pools PostgreSQL"),
         ("sqlite", "MIGRATE_ON_STARTUP", "true", "run `alembic upgrade head` before starting"),
         ("sqlite", "DATABASE_DIRECT_URL", URLS["postgresql"], "a SQLite file has no server"),
+        ("sqlite", "DATABASE_OWNER_URL", URLS["postgresql"], "a SQLite file has no roles"),
     ],
 )
 def test_another_databases_setting_stops_start_up_with_the_reason(
@@ -188,6 +190,34 @@ def test_pgbouncer_without_a_direct_url_stops_start_up(monkeypatch: pytest.Monke
     monkeypatch.setenv("DATABASE_DIRECT_URL", PLAIN_URLS["postgresql"])
     assert get_settings().database_direct_url is not None
     get_settings.cache_clear()
+
+
+def test_migrations_run_as_the_owner_past_any_pooler() -> None:
+    """DATABASE_OWNER_URL is where migrations run (in DATABASE_URL's database when it names
+    none); the service's own session past PgBouncer stays DATABASE_DIRECT_URL's."""
+    settings = Settings(
+        database_url="postgresql://app@bouncer:6432/app",
+        database_direct_url="postgresql://app@db:5432",
+        database_owner_url="postgresql://owner:s3cr3t@db:5432",
+        db_behind_pgbouncer=True,
+    )
+    assert (settings.migration_url.username, settings.migration_url.host) == ("owner", "db")
+    assert settings.migration_url.database == "app"
+    assert (settings.direct_url.username, settings.direct_url.host) == ("app", "db")
+    one_role = Settings(database_url="postgresql://app@db:5432/app", database_owner_url=None)
+    assert one_role.migration_url == one_role.direct_url == one_role.database_url
+
+
+def test_an_owner_url_through_pgbouncer_stops_start_up() -> None:
+    """Migrations hold a session-level lock and settings: never through transaction pooling."""
+    with pytest.raises(ValidationError) as caught:
+        Settings(
+            database_url="postgresql://app@bouncer:6432/app",
+            database_direct_url="postgresql://app@db:5432",
+            database_owner_url="postgresql://owner@bouncer:6432/app",
+            db_behind_pgbouncer=True,
+        )
+    assert "DATABASE_OWNER_URL leads to PgBouncer" in str(caught.value)
 
 
 def test_bad_url_error_does_not_echo_the_password() -> None:

@@ -2,6 +2,8 @@
 
 The server comes from TEST_DATABASE_URL, else from DATABASE_URL (the service's own
 setting); the tests never touch the database that URL names, only ones they create.
+Each gets two users of its own, made as production's are (`kit/migrations/roles.py`):
+an owner that migrates, and the service's user that the tests serve as.
 """
 
 import os
@@ -9,6 +11,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import URL
@@ -18,6 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from {{ package_name }}.kit.db.dialects.mysql import CHARACTER_SET
 from {{ package_name }}.kit.db.dialects.mysql import COLLATION
+from {{ package_name }}.kit.migrations.roles import create_roles
 from {{ package_name }}.settings import Settings
 
 HOW_TO_GET_ONE = (
@@ -26,6 +30,12 @@ HOW_TO_GET_ONE = (
     "/usr/sbin/mariadbd`; Docker: `docker compose up -d db`), or set "
     "TEST_DATABASE_URL=mysql://root@host:3306/mysql."
 )
+
+
+@dataclass(frozen=True)
+class ScratchDatabase:
+    owner: URL  # owns the tables and migrates: DATABASE_OWNER_URL
+    service: URL  # reads and writes rows, nothing else: DATABASE_URL
 
 
 def server_url() -> URL:
@@ -61,17 +71,29 @@ async def admin(*statements: str) -> list[object]:
 
 
 @asynccontextmanager
-async def scratch_database(label: str) -> AsyncIterator[URL]:
+async def scratch_database(label: str) -> AsyncIterator[ScratchDatabase]:
     """A database of its own, in the character set and collation the service's tables
-    declare, and a user for it."""
-    name = f"test_{{ package_name[:20] }}_{label}_{uuid.uuid4().hex[:8]}"
-    user, password = f"t_{uuid.uuid4().hex[:16]}", secrets.token_hex(12)  # MySQL: <= 32 chars
-    await admin(
-        f"CREATE DATABASE `{name}` CHARACTER SET {CHARACTER_SET} COLLATE {COLLATION}",
-        f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'",
-        f"GRANT ALL ON `{name}`.* TO '{user}'@'%'",
+    declare, and its two users."""
+    suffix = uuid.uuid4().hex[:16]
+    name = f"test_{{ package_name[:20] }}_{label}_{suffix[:8]}"
+    server = server_url().set(database=name)
+    database = ScratchDatabase(  # MySQL's user names: <= 32 characters
+        owner=server.set(username=f"t_o_{suffix}", password=secrets.token_hex(12)),
+        service=server.set(username=f"t_s_{suffix}", password=secrets.token_hex(12)),
     )
+    await admin(f"CREATE DATABASE `{name}` CHARACTER SET {CHARACTER_SET} COLLATE {COLLATION}")
     try:
-        yield server_url().set(database=name, username=user, password=password)
+        engine = create_async_engine(server)
+        try:
+            async with engine.begin() as conn:
+                roles = Settings(database_url=database.service, database_owner_url=database.owner)
+                await create_roles(conn, roles)
+        finally:
+            await engine.dispose()
+        yield database
     finally:
-        await admin(f"DROP DATABASE IF EXISTS `{name}`", f"DROP USER IF EXISTS '{user}'@'%'")
+        users = (database.owner.username, database.service.username)
+        await admin(
+            f"DROP DATABASE IF EXISTS `{name}`",
+            *(f"DROP USER IF EXISTS '{user}'@'%'" for user in users),
+        )

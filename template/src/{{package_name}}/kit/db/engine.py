@@ -39,6 +39,7 @@ from .metrics import report_pool
 from .metrics import stop_reporting
 from .metrics import time_statements
 from .metrics import watch_pool
+from .roles import refuse_privileged_role
 from .session import RETRY_ATTEMPTS
 from .session import ReadSession
 from .session import WriteSession
@@ -193,9 +194,10 @@ class DatabaseManager:
                 await self._first_contact()
                 async with engine.connect() as conn:
                     await conn.execute(text("SELECT 1"))
+                    await refuse_privileged_role(conn, self.settings)
                 break
             except (DatabaseUnavailable, DBAPIError, OSError, TimeoutError) as error:
-                url = self.settings.migration_url
+                url = self.settings.direct_url
                 reason = misconfigured(_cause(error), url)
                 if reason is not None:
                     raise DatabaseMisconfigured(reason) from None
@@ -216,7 +218,7 @@ class DatabaseManager:
         """On the server itself (past any pooler) and before any pooled connection opens:
         settle what the server must know, and check the connection budget."""
         options = engine_options(self.settings)
-        direct = create_async_engine(self.settings.migration_url, poolclass=NullPool, **options)
+        direct = create_async_engine(self.settings.direct_url, poolclass=NullPool, **options)
         event.listen(direct.sync_engine, "do_connect", _connect_or_unavailable)
         try:
             async with direct.connect() as conn:

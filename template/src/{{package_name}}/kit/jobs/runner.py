@@ -53,7 +53,7 @@ async def serve(settings: KitSettings, jobs: Jobs, stop: asyncio.Event) -> None:
 
 async def connect_direct(settings: KitSettings) -> asyncpg.Connection:
     """The worker's own connection, to the server itself."""
-    url = settings.migration_url.set(drivername="postgresql")
+    url = settings.direct_url.set(drivername="postgresql")
     connection: asyncpg.Connection = await asyncpg.connect(
         url.render_as_string(hide_password=False),
         timeout=settings.db_connect_timeout,

@@ -27,6 +27,7 @@ from ..db.engine import cannot_connect
 from ..settings import Settings
 from .lineage import ancestry
 from .lineage import recorded
+from .roles import grant_service
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,10 @@ async def migrate_under_lock(
     """Run `run` (the migrations) under the migration lock, with bounded retries.
 
     On SQLite, whose one process owns the file, there is no lock and one attempt. On a
-    server: on a connection of its own to the server itself (`DATABASE_DIRECT_URL`, past any
-    pooler), with no statement timeout: a migration takes as long as it takes. A
+    server: on a connection of its own to the server itself as the owner
+    (`DATABASE_OWNER_URL`, else `DATABASE_DIRECT_URL`, past any pooler), with no statement
+    timeout: a migration takes as long as it takes; it ends by granting the service's
+    role its rows (`roles.grant_service`), in the same transaction. A
     statement that waits for a table lock longer than `DB_MIGRATION_LOCK_TIMEOUT_MS`
     fails instead of holding up every query on that table behind it; the run is rolled
     back, the lock released, and the run tried again after a pause as long as that
@@ -134,6 +137,7 @@ async def migrate_under_lock(
             try:
                 async with migration_lock(conn, name, waited):
                     await conn.run_sync(run)
+                    await grant_service(conn, settings)
                     await conn.commit()
                 return
             except DBAPIError as error:

@@ -37,6 +37,10 @@ _ONLY_ON: dict[str, tuple[frozenset[str], str]] = {
         frozenset({"postgresql", "mysql"}),
         "a SQLite file has no server to reach past a pooler; remove it",
     ),
+    "database_owner_url": (
+        frozenset({"postgresql", "mysql"}),
+        "a SQLite file has no roles: whoever may open it may change its schema; remove it",
+    ),
     "migrate_on_startup": (
         frozenset({"postgresql", "mysql"}),
         "one process owns a SQLite file, so there is no start-up migration; run "
@@ -51,13 +55,20 @@ class DatabaseSettings(BaseSettings):
     # Where the data lives. Its password never reaches a log: URL hides it when printed.
     # PostgreSQL, MariaDB/MySQL or SQLite, whichever the URL names.
     database_url: DatabaseURL
-    # The database server itself, when DATABASE_URL goes through a connection pooler:
-    # migrations and the start-up migration lock need a session of their own. Without a
-    # database name, DATABASE_URL's. Unset: the same as DATABASE_URL. Not for SQLite.
+    # The database server itself, as DATABASE_URL's role, when DATABASE_URL goes through a
+    # connection pooler: the start-up checks (and, with one role, migrations and their
+    # lock) need a session of their own. Without a database name, DATABASE_URL's. Unset:
+    # the same as DATABASE_URL. Not for SQLite.
     database_direct_url: ServerURL | None = None
+    # The role that owns the tables and runs migrations (`alembic upgrade head`, the
+    # start-up migration), while DATABASE_URL's role only reads and writes rows (README,
+    # "Database roles"). It reaches the server itself, never through a pooler. Without a
+    # database name, DATABASE_URL's. Unset: migrations run as DATABASE_URL's role (one
+    # role, for development). Not for SQLite.
+    database_owner_url: ServerURL | None = None
     # PostgreSQL: DATABASE_URL leads to PgBouncer in transaction mode: no statement is
-    # prepared for reuse, the timeouts are the role's settings in this database (set at
-    # start-up) instead of start-up parameters, and reads run in READ ONLY transactions.
+    # prepared for reuse, the timeouts are this database's settings (set by migrations)
+    # instead of start-up parameters, and reads run in READ ONLY transactions.
     # Needs DATABASE_DIRECT_URL: migrations and their lock need a session of their own.
     db_behind_pgbouncer: bool = False
     # Behind PgBouncer: its max_client_conn, which the pools of every worker of every pod
@@ -145,12 +156,20 @@ class DatabaseSettings(BaseSettings):
         return self.database_url.get_backend_name()
 
     @property
+    def direct_url(self) -> URL:
+        """The service's own role on the server itself, past any pooler."""
+        return self._in_our_database(self.database_direct_url) or self.database_url
+
+    @property
     def migration_url(self) -> URL:
-        """Where migrations run: the server itself, past any pooler."""
-        direct = self.database_direct_url
-        if direct is not None:
-            return direct if direct.database else direct.set(database=self.database_url.database)
-        return self.database_url
+        """Where migrations run: as the owner when DATABASE_OWNER_URL names one, on the
+        server itself, past any pooler."""
+        return self._in_our_database(self.database_owner_url) or self.direct_url
+
+    def _in_our_database(self, url: URL | None) -> URL | None:
+        if url is None or url.database:
+            return url
+        return url.set(database=self.database_url.database)
 
     @field_validator(*_ONLY_ON, mode="after")
     @classmethod
@@ -170,6 +189,22 @@ class DatabaseSettings(BaseSettings):
             raise ValueError(
                 "DB_BEHIND_PGBOUNCER=true needs DATABASE_DIRECT_URL: migrations and the "
                 "start-up migration lock need a session on the server itself, past PgBouncer"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _owner_past_pgbouncer(self) -> "DatabaseSettings":
+        # A migration holds a session-level lock and settings: transaction pooling would
+        # hand them to other clients, or split one migration over several connections.
+        owner, pooler = self.database_owner_url, self.database_url
+        if (
+            self.db_behind_pgbouncer
+            and owner is not None
+            and (owner.host, owner.port) == (pooler.host, pooler.port)
+        ):
+            raise ValueError(
+                "DATABASE_OWNER_URL leads to PgBouncer (DATABASE_URL's host and port): "
+                "migrations need the server itself, as DATABASE_DIRECT_URL names it"
             )
         return self
 

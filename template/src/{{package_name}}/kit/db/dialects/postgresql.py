@@ -7,6 +7,7 @@ how times are stored.
 """
 
 import asyncio
+import logging
 import socket
 import zlib
 from collections.abc import AsyncIterator
@@ -31,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeEngine
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Settings(Protocol):
@@ -116,27 +118,27 @@ def prepare(engine: Engine, settings: Settings, *, read_only: bool = False) -> N
             context.is_disconnect = True
 
 
-# The advisory lock under which `configure_server` changes the role's settings.
-_ROLE_LOCK = zlib.crc32(b"configure_server: ALTER ROLE IN DATABASE")
-
-
 async def configure_server(connection: AsyncConnection, settings: Settings) -> None:
-    """Behind PgBouncer: the timeouts become this role's settings in this database, which
-    every server connection PgBouncer opens from now on starts with.
-
-    Workers and pods starting together take turns, under a lock held until the caller
-    commits: two concurrent ALTER ROLEs of one role in one database collide in the
-    catalog ("duplicate key", "tuple concurrently updated") and would fail a start-up.
-    """
+    """Behind PgBouncer: the timeouts are the database's settings, which the migrations set
+    as the owner (`kit/migrations/roles.py`); the service only checks them, and says
+    which step was missed when they differ. It changes nothing on the server: its role
+    may not."""
     if not settings.db_behind_pgbouncer:
         return
-    await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ROLE_LOCK})
-    database = str(settings.database_url.database).replace('"', '""')
-    role = f'ALTER ROLE CURRENT_USER IN DATABASE "{database}"'
-    timeouts = _timeouts(settings)
+    wanted = _timeouts(settings)
     for name in ("statement_timeout", "idle_in_transaction_session_timeout"):
-        change = f"SET {name} = {timeouts[name]}" if name in timeouts else f"RESET {name}"
-        await connection.execute(text(f"{role} {change}"))
+        found = await connection.scalar(
+            text("SELECT setting FROM pg_settings WHERE name = :name"), {"name": name}
+        )
+        if str(found) != wanted.get(name, "0"):
+            log.warning(
+                "behind PgBouncer %s is %s ms on the server, not %s ms as the settings say: "
+                "it is set by the migrations, so run `alembic upgrade head` (as "
+                "DATABASE_OWNER_URL) with these settings",
+                name,
+                found,
+                wanted.get(name, "0"),
+            )
 
 
 def pooler_limit(settings: Settings) -> tuple[str, int | None] | None:
