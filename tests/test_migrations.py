@@ -138,7 +138,11 @@ EXAMPLE_DOMAIN = sorted(
     }.values()
 )
 RUNNING = re.compile(r"Running (upgrade|downgrade) .*$", re.MULTILINE)
-LISTING_REVISION = "2026-12-07_0000_listing_indexes_and_comments.py"
+# The files of the revisions v0.3.0 released, rendered from Jinja then.
+RELEASED_FILES = (
+    "2026-11-22_0000_initial_schema.py",
+    "2026-12-07_0000_listing_indexes_and_comments.py",
+)
 # What a database holds, as SQLAlchemy reflects it, with the DDL SQLite and MariaDB keep.
 SCHEMA = """
 import asyncio, json, sys
@@ -193,16 +197,16 @@ asyncio.run(main())
 
 
 @pytest.mark.parametrize("name", EXAMPLE_DOMAIN)
-def test_the_released_revision_leaves_the_schema_it_left(
+def test_the_released_revisions_leave_the_schema_they_left(
     name: str,
     render: Callable[[str], Rendered],
     venv_for: Callable[[Rendered], Path],
     tmp_path: Path,
 ) -> None:
-    """Revision aa8e4e81280c, rendered from Jinja by v0.3.0 and read at run time now, leaves
-    a database exactly as it did, online and in the script `--sql` writes: the same
-    tables, columns, comments, indexes, keys and options, on every backend, key type and
-    way of deleting."""
+    """The revisions v0.3.0 released (12d2ea3c0a80 and aa8e4e81280c), rendered from Jinja
+    then and branching at run time now, leave a database exactly as they did, up, down
+    and in the script `--sql` writes: the same tables, columns, comments, indexes, keys,
+    options and recorded revisions, on every backend, key type and way of deleting."""
     variant = render(name)
     bin_dir = venv_for(variant)
     released = tmp_path / "released"
@@ -216,11 +220,12 @@ def test_the_released_revision_leaves_the_schema_it_left(
         quiet=True,
     )
     old = Path(shutil.copytree(variant.path, tmp_path / "old"))
-    shutil.copy(
-        released / "migrations" / "versions" / LISTING_REVISION, old / "migrations" / "versions"
-    )
+    for revision in RELEASED_FILES:
+        shutil.copy(
+            released / "migrations" / "versions" / revision, old / "migrations" / "versions"
+        )
     (tmp_path / "schema.py").write_text(SCHEMA)
-    states: dict[str, tuple[object, str]] = {}
+    states: dict[str, tuple[object, ...]] = {}
     for label, project in (("old", old), ("new", variant.path)):
         with scratch_database(variant.answers["database"], f"aa8e-{label}-{name}") as url:
 
@@ -229,19 +234,25 @@ def test_the_released_revision_leaves_the_schema_it_left(
                 assert outcome.ok, outcome.output
                 return outcome.output
 
+            alembic("upgrade", "12d2ea3c0a80")
+            initial = schema(bin_dir, project, url, tmp_path / f"{label}-initial.json")
             alembic("upgrade", "aa8e4e81280c")
             upgraded = schema(bin_dir, project, url, tmp_path / f"{label}-up.json")
-            script = alembic("upgrade", "12d2ea3c0a80:aa8e4e81280c", "--sql")
+            script = alembic("upgrade", "aa8e4e81280c", "--sql")
             # The same statements; the lines naming the revision quote its message,
             # which names what the revision does on any database now.
             script = RUNNING.sub("", script)
             alembic("downgrade", "12d2ea3c0a80")
             downgraded = schema(bin_dir, project, url, tmp_path / f"{label}-down.json")
-            states[label] = (upgraded, downgraded, script)
+            alembic("downgrade", "base")
+            emptied = schema(bin_dir, project, url, tmp_path / f"{label}-base.json")
+            assert set(emptied) <= {"alembic_version", "alembic_lineage", "ddl"}, emptied
+            states[label] = (initial, upgraded, downgraded, script)
     new, old_state = states["new"], states["old"]
-    assert new[0] == old_state[0], "the schema after the upgrade"
-    assert new[1] == old_state[1], "the schema after the downgrade"
-    assert new[2] == old_state[2], "the script `upgrade --sql` writes"
+    assert new[0] == old_state[0], "the schema of the initial revision"
+    assert new[1] == old_state[1], "the schema after the upgrade"
+    assert new[2] == old_state[2], "the schema after the downgrade"
+    assert new[3] == old_state[3], "the script `upgrade --sql` writes"
 
 
 def schema(bin_dir: Path, project: Path, url: str, into: Path) -> object:
