@@ -1,12 +1,18 @@
 """Full tier: Alembic's own command line on each variant, against a fresh database."""
 
+import json
+import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from copier import run_copy
 
 from .conftest import Rendered
 from .harness.databases import scratch_database
+from .harness.paths import TEMPLATE_ROOT
+from .harness.releases import BY_TAG
 from .harness.run import run
 from .variants import VARIANTS
 
@@ -117,3 +123,140 @@ def test_two_revisions_with_one_message_in_one_minute_are_two_files(
     finally:
         for path in set(versions.glob("*.py")) - before:
             path.unlink()
+
+
+# Every combination of the answers the example domain's revisions depend on.
+EXAMPLE_DOMAIN = sorted(
+    {
+        (
+            a.get("database", "postgresql"),
+            a.get("primary_key", "uuid"),
+            a.get("soft_delete", True),
+        ): n
+        for n, a in reversed(VARIANTS.items())
+        if a.get("example_domain", True)
+    }.values()
+)
+RUNNING = re.compile(r"Running (upgrade|downgrade) .*$", re.MULTILINE)
+# The files of the revisions v0.3.0 released, rendered from Jinja then.
+RELEASED_FILES = (
+    "2026-11-22_0000_initial_schema.py",
+    "2026-12-07_0000_listing_indexes_and_comments.py",
+)
+# What a database holds, as SQLAlchemy reflects it, with the DDL SQLite and MariaDB keep.
+SCHEMA = """
+import asyncio, json, sys
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+def dump(connection):
+    inspector = sa.inspect(connection)
+    schema = {}
+    for table in sorted(inspector.get_table_names()):
+        schema[table] = {
+            "columns": inspector.get_columns(table),
+            "pk": inspector.get_pk_constraint(table),
+            "foreign keys": inspector.get_foreign_keys(table),
+            "unique": inspector.get_unique_constraints(table),
+            "checks": inspector.get_check_constraints(table),
+            "indexes": inspector.get_indexes(table),
+            "comment": (inspector.get_table_comment(table)
+                        if connection.dialect.supports_comments else None),
+            "options": inspector.get_table_options(table),
+            "rows": [list(row) for row in connection.execute(
+                sa.select(sa.text("*")).select_from(sa.table(table)))],
+        }
+    name = connection.dialect.name
+    if name == "sqlite":
+        # A table batch mode copied lists its constraints in no fixed order: each
+        # statement's clauses, sorted.
+        schema["ddl"] = [
+            [kind, name, sorted(line.strip().rstrip(",").strip() for line in (sql or "").splitlines())]
+            for kind, name, sql in connection.exec_driver_sql(
+                "SELECT type, name, sql FROM sqlite_master ORDER BY name")
+        ]
+    if name == "mysql":
+        schema["ddl"] = [connection.exec_driver_sql(f"SHOW CREATE TABLE `{t}`").one()[1]
+                         for t in sorted(inspector.get_table_names())]
+    if name == "postgresql":
+        schema["ddl"] = list(map(list, connection.exec_driver_sql(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+            "ORDER BY indexname")))
+    return schema
+
+async def main():
+    engine = create_async_engine(sys.argv[1])
+    async with engine.connect() as connection:
+        schema = await connection.run_sync(dump)
+    with open(sys.argv[2], "w") as out:
+        json.dump(schema, out, default=str, sort_keys=True)
+    await engine.dispose()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("name", EXAMPLE_DOMAIN)
+def test_the_released_revisions_leave_the_schema_they_left(
+    name: str,
+    render: Callable[[str], Rendered],
+    venv_for: Callable[[Rendered], Path],
+    tmp_path: Path,
+) -> None:
+    """The revisions v0.3.0 released (12d2ea3c0a80 and aa8e4e81280c), rendered from Jinja
+    then and branching at run time now, leave a database exactly as they did, up, down
+    and in the script `--sql` writes: the same tables, columns, comments, indexes, keys,
+    options and recorded revisions, on every backend, key type and way of deleting."""
+    variant = render(name)
+    bin_dir = venv_for(variant)
+    released = tmp_path / "released"
+    data = {key: variant.answers[key] for key in ("database", "primary_key", "soft_delete")}
+    run_copy(
+        str(TEMPLATE_ROOT),
+        released,
+        data={"project_name": "Released", **data},
+        defaults=True,
+        vcs_ref=BY_TAG["v0.3.0"].commit,
+        quiet=True,
+    )
+    old = Path(shutil.copytree(variant.path, tmp_path / "old"))
+    for revision in RELEASED_FILES:
+        shutil.copy(
+            released / "migrations" / "versions" / revision, old / "migrations" / "versions"
+        )
+    (tmp_path / "schema.py").write_text(SCHEMA)
+    states: dict[str, tuple[object, ...]] = {}
+    for label, project in (("old", old), ("new", variant.path)):
+        with scratch_database(variant.answers["database"], f"aa8e-{label}-{name}") as url:
+
+            def alembic(*args: str, at: Path = project, url: str = url) -> str:
+                outcome = run(bin_dir, at, "alembic", *args, env={"DATABASE_URL": url})
+                assert outcome.ok, outcome.output
+                return outcome.output
+
+            alembic("upgrade", "12d2ea3c0a80")
+            initial = schema(bin_dir, project, url, tmp_path / f"{label}-initial.json")
+            alembic("upgrade", "aa8e4e81280c")
+            upgraded = schema(bin_dir, project, url, tmp_path / f"{label}-up.json")
+            script = alembic("upgrade", "aa8e4e81280c", "--sql")
+            # The same statements; the lines naming the revision quote its message,
+            # which names what the revision does on any database now.
+            script = RUNNING.sub("", script)
+            alembic("downgrade", "12d2ea3c0a80")
+            downgraded = schema(bin_dir, project, url, tmp_path / f"{label}-down.json")
+            alembic("downgrade", "base")
+            emptied = schema(bin_dir, project, url, tmp_path / f"{label}-base.json")
+            assert set(emptied) <= {"alembic_version", "alembic_lineage", "ddl"}, emptied
+            states[label] = (initial, upgraded, downgraded, script)
+    new, old_state = states["new"], states["old"]
+    assert new[0] == old_state[0], "the schema of the initial revision"
+    assert new[1] == old_state[1], "the schema after the upgrade"
+    assert new[2] == old_state[2], "the schema after the downgrade"
+    assert new[3] == old_state[3], "the script `upgrade --sql` writes"
+
+
+def schema(bin_dir: Path, project: Path, url: str, into: Path) -> object:
+    """The schema of the database at `url`, reflected by the service's SQLAlchemy."""
+    dumped = run(bin_dir, project, "python", str(into.parent / "schema.py"), url, str(into))
+    assert dumped.ok, dumped.output
+    return json.loads(into.read_text())

@@ -266,7 +266,7 @@ MESSAGES = """\
 import json
 from sqlalchemy import CheckConstraint, ForeignKeyConstraint, UniqueConstraint
 from {package} import models
-from {package}.kit.db.session import constraint_messages
+from {package}.kit.db.constraints import constraint_messages
 
 kinds = (UniqueConstraint, CheckConstraint, ForeignKeyConstraint)
 declared = sorted(

@@ -5,8 +5,9 @@ import uuid
 from typing import cast
 
 from service.kit.db.base import Base
+from service.kit.db.constraints import constraint_messages, default_message
 from service.kit.db.naming import NAMING_CONVENTION
-from service.kit.db.session import WriteSession, constraint_messages, default_message
+from service.kit.db.session import WriteSession
 from service.kit.db.uuid7 import uuid7
 from sqlalchemy import (
     CheckConstraint,

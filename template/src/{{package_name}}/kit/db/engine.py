@@ -17,7 +17,6 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DataError
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -26,12 +25,10 @@ from sqlalchemy.pool import NullPool
 from ..errors import DatabaseMisconfigured
 from ..errors import DatabaseUnavailable
 from ..settings import Settings
-from ..settings import SettingsError
+from .budget import check_budget
 from .dialect import configure_server
 from .dialect import engine_options
-from .dialect import max_connections
 from .dialect import misconfigured
-from .dialect import pooler_limit
 from .dialect import prepare
 from .metrics import MeteredPool
 from .metrics import PoolCounters
@@ -224,90 +221,9 @@ class DatabaseManager:
             async with direct.connect() as conn:
                 await configure_server(conn, self.settings)
                 await conn.commit()
-                await self._check_budget(conn)
+                await check_budget(conn, self.settings)
         finally:
             await direct.dispose()
-
-    async def _check_budget(self, conn: AsyncConnection) -> None:
-        """Log this worker's connections against the limits that apply, and refuse a
-        budget that cannot fit in production.
-
-        Directly: pools x workers per pod x pods, plus a reserve, within the server's
-        max_connections. Behind a pooler the pools are the pooler's clients: they count
-        against its client limit (when the settings give it), and only the direct
-        connections, one a worker at start-up, against the server's.
-        """
-        s = self.settings
-        per_worker = s.db_pool_size + s.db_write_pool_size + 2 * s.db_max_overflow + 1
-        log.info(
-            "database %s connected; at most %d connections per worker "
-            "(reads %d + writes %d, overflow %d each, 1 for readiness)",
-            s.database_url,
-            per_worker,
-            s.db_pool_size,
-            s.db_write_pool_size,
-            s.db_max_overflow,
-        )
-        server = await max_connections(conn, s)
-        pooler = pooler_limit(s)
-        workers = s.web_concurrency * s.db_pods
-        budget = per_worker * workers
-        pools = (
-            f"{per_worker} per worker x {s.web_concurrency} workers (WEB_CONCURRENCY) x "
-            f"{s.db_pods} pods (DB_PODS) = {budget}"
-        )
-        too_many: list[str] = []
-        if pooler is None:
-            if server is None:
-                return
-            log.info(
-                "connection budget: %s of the server's %d (%d kept in reserve)",
-                pools,
-                server,
-                s.db_connection_reserve,
-            )
-            if budget > server - s.db_connection_reserve:
-                too_many.append(
-                    f"the connection budget ({budget}) exceeds the server's max_connections "
-                    f"({server}) less DB_CONNECTION_RESERVE ({s.db_connection_reserve}): lower "
-                    "DB_POOL_SIZE, DB_WRITE_POOL_SIZE, DB_MAX_OVERFLOW, WEB_CONCURRENCY or "
-                    "DB_PODS, or raise the server's max_connections"
-                )
-        else:
-            setting, limit = pooler
-            judged = (
-                f"of PgBouncer's {limit} ({setting})"
-                if limit is not None
-                else f"(PgBouncer's client limit is not checked: set {setting})"
-            )
-            log.info(
-                "connection budget behind PgBouncer: pools %s client connections %s; "
-                "%d direct connections (1 per worker, DATABASE_DIRECT_URL) of the server's "
-                "%s (%d kept in reserve)",
-                pools,
-                judged,
-                workers,
-                server,
-                s.db_connection_reserve,
-            )
-            if limit is not None and budget > limit:
-                too_many.append(
-                    f"the connection budget ({budget}) exceeds PgBouncer's max_client_conn "
-                    f"({setting}={limit}): lower DB_POOL_SIZE, DB_WRITE_POOL_SIZE, "
-                    "DB_MAX_OVERFLOW, WEB_CONCURRENCY or DB_PODS, or raise max_client_conn "
-                    f"in PgBouncer and {setting}"
-                )
-            if server is not None and workers > server - s.db_connection_reserve:
-                too_many.append(
-                    f"the {workers} direct connections (1 per worker) exceed the server's "
-                    f"max_connections ({server}) less DB_CONNECTION_RESERVE "
-                    f"({s.db_connection_reserve}): lower WEB_CONCURRENCY or DB_PODS, or raise "
-                    "the server's max_connections"
-                )
-        for message in too_many:
-            if s.environment == "production":
-                raise SettingsError(message)
-            log.warning(message)
 
     async def disconnect(self) -> None:
         for engine in (self._engine, self._read_engine, self._probe_engine):

@@ -15,8 +15,8 @@ is the one place that commits: it runs the method, commits, and runs it again fr
 start when the database reports a deadlock, a serialization failure or a connection
 lost before COMMIT (after COMMIT was sent nobody knows whether it landed, so that is
 not retried). A violated constraint becomes a domain error carrying the message the
-constraint declares in the models (`info={"message": ...}`), or else one naming its
-columns. A unit of work called from inside another joins it: the outermost one commits.
+constraint declares in the models (`constraints.py`). A unit of work called from inside
+another joins it: the outermost one commits.
 
 Requests never commit: `kit/http/dependencies.py` opens a request's session and closes it
 before the response is sent. Every write has committed inside its unit of work by
@@ -33,7 +33,6 @@ from typing import Any
 from typing import ParamSpec
 from typing import TypeVar
 
-from sqlalchemy import MetaData
 from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DBAPIError
@@ -43,18 +42,13 @@ from sqlalchemy.orm import InstanceState
 from sqlalchemy.orm import ORMExecuteState
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
-from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
-from ..errors import Conflict
-from ..errors import DomainError
-from ..errors import InvalidData
 from ..errors import NotFound
 from ..errors import StaleVersion
 from ..observability.metrics import RETRIES
-from .base import Base
+from .constraints import constraint_error
 from .dialect import LOST_CONNECTION
 from .dialect import is_retryable
-from .dialect import violated_constraint
 from .dialect import violation
 
 P = ParamSpec("P")
@@ -283,55 +277,3 @@ def _write_session_among(
             f"{name} needs a WriteSession and got a ReadSession: GET routes only read"
         )
     raise TypeError(f"{name} is a @unit_of_work and was given no WriteSession")
-
-
-def constraint_error(error: DBAPIError) -> DomainError:
-    """The domain error for a violated constraint, with the message the model declares.
-
-    Constraints are named by the convention in `naming.py`, and every database reports
-    the name, so the name leads to the constraint's `info["message"]`; the database's
-    own text never reaches the client.
-    """
-    kind = violation(error)
-    name = violated_constraint(error) or ""
-    detail = constraint_messages().get(name) or default_message(kind, name)
-    if kind in ("unique", "foreign_key"):
-        return Conflict(detail)
-    return InvalidData(detail)
-
-
-def default_message(kind: str | None, name: str, metadata: MetaData = Base.metadata) -> str:
-    """The message of a constraint that declares none: a unique or foreign key constraint
-    the models define is named by its columns, so a client learns which field to change."""
-    columns = next(
-        (
-            [column.name for column in constraint.columns]
-            for table in metadata.tables.values()
-            for constraint in table.constraints
-            if constraint.name == name and isinstance(constraint, ColumnCollectionConstraint)
-        ),
-        [],
-    )
-    fields = " and ".join(columns)
-    if kind == "unique":
-        if fields:
-            return f"a record with the same {fields} already exists"
-        return "a record with the same unique values already exists"
-    if kind == "foreign_key":
-        if fields:
-            return f"a record referenced by {fields} does not exist (or is still referenced)"
-        return "a referenced record does not exist (or is still referenced)"
-    return "the data breaks a rule of the database"
-
-
-def constraint_messages() -> dict[str, str]:
-    """Every named constraint of the models that declares a message, by name (a foreign
-    key may declare it on its `ForeignKey(..., info=...)` in the column)."""
-    messages: dict[str, str] = {}
-    for table in Base.metadata.tables.values():
-        for constraint in table.constraints:
-            infos = [constraint.info, *(key.info for key in getattr(constraint, "elements", ()))]
-            for info in infos:
-                if "message" in info:
-                    messages[str(constraint.name)] = info["message"]
-    return messages

@@ -23,10 +23,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from ..db.constraints import constraint_error
 from ..db.dialect import LOST_CONNECTION
 from ..db.dialect import refused_value
 from ..db.dialect import violation
-from ..db.session import constraint_error
 from ..errors import Conflict
 from ..errors import DatabaseUnavailable
 from ..errors import DomainError

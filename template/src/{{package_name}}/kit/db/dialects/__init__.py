@@ -1,9 +1,10 @@
 """One module per backend, chosen at run time by the dialect name of a URL or connection.
 
-`postgresql.py`, `mysql.py` (MariaDB and MySQL) and `sqlite.py` each hold everything
-particular to their database: connection set-up, how errors are recognised, the
-migration lock, how an INSERT yields to a concurrent one, how times are stored. Only
-the module of the backend in use is imported: its driver is the one installed.
+`postgresql.py`, `mysql.py` (MariaDB and MySQL, with `mysql_errors.py`) and `sqlite.py`
+each hold everything particular to their database: connection set-up, how errors are
+recognised, the migration lock, how an INSERT yields to a concurrent one, how times are
+stored. Only the module of the backend in use is imported: its driver is the one
+installed.
 """
 
 import functools

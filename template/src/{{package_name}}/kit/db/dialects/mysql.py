@@ -3,7 +3,8 @@
 Every choice particular to MariaDB and MySQL lives in this module, which
 `kit/db/dialects/__init__.py` picks for a `mysql` URL: connection set-up, how errors are
 recognised, the migration lock, how an INSERT yields to a concurrent one, and how times
-are stored.
+are stored. What the server's errors say (numbers, the keys their messages name) is
+read in `mysql_errors.py`.
 
 asyncmy rather than aiomysql: both speak the protocol SQLAlchemy supports, but asyncmy's
 protocol core is compiled (Cython) and costs less CPU per row, and it ships wheels for
@@ -13,7 +14,6 @@ for a platform without asyncmy wheels (`mysql+aiomysql://`, and swap the depende
 
 import asyncio
 import math
-import re
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -23,9 +23,7 @@ from typing import Any
 from typing import Protocol
 from typing import TypeVar
 
-from sqlalchemy import UniqueConstraint
 from sqlalchemy import event
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text
 from sqlalchemy.dialects.mysql import DATETIME
 from sqlalchemy.engine import URL
@@ -36,6 +34,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeEngine
+
+from .mysql_errors import DEADLOCK
+from .mysql_errors import LOCK_WAIT_TIMEOUT
+from .mysql_errors import NO_SAVEPOINT
+from .mysql_errors import REFUSED
+from .mysql_errors import SERVER_ENDED
+from .mysql_errors import VIOLATIONS
+from .mysql_errors import duplicate_key
+from .mysql_errors import errno
+from .mysql_errors import errno_of
+from .mysql_errors import keyed_by
+from .mysql_errors import named_constraint
 
 T = TypeVar("T")
 
@@ -48,24 +58,6 @@ class Settings(Protocol):
     db_statement_timeout_ms: int
     db_idle_in_transaction_timeout_ms: int
 
-
-_NAMED = re.compile(r"\b((?:uq|ck|fk|pk)_\w+)")
-# Server error numbers: https://mariadb.com/kb/en/mariadb-error-code-reference/
-_VIOLATIONS = {
-    1062: "unique",
-    1216: "foreign_key",
-    1217: "foreign_key",
-    1451: "foreign_key",
-    1452: "foreign_key",
-    3819: "check",  # MySQL
-    4025: "check",  # MariaDB
-    1048: "not_null",
-    1364: "not_null",
-}
-_DEADLOCK = 1213
-_NO_SAVEPOINT = 1305
-# The server shut down (1053), or this connection was killed (1927, MariaDB).
-_SERVER_ENDED = frozenset({1053, 1927})
 
 # The driver's own errors for a connection that is gone, where SQLAlchemy does not wrap
 # them: none here (asyncmy's reach SQLAlchemy as DBAPI errors).
@@ -106,7 +98,7 @@ def prepare(engine: Engine, settings: Settings, *, read_only: bool = False) -> N
     def _server_ended_the_connection(context: ExceptionContext) -> None:
         # A shutdown or KILL of this connection is a lost connection: the pool discards
         # it, and a read or a unit of work runs again on a new one.
-        if _errno_of(context.original_exception) in _SERVER_ENDED:
+        if errno_of(context.original_exception) in SERVER_ENDED:
             context.is_disconnect = True
 
     @event.listens_for(engine, "connect")
@@ -146,15 +138,6 @@ def statement_timeout(version: str, milliseconds: int) -> str:
     return f"SET SESSION max_execution_time = {int(milliseconds)}"
 
 
-def _errno(error: DBAPIError) -> int | None:
-    return _errno_of(error.orig)
-
-
-def _errno_of(error: BaseException | None) -> int | None:
-    args = getattr(error, "args", ())
-    return args[0] if args and isinstance(args[0], int) else None
-
-
 async def configure_server(connection: AsyncConnection, settings: Settings) -> None:
     """Nothing to set on the server: every connection sets its own session (`prepare`)."""
 
@@ -173,7 +156,7 @@ def misconfigured(error: BaseException, url: URL) -> str | None:
     """What to fix, when connecting failed for a reason that retrying will not cure; None
     when it may be transient (refused, timed out, the server starting or full)."""
     where = f"{url.host}:{url.port or 3306}"
-    code = _errno_of(error)
+    code = errno_of(error)
     if code == 1049:
         return (
             f"database {url.database!r} does not exist on {where}: create it "
@@ -201,36 +184,19 @@ async def without_statement_timeout(connection: AsyncConnection) -> None:
 
 def violation(error: DBAPIError) -> str | None:
     """Which kind of integrity rule `error` broke: unique, foreign_key, check, not_null."""
-    return _VIOLATIONS.get(_errno(error) or 0)
-
-
-# Server errors for a value a column refuses (in strict mode, MariaDB's and MySQL's
-# default): what the client is told.
-_REFUSED = {
-    1264: "a number is out of its column's range",
-    1690: "a number is out of range",
-    1406: "a text is longer than its column allows",
-    1366: "a value is not valid for its column (text its character set cannot store, "
-    "or not a number)",
-    1300: "a text is not valid in its character set",
-    1292: "a date or time is not valid or out of range",
-    1411: "a date or time is not valid",
-    1265: "a value was cut to fit its column",
-    1367: "a value is not valid for its column",
-}
+    return VIOLATIONS.get(errno(error) or 0)
 
 
 def refused_value(error: DBAPIError) -> str | None:
     """Why the server refused a value `error` was raised for (the client's input: a
     422); None when that is not why. asyncmy raises some of these as OperationalError."""
-    return _REFUSED.get(_errno(error) or 0)
+    return REFUSED.get(errno(error) or 0)
 
 
 def violated_constraint(error: DBAPIError) -> str | None:
     """The server names the key or constraint in its message; the naming convention
     (`uq_…`, `fk_…`, `ck_…`) picks it out."""
-    named = _NAMED.search(str(error.orig))
-    return named.group(1) if named else None
+    return named_constraint(error)
 
 
 def is_retryable(error: DBAPIError) -> bool:
@@ -242,12 +208,11 @@ def is_retryable(error: DBAPIError) -> bool:
     that is missing means the server ended the transaction: nothing of it was kept, and
     it runs again.
     """
-    return _errno(error) in {_DEADLOCK, _NO_SAVEPOINT}
+    return errno(error) in {DEADLOCK, NO_SAVEPOINT}
 
 
 # How long a replica starting up waits for another's migration.
 MIGRATION_LOCK_WAIT_SECONDS = 600
-_LOCK_WAIT_TIMEOUT = 1205  # lock_wait_timeout (metadata) or innodb_lock_wait_timeout (rows)
 
 
 @asynccontextmanager
@@ -292,7 +257,7 @@ async def migration_lock(
 
 def lock_timed_out(error: DBAPIError) -> bool:
     """A statement waited for a table or row lock longer than `DB_MIGRATION_LOCK_TIMEOUT_MS`."""
-    return _errno(error) == _LOCK_WAIT_TIMEOUT
+    return errno(error) == LOCK_WAIT_TIMEOUT
 
 
 async def insert_or_none(
@@ -310,38 +275,10 @@ async def insert_or_none(
         async with session.begin_nested():
             session.add(obj)
     except IntegrityError as error:
-        if violation(error) != "unique" or _duplicate_key(error) not in _keyed_by(model, keys):
+        if violation(error) != "unique" or duplicate_key(error) not in keyed_by(model, keys):
             raise
         return None
     return obj
-
-
-_DUPLICATE_KEY = re.compile(r"for key '(?:[^'.]*\.)?([^']+)'")
-
-
-def _duplicate_key(error: IntegrityError) -> str | None:
-    """The key a duplicate entry hit, as the server names it (`PRIMARY`, `uq_…`)."""
-    found = _DUPLICATE_KEY.search(str(error.orig))
-    return found.group(1) if found else None
-
-
-def _keyed_by(model: type[Any], keys: list[str]) -> set[str]:
-    """The names of `model`'s unique keys whose columns are exactly `keys`."""
-    mapper = sa_inspect(model)
-    columns = {mapper.columns[key].name for key in keys}
-    table = mapper.local_table
-    names = {"PRIMARY"} if {c.name for c in table.primary_key} == columns else set()
-    names |= {
-        str(constraint.name)
-        for constraint in table.constraints
-        if isinstance(constraint, UniqueConstraint) and set(constraint.columns.keys()) == columns
-    }
-    names |= {
-        str(index.name)
-        for index in table.indexes
-        if index.unique and {c.name for c in index.columns} == columns
-    }
-    return names
 
 
 # DATETIME(6) holds no zone: sessions run in UTC, and `types.Timestamp` stores UTC.
