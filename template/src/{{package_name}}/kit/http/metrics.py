@@ -29,10 +29,10 @@ from starlette.types import Send
 from ..observability.metrics import IN_FLIGHT
 from ..observability.metrics import MULTIPROCESS_DIR
 from ..observability.metrics import REQUEST_SECONDS
-from ..observability.metrics import exposition
 from ..observability.metrics import forget_this_process
 from ..observability.metrics import keep_refreshing
 from ..observability.metrics import registry
+from ..observability.metrics import scrape
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class RequestMetricsMiddleware:
 
 async def metrics(_request: Request) -> Response:
     """A plain Starlette route: no dependencies, no OpenAPI operation."""
-    body, content_type = exposition()
+    body, content_type = await scrape()
     return Response(body, media_type=content_type)
 
 

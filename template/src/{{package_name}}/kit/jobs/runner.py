@@ -25,6 +25,8 @@ from ..replicas.replicas import open_database
 from ..settings import KitSettings
 from .executor import KitExecutor
 from .executor import parameters
+from .metrics import report_queue
+from .metrics import stop_reporting_queue
 from .records import prune_log
 from .registry import JobRun
 from .registry import Jobs
@@ -41,6 +43,7 @@ async def serve(settings: KitSettings, jobs: Jobs, stop: asyncio.Event) -> None:
     """Run `jobs` until `stop` is set, then stop as the module docstring says."""
     db = open_database(settings)
     await db.connect()
+    report_queue(db)
     try:
         connection = await connect_direct(settings)
         try:
@@ -48,6 +51,7 @@ async def serve(settings: KitSettings, jobs: Jobs, stop: asyncio.Event) -> None:
         finally:
             await connection.close()
     finally:
+        stop_reporting_queue(db)
         await db.disconnect()
 
 

@@ -16,7 +16,9 @@ most that old.
 """
 
 import asyncio
+import logging
 import os
+from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Iterable
 from functools import cache
@@ -31,6 +33,8 @@ from prometheus_client import generate_latest
 from prometheus_client import multiprocess
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
 
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
@@ -96,16 +100,56 @@ RETRIES = Counter(
     ["kind", "session"],
 )
 
+# Background jobs (`kit/jobs/`). The queue's state is read from its table at each
+# scrape (`kit/jobs/metrics.py`): the same figure in every process, so the most recent
+# one is reported. Runs are counted by the jobs worker as they end, by outcome:
+# succeeded, retried (failed, to run again after its backoff), failed (its last retry:
+# kept as failed), released (cancelled by a stopping worker, to run elsewhere).
+JOBS_QUEUE_DEPTH = Gauge(
+    "jobs_queue_depth",
+    "Jobs in the queue by job name and status (queued, picked, failed)",
+    ["job", "status"],
+    multiprocess_mode="mostrecent",
+)
+JOBS_OLDEST_READY = Gauge(
+    "jobs_oldest_ready_seconds",
+    "Age of the oldest queued job that is ready to run (not waiting for a retry's backoff)",
+    ["job"],
+    multiprocess_mode="mostrecent",
+)
+JOBS_RUNS = Counter("jobs_runs", "Runs of jobs by job name and outcome", ["job", "outcome"])
+
 
 # Under several workers: how often each sets its state gauges for the others' scrapes.
 REFRESH_SECONDS = 1.0
 
 _refreshes: list[Callable[[], None]] = []
+_reads: list[Callable[[], Awaitable[None]]] = []
+# Seconds a scrape waits for the reads (`read_at_scrape`) before it answers without them.
+READ_SECONDS = 2.0
 
 
 def refresh_at_scrape(refresh: Callable[[], None]) -> None:
     """Run `refresh` (which sets state gauges) before every scrape reads the figures."""
     _refreshes.append(refresh)
+
+
+def read_at_scrape(read: Callable[[], Awaitable[None]]) -> None:
+    """Await `read` (which sets state gauges from a server, such as the job queue's
+    depth) before every scrape of `/metrics` and of the jobs worker reads the figures."""
+    _reads.append(read)
+
+
+async def scrape() -> tuple[bytes, str]:
+    """`exposition()` after the reads: one that fails or takes longer than
+    READ_SECONDS leaves its gauges as they were, with a warning, and the scrape answers."""
+    for read in _reads:
+        try:
+            async with asyncio.timeout(READ_SECONDS):
+                await read()
+        except Exception as error:  # a scrape answers with what it has
+            log.warning("a figure was not read for this scrape: %s", error)
+    return exposition()
 
 
 def refresh() -> None:
