@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from .test_jobs_worker import enqueue_one, job_row, unique, until, worker
-from .test_metrics import Scrape, running, scrape
+from .test_metrics import Scrape, running, scrape, statements_on
 
 DEPTH = "jobs_queue_depth"
 OLDEST = "jobs_oldest_ready_seconds"
@@ -105,3 +105,12 @@ async def test_the_worker_counts_its_runs_by_outcome_and_reports_the_queue(
     assert moved(job=bad, outcome="succeeded") == 0
     # The worker reports the queue at its scrapes too.
     assert after(DEPTH, job=bad, status="failed") == 1
+
+
+async def test_without_jobs_a_scrape_reads_no_queue(settings: Settings) -> None:
+    """JOBS_ENABLED off (the default, and every backend but PostgreSQL): the scrape
+    sends nothing to the database for the queue."""
+    async with running(settings) as (app, http):
+        with statements_on(app.state.db.probe_engine) as sent:
+            await scrape(http)
+    assert [each for each in sent if "pgqueuer" in each] == []
