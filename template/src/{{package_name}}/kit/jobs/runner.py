@@ -19,12 +19,14 @@ from pgqueuer import PgQueuer
 from pgqueuer.db import AsyncpgDriver
 from pgqueuer.models import Schedule
 from pgqueuer.queries import Queries
+from sqlalchemy import text
 
 from ..db.engine import DatabaseManager
 from ..replicas.replicas import open_database
 from ..settings import KitSettings
 from .executor import KitExecutor
 from .executor import parameters
+from .health import serve_health
 from .metrics import report_queue
 from .metrics import stop_reporting_queue
 from .records import prune_log
@@ -114,6 +116,21 @@ async def _serve(
         await asyncio.sleep(grace)
         released.set()
 
+    async def readiness() -> str | None:
+        if stop.is_set():
+            return "stopping"
+        if connection.is_closed():
+            return "the queue's connection is lost"
+        try:
+            async with asyncio.timeout(settings.health_timeout):
+                async with db.probe_engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+        except Exception:  # any failure of the probe means: not ready
+            return "the database does not answer"
+        return None
+
+    port = settings.jobs_health_port
+    health = None if port is None else await serve_health(port, readiness)
     watcher = asyncio.create_task(stop_when_told())
     concurrency = settings.jobs_concurrency
     log.info("worker started: %s", ", ".join(sorted(queue.qm.entrypoint_registry)))
@@ -126,4 +143,6 @@ async def _serve(
         )
     finally:
         watcher.cancel()
+        if health is not None:
+            health.close()
     log.info("worker stopped")
