@@ -6,6 +6,7 @@ failed, released)."""
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 from service.kit.db.session import WriteSession
 from service.kit.jobs import JobRun, Jobs
@@ -15,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from .test_jobs_worker import enqueue_one, job_row, unique, until, worker
-from .test_metrics import Scrape, running, scrape, statements_on
+from .test_metrics import Scrape, free_port, running, scrape, statements_on
 
 DEPTH = "jobs_queue_depth"
 OLDEST = "jobs_oldest_ready_seconds"
@@ -60,6 +61,25 @@ async def test_a_scrape_of_the_service_reads_the_queue_depth_and_its_oldest_read
         assert seen(DEPTH, job=name, status="queued") == 0
         assert seen(DEPTH, job=name, status="failed") == 0
         assert seen(OLDEST, job=name) == 0
+
+
+@pytest.mark.postgresql
+async def test_the_queue_is_read_for_a_scrape_of_the_metrics_port_too(
+    settings: Settings,
+    committing_sessions: async_sessionmaker[WriteSession],
+    engine: AsyncEngine,
+) -> None:
+    """METRICS_PORT (what the Kubernetes base sets): prometheus-client's server answers
+    in a thread of its own, and the queue is read on the app's loop for it."""
+    name = unique("ported")
+    await enqueue_one(committing_sessions, name)
+    port = free_port()
+    update = {"jobs_enabled": True, "metrics_port": port}
+    async with running(settings.model_copy(update=update)), httpx.AsyncClient() as outside:
+        response = await outside.get(f"http://127.0.0.1:{port}/metrics")
+        assert response.status_code == 200
+        assert Scrape(response.text)(DEPTH, job=name, status="queued") == 1
+    await _set(engine, "DELETE FROM pgqueuer WHERE entrypoint = :name", name=name)
 
 
 @pytest.mark.postgresql

@@ -13,6 +13,10 @@ touches them while the service works; a scrape first runs the refreshes register
 state, so under several workers each also refreshes its own every `REFRESH_SECONDS`
 (`keep_refreshing`, in the app's lifespan): a scrape sees the other workers' figures at
 most that old.
+
+Other gauges are a server's state, read with a query: the job queue's. A scrape awaits
+those reads (`read_at_scrape`) first; one answered by METRICS_PORT's server, in its own
+thread, runs them on the app's loop (`read_on`).
 """
 
 import asyncio
@@ -140,16 +144,50 @@ def read_at_scrape(read: Callable[[], Awaitable[None]]) -> None:
     _reads.append(read)
 
 
-async def scrape() -> tuple[bytes, str]:
-    """`exposition()` after the reads: one that fails or takes longer than
-    READ_SECONDS leaves its gauges as they were, with a warning, and the scrape answers."""
-    for read in _reads:
+async def read() -> None:
+    """Run the reads: one that fails or takes longer than READ_SECONDS leaves its gauges
+    as they were, with a warning, and the scrape answers with what it has."""
+    for each in _reads:
         try:
             async with asyncio.timeout(READ_SECONDS):
-                await read()
+                await each()
         except Exception as error:  # a scrape answers with what it has
             log.warning("a figure was not read for this scrape: %s", error)
+
+
+async def scrape() -> tuple[bytes, str]:
+    """`exposition()` after the reads."""
+    await read()
     return exposition()
+
+
+# The loop the reads run on for a scrape answered in another thread (METRICS_PORT's
+# server): the app's, set by `read_on`.
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def read_on(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Scrapes answered outside `loop` (in METRICS_PORT's thread) run the reads on it;
+    None: they do not run the reads."""
+    global _loop  # the one loop of the process, set at start-up
+    _loop = loop
+
+
+def _read_from_another_thread() -> None:
+    loop = _loop
+    if not _reads or loop is None or loop.is_closed():
+        return
+    try:
+        asyncio.get_running_loop()
+        return  # on a loop: `scrape()` ran the reads already
+    except RuntimeError:
+        pass
+    future = asyncio.run_coroutine_threadsafe(read(), loop)
+    try:
+        future.result(timeout=READ_SECONDS * (len(_reads) + 1))
+    except Exception as error:  # the loop is stopping, or too busy: answer without
+        future.cancel()
+        log.warning("the figures were not read for this scrape: %s", error)
 
 
 def refresh() -> None:
@@ -162,6 +200,7 @@ class _Refresh(Collector):
     nothing, so the collectors after it read them as they are now."""
 
     def collect(self) -> Iterable[Metric]:
+        _read_from_another_thread()
         refresh()
         return ()
 
