@@ -165,11 +165,13 @@ def test_the_shipped_budget_fits_a_default_server(deployed: Rendered) -> None:
     # The service's own check at start-up: the budget within max_connections less the
     # reserve, and the reserve holds a pod still draining in a rollout and the Job.
     reserve = int(data["DB_CONNECTION_RESERVE"])
-    # The jobs' worker pods: the same pools in one process, and the queue's connection
-    # (docs/jobs.md); the service's start-up check does not count them, so this does.
+    # The jobs' worker pods: the same pools in one process, and the queue's connection;
+    # their count reaches the start-up check from the worker's replicas.
     workers = 0
     if deployed.answers["jobs"]:
-        workers = built(deployed, "Deployment", "worker")["spec"]["replicas"] * (per_worker + 1)
+        replicas = built(deployed, "Deployment", "worker")["spec"]["replicas"]
+        assert data["JOBS_WORKER_PODS"] == str(replicas)
+        workers = replicas * (per_worker + 1)
     assert (
         int(data["DB_PODS"]) * per_pod + workers
         <= DEFAULT_MAX_CONNECTIONS[deployed.answers["database"]] - reserve
