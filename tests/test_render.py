@@ -130,6 +130,9 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
         package / "kit" / "jobs": True,
         package / "jobs.py": answers.get("jobs", False),
         package / "worker.py": answers.get("jobs", False),
+        # ... and the worker's compose service and Kubernetes Deployment.
+        variant.path / "compose.override.yaml": answers.get("jobs", False),
+        variant.path / "deploy" / "k8s" / "jobs": answers.get("jobs", False),
     }
     assert {str(p): p.exists() for p in expected} == {str(p): v for p, v in expected.items()}
     versions = list((variant.path / "migrations" / "versions").glob("*.py"))

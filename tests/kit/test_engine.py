@@ -103,8 +103,28 @@ async def test_a_budget_over_the_servers_connections_stops_production(
     await db.disconnect()
     assert "the server's max_connections" in caplog.text  # the pools', or the direct ones'
     production = settings.model_copy(update={**crowded, "environment": "production"})
-    with pytest.raises(SettingsError, match="WEB_CONCURRENCY or DB_PODS"):
+    with pytest.raises(SettingsError, match="WEB_CONCURRENCY, DB_PODS"):
         await DatabaseManager(production).connect()
+
+
+@pytest.mark.servers
+async def test_the_budget_counts_the_jobs_worker_pods(
+    roles: Roles, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A jobs worker pod holds one process's pools and the queue's connection: the
+    budget that fits without them is refused in production with too many of them. As
+    production serves: as the service's own role."""
+    caplog.set_level(logging.INFO)
+    production = roles.settings(settings).model_copy(update={"environment": "production"})
+    db = DatabaseManager(production.model_copy(update={"jobs_worker_pods": 2}))
+    await db.connect()
+    await db.disconnect()
+    per_worker = settings.db_pool_size + settings.db_write_pool_size + 1
+    per_worker += 2 * settings.db_max_overflow
+    assert f"2 jobs worker pods (JOBS_WORKER_PODS) x {per_worker + 1}" in caplog.text
+    crowded = production.model_copy(update={"jobs_worker_pods": 1000})
+    with pytest.raises(SettingsError, match="JOBS_WORKER_PODS"):
+        await DatabaseManager(crowded).connect()
 
 
 @pytest.mark.postgresql

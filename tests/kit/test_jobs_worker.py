@@ -42,14 +42,15 @@ def unique(label: str) -> str:
 
 
 @asynccontextmanager
-async def worker(settings: Settings, jobs: Jobs, **update: Any) -> AsyncIterator[None]:
-    """The kit's worker in this process, stopped (and waited for) at the end."""
+async def worker(settings: Settings, jobs: Jobs, **update: Any) -> AsyncIterator[asyncio.Event]:
+    """The kit's worker in this process, stopped (and waited for) at the end; setting
+    the event it gives stops it sooner."""
     from service.kit.jobs.runner import serve
 
     stop = asyncio.Event()
     task = asyncio.create_task(serve(settings.model_copy(update=QUICK | update), jobs, stop))
     try:
-        yield
+        yield stop
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)

@@ -51,6 +51,8 @@ from .http.openapi import operation_id
 from .http.problems import install_problem_handlers
 from .http.proxies import TrustedPeer
 from .http.routes import App
+from .jobs.metrics import report_queue
+from .jobs.metrics import stop_reporting_queue
 from .migrations.startup import alembic_config
 from .migrations.startup import schema_head
 from .migrations.startup import upgrade_on_startup
@@ -174,8 +176,11 @@ async def opened(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         if app.state.schema_head is None:
             log.warning("no %s: readiness will not check the schema", settings.alembic_config)
         start_tracing(settings)  # with TRACING_ENABLED (kit/observability/tracing.py)
+        if settings.jobs_enabled:  # the queue's figures on /metrics (kit/jobs/metrics.py)
+            report_queue(db)
         yield
     finally:
+        stop_reporting_queue(db)
         await db.disconnect()
         if app.state.cache is not None:
             await app.state.cache.close()

@@ -29,10 +29,11 @@ from starlette.types import Send
 from ..observability.metrics import IN_FLIGHT
 from ..observability.metrics import MULTIPROCESS_DIR
 from ..observability.metrics import REQUEST_SECONDS
-from ..observability.metrics import exposition
 from ..observability.metrics import forget_this_process
 from ..observability.metrics import keep_refreshing
+from ..observability.metrics import read_on
 from ..observability.metrics import registry
+from ..observability.metrics import scrape
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class RequestMetricsMiddleware:
 
 async def metrics(_request: Request) -> Response:
     """A plain Starlette route: no dependencies, no OpenAPI operation."""
-    body, content_type = exposition()
+    body, content_type = await scrape()
     return Response(body, media_type=content_type)
 
 
@@ -110,9 +111,11 @@ async def serving_metrics(settings: Settings) -> AsyncIterator[None]:
         refreshing = asyncio.create_task(keep_refreshing())
     if settings.metrics_enabled and settings.metrics_port is not None:
         server = _listen(settings.metrics_port)
+        read_on(asyncio.get_running_loop())  # its scrapes read the job queue on this loop
     try:
         yield
     finally:
+        read_on(None)
         if refreshing is not None:
             refreshing.cancel()
             with suppress(asyncio.CancelledError):

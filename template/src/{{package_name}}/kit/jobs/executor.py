@@ -21,6 +21,7 @@ from pgqueuer.models import Context
 from pgqueuer.models import Job
 
 from ..observability.logging import request_id_var
+from ..observability.metrics import JOBS_RUNS
 from ..settings import KitSettings
 from .enqueue import REQUEST_ID
 from .registry import JobRun
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 
 class JobTimedOut(Exception):
     """A run took longer than its job's timeout, and was cancelled."""
+
+
+class Released(RetryRequested):
+    """A run cancelled by a stopping worker: its job goes back to the queue at once."""
 
 
 async def _run_by_the_executor(job: Job) -> None:
@@ -90,10 +95,15 @@ class KitExecutor(AbstractEntrypointExecutor):
             )
             try:
                 await self._bounded(run)
+            except Released:
+                JOBS_RUNS.labels(run.name, "released").inc()
+                raise
             except RetryRequested:
+                JOBS_RUNS.labels(run.name, "retried").inc()
                 raise
             except Exception as error:
                 if job.attempts >= self.retries:
+                    JOBS_RUNS.labels(run.name, "failed").inc()
                     log.error(
                         "job %s %d failed on run %d, its last: kept as failed",
                         run.name,
@@ -101,6 +111,7 @@ class KitExecutor(AbstractEntrypointExecutor):
                         run.attempt,
                     )
                     raise
+                JOBS_RUNS.labels(run.name, "retried").inc()
                 delay = self.backoff(run.attempt)
                 log.warning(
                     "job %s %d failed on run %d (%s); running it again in %.1fs",
@@ -113,6 +124,7 @@ class KitExecutor(AbstractEntrypointExecutor):
                 raise RetryRequested(
                     delay=delay, reason=f"{type(error).__name__}: {error}"
                 ) from error
+            JOBS_RUNS.labels(run.name, "succeeded").inc()
         finally:
             request_id_var.reset(token)
 
@@ -135,5 +147,5 @@ class KitExecutor(AbstractEntrypointExecutor):
                     await handler
         if release in done:
             log.warning("job %s %d released: the worker is stopping", run.name, run.id)
-            raise RetryRequested(delay=timedelta(0), reason="released: the worker stopped")
+            raise Released(delay=timedelta(0), reason="released: the worker stopped")
         raise JobTimedOut(f"job {run.name} {run.id} took longer than {self.timeout:g}s")

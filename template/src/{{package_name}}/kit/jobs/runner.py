@@ -19,12 +19,16 @@ from pgqueuer import PgQueuer
 from pgqueuer.db import AsyncpgDriver
 from pgqueuer.models import Schedule
 from pgqueuer.queries import Queries
+from sqlalchemy import text
 
 from ..db.engine import DatabaseManager
 from ..replicas.replicas import open_database
 from ..settings import KitSettings
 from .executor import KitExecutor
 from .executor import parameters
+from .health import serve_health
+from .metrics import report_queue
+from .metrics import stop_reporting_queue
 from .records import prune_log
 from .registry import JobRun
 from .registry import Jobs
@@ -41,6 +45,7 @@ async def serve(settings: KitSettings, jobs: Jobs, stop: asyncio.Event) -> None:
     """Run `jobs` until `stop` is set, then stop as the module docstring says."""
     db = open_database(settings)
     await db.connect()
+    report_queue(db)
     try:
         connection = await connect_direct(settings)
         try:
@@ -48,6 +53,7 @@ async def serve(settings: KitSettings, jobs: Jobs, stop: asyncio.Event) -> None:
         finally:
             await connection.close()
     finally:
+        stop_reporting_queue(db)
         await db.disconnect()
 
 
@@ -110,6 +116,21 @@ async def _serve(
         await asyncio.sleep(grace)
         released.set()
 
+    async def readiness() -> str | None:
+        if stop.is_set():
+            return "stopping"
+        if connection.is_closed():
+            return "the queue's connection is lost"
+        try:
+            async with asyncio.timeout(settings.health_timeout):
+                async with db.probe_engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+        except Exception:  # any failure of the probe means: not ready
+            return "the database does not answer"
+        return None
+
+    port = settings.jobs_health_port
+    health = None if port is None else await serve_health(port, readiness)
     watcher = asyncio.create_task(stop_when_told())
     concurrency = settings.jobs_concurrency
     log.info("worker started: %s", ", ".join(sorted(queue.qm.entrypoint_registry)))
@@ -122,4 +143,6 @@ async def _serve(
         )
     finally:
         watcher.cancel()
+        if health is not None:
+            health.close()
     log.info("worker stopped")

@@ -13,10 +13,16 @@ touches them while the service works; a scrape first runs the refreshes register
 state, so under several workers each also refreshes its own every `REFRESH_SECONDS`
 (`keep_refreshing`, in the app's lifespan): a scrape sees the other workers' figures at
 most that old.
+
+Other gauges are a server's state, read with a query: the job queue's. A scrape awaits
+those reads (`read_at_scrape`) first; one answered by METRICS_PORT's server, in its own
+thread, runs them on the app's loop (`read_on`).
 """
 
 import asyncio
+import logging
 import os
+from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Iterable
 from functools import cache
@@ -31,6 +37,8 @@ from prometheus_client import generate_latest
 from prometheus_client import multiprocess
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
 
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
@@ -96,16 +104,90 @@ RETRIES = Counter(
     ["kind", "session"],
 )
 
+# Background jobs (`kit/jobs/`). The queue's state is read from its table at each
+# scrape (`kit/jobs/metrics.py`): the same figure in every process, so the most recent
+# one is reported. Runs are counted by the jobs worker as they end, by outcome:
+# succeeded, retried (failed, to run again after its backoff), failed (its last retry:
+# kept as failed), released (cancelled by a stopping worker, to run elsewhere).
+JOBS_QUEUE_DEPTH = Gauge(
+    "jobs_queue_depth",
+    "Jobs in the queue by job name and status (queued, picked, failed)",
+    ["job", "status"],
+    multiprocess_mode="mostrecent",
+)
+JOBS_OLDEST_READY = Gauge(
+    "jobs_oldest_ready_seconds",
+    "Age of the oldest queued job that is ready to run (not waiting for a retry's backoff)",
+    ["job"],
+    multiprocess_mode="mostrecent",
+)
+JOBS_RUNS = Counter("jobs_runs", "Runs of jobs by job name and outcome", ["job", "outcome"])
+
 
 # Under several workers: how often each sets its state gauges for the others' scrapes.
 REFRESH_SECONDS = 1.0
 
 _refreshes: list[Callable[[], None]] = []
+_reads: list[Callable[[], Awaitable[None]]] = []
+# Seconds a scrape waits for the reads (`read_at_scrape`) before it answers without them.
+READ_SECONDS = 2.0
 
 
 def refresh_at_scrape(refresh: Callable[[], None]) -> None:
     """Run `refresh` (which sets state gauges) before every scrape reads the figures."""
     _refreshes.append(refresh)
+
+
+def read_at_scrape(read: Callable[[], Awaitable[None]]) -> None:
+    """Await `read` (which sets state gauges from a server, such as the job queue's
+    depth) before every scrape of `/metrics` and of the jobs worker reads the figures."""
+    _reads.append(read)
+
+
+async def read() -> None:
+    """Run the reads: one that fails or takes longer than READ_SECONDS leaves its gauges
+    as they were, with a warning, and the scrape answers with what it has."""
+    for each in _reads:
+        try:
+            async with asyncio.timeout(READ_SECONDS):
+                await each()
+        except Exception as error:  # a scrape answers with what it has
+            log.warning("a figure was not read for this scrape: %s", error)
+
+
+async def scrape() -> tuple[bytes, str]:
+    """`exposition()` after the reads."""
+    await read()
+    return exposition()
+
+
+# The loop the reads run on for a scrape answered in another thread (METRICS_PORT's
+# server): the app's, set by `read_on`.
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def read_on(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Scrapes answered outside `loop` (in METRICS_PORT's thread) run the reads on it;
+    None: they do not run the reads."""
+    global _loop  # the one loop of the process, set at start-up
+    _loop = loop
+
+
+def _read_from_another_thread() -> None:
+    loop = _loop
+    if not _reads or loop is None or loop.is_closed():
+        return
+    try:
+        asyncio.get_running_loop()
+        return  # on a loop: `scrape()` ran the reads already
+    except RuntimeError:
+        pass
+    future = asyncio.run_coroutine_threadsafe(read(), loop)
+    try:
+        future.result(timeout=READ_SECONDS * (len(_reads) + 1))
+    except Exception as error:  # the loop is stopping, or too busy: answer without
+        future.cancel()
+        log.warning("the figures were not read for this scrape: %s", error)
 
 
 def refresh() -> None:
@@ -118,6 +200,7 @@ class _Refresh(Collector):
     nothing, so the collectors after it read them as they are now."""
 
     def collect(self) -> Iterable[Metric]:
+        _read_from_another_thread()
         refresh()
         return ()
 

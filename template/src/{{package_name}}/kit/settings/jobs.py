@@ -40,6 +40,13 @@ class JobsSettings(DatabaseSettings):
     # Days the queue's event log (pgqueuer_log) keeps its rows; the worker deletes older
     # ones every hour.
     jobs_log_retention_days: int = Field(default=14, ge=1, le=3650)
+    # The worker's port for its probes and `/metrics` (`/health/live`, `/health/ready`;
+    # kit/jobs/health.py); none without it. The deployment files set 8001.
+    jobs_health_port: int | None = Field(default=None, ge=1, le=65535)
+    # Pods of the worker (one process each, with one process's pools and a connection of
+    # its own for the queue): the connection budget counts them with the API's. The
+    # Kubernetes base sets it from the worker's replicas.
+    jobs_worker_pods: int = Field(default=0, ge=0, le=10_000)
 
     @model_validator(mode="after")
     def _jobs_need_postgresql(self) -> "JobsSettings":
