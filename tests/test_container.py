@@ -26,7 +26,7 @@ import pytest
 
 from .conftest import Rendered
 from .harness.boot import free_port
-from .harness.databases import scratch_database
+from .harness.databases import scratch_database, two_roles
 from .harness.run import run
 from .test_boot import exercise_the_api
 from .test_deploy import built, containers, image_env, image_user
@@ -93,10 +93,14 @@ def read_only_boot(rendered: Rendered, project: Path, bin_dir: Path, tmp_path: P
     metrics = project.parent / "metrics"  # the pod's PROMETHEUS_MULTIPROC_DIR volume
     metrics.mkdir()
     project_before = files_under(project)
-    with scratch_database("postgresql", "container") as url:
-        migrated = run(
-            bin_dir, rendered.path, "alembic", "upgrade", "head", env={"DATABASE_URL": url}
-        )
+    with (
+        scratch_database("postgresql", "container") as scratch,
+        two_roles(bin_dir, rendered.path, rendered.package, "postgresql", scratch) as roles,
+    ):
+        # Migrated by the owner, served by the service's role, as in production (the
+        # image's ENVIRONMENT refuses a superuser or the tables' owner).
+        url = roles.service
+        migrated = run(bin_dir, rendered.path, "alembic", "upgrade", "head", env=roles.env())
         assert migrated.ok, migrated.output
         env = {
             **{k: v for k, v in image_env(rendered).items() if k != "PATH"},
