@@ -8,7 +8,7 @@ from service.kit.db.base import Base
 from service.kit.db.constraints import constraint_messages, default_message
 from service.kit.db.naming import NAMING_CONVENTION
 from service.kit.db.session import WriteSession
-from service.kit.db.types import Timestamp
+from service.kit.db.types import Timestamp, UTCDateTime
 from service.kit.db.uuid7 import uuid7
 from sqlalchemy import (
     CheckConstraint,
@@ -114,6 +114,7 @@ def test_timestamps_pass_as_the_driver_reads_them_where_the_backend_keeps_the_zo
     value read is made aware again (test_server_sets_timestamps_and_mapper_sets_version)."""
     dialect = engine.dialect
     impl = Timestamp.dialect_impl(dialect)
+    assert isinstance(impl, UTCDateTime)
     driver = impl.impl_instance
     reads, writes = impl.result_processor(dialect, None), impl.bind_processor(dialect)
     if dialect.name == "postgresql":
