@@ -199,3 +199,21 @@ async def test_reads_run_in_autocommit_unless_behind_pgbouncer(app: FastAPI) -> 
             raw = await (await session.connection()).get_raw_connection()
             assert raw.driver_connection is not None
             assert raw.driver_connection.is_in_transaction() is in_transaction
+
+
+async def test_statement_timing_leaves_the_connection_events_idle(settings: Settings) -> None:
+    """Statements are timed at the dialect (`do_execute`), not by connection events: a
+    connection event listener makes SQLAlchemy run its event dispatch at every begin,
+    execute and rollback of every connection, which on a get cost more than the timing
+    itself. Only SQLite listens to a connection event (`begin`, which it needs to open
+    its transactions); the statements are timed all the same (tests/kit/test_metrics.py)."""
+    db = DatabaseManager(settings)
+    await db.connect()
+    try:
+        for engine in (db.engine, db.read_engine):
+            sync = engine.sync_engine
+            assert not sync.dispatch.before_cursor_execute
+            assert not sync.dispatch.after_cursor_execute
+            assert sync._has_events is (BACKEND.name == "sqlite")
+    finally:
+        await db.disconnect()

@@ -8,6 +8,7 @@ from service.kit.db.base import Base
 from service.kit.db.constraints import constraint_messages, default_message
 from service.kit.db.naming import NAMING_CONVENTION
 from service.kit.db.session import WriteSession
+from service.kit.db.types import Timestamp, UTCDateTime
 from service.kit.db.uuid7 import uuid7
 from sqlalchemy import (
     CheckConstraint,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.schema import CreateTable
 
 from .resource import SHAPES, Shape
@@ -101,6 +103,25 @@ async def test_server_sets_timestamps_and_mapper_sets_version(
         assert parent.is_deleted is False
     else:
         assert "deleted_at" not in shape.parent.__table__.c
+
+
+def test_timestamps_pass_as_the_driver_reads_them_where_the_backend_keeps_the_zone(
+    engine: AsyncEngine,
+) -> None:
+    """PostgreSQL's timestamptz comes back aware: `Timestamp` leaves the driver's value as
+    it is, with no call of its own per value read or written (a page of parents with
+    their children reads hundreds). Where the column holds UTC without a zone, each
+    value read is made aware again (test_server_sets_timestamps_and_mapper_sets_version)."""
+    dialect = engine.dialect
+    impl = Timestamp.dialect_impl(dialect)
+    assert isinstance(impl, UTCDateTime)
+    driver = impl.impl_instance
+    reads, writes = impl.result_processor(dialect, None), impl.bind_processor(dialect)
+    if dialect.name == "postgresql":
+        assert reads is driver.result_processor(dialect, None)
+        assert writes is driver.bind_processor(dialect)
+    else:
+        assert reads is not None and writes is not None
 
 
 async def test_a_deleted_rows_key_is_never_given_to_a_new_row(

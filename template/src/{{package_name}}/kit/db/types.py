@@ -4,6 +4,7 @@ Each picks its form from the dialect it is compiled or run for (`dialects/`), so
 model says `Timestamp` and `inserted_at()` once for every backend.
 """
 
+from collections.abc import Callable
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -66,6 +67,18 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name not in BACKENDS:
             return dialect.type_descriptor(DateTime(timezone=True))
         return backend(dialect.name).timestamp_type()
+
+    # Where the backend keeps the zone, values pass as the driver reads and writes them:
+    # the driver's own processing alone, without a call of this type's per value.
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        if _stores_zone(dialect):
+            return self.impl_instance.bind_processor(dialect)
+        return super().bind_processor(dialect)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
+        if _stores_zone(dialect):
+            return self.impl_instance.result_processor(dialect, coltype)
+        return super().result_processor(dialect, coltype)
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None or _stores_zone(dialect):
