@@ -5,7 +5,8 @@ must send (create and drop its own database, remove what the create runs inserte
 VACUUM, read versions) go through this small command instead of a client library.
 
     python bench/dbtool.py create  --admin-url postgresql://postgres@127.0.0.1/postgres --name X
-    python bench/dbtool.py drop    --admin-url ... --name X
+    python bench/dbtool.py role    --admin-url ... --name X   (X's row-only role, X_rows)
+    python bench/dbtool.py drop    --admin-url ... --name X   (and X's role)
     python bench/dbtool.py cleanup --url postgresql://.../X --slug-prefix load-
     python bench/dbtool.py vacuum  --url ...
     python bench/dbtool.py versions --url ...
@@ -54,6 +55,29 @@ async def create(admin_url: str, name: str) -> dict[str, Any]:
     return {"created": name}
 
 
+def role_of(name: str) -> str:
+    """The row-only role the apps connect as: production refuses a superuser."""
+    return f"{checked(name)}_rows"
+
+
+async def role(admin_url: str, name: str) -> dict[str, Any]:
+    """A login role that reads and writes the rows of database `name`'s tables, as the
+    service's own role does in production (README, "Database roles"); made after the
+    migration, so the grants cover every table and sequence there is."""
+    user = role_of(name)
+    database_url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'CREATE ROLE "{user}" LOGIN')
+        await conn.execute(
+            f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{user}"'
+        )
+        await conn.execute(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{user}"')
+    finally:
+        await conn.close()
+    return {"role": user}
+
+
 async def drop(admin_url: str, name: str) -> dict[str, Any]:
     conn = await asyncpg.connect(admin_url)
     try:
@@ -64,6 +88,7 @@ async def drop(admin_url: str, name: str) -> dict[str, Any]:
             checked(name),
         )
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await conn.execute(f'DROP ROLE IF EXISTS "{role_of(name)}"')
     finally:
         await conn.close()
     return {"dropped": name}
@@ -117,7 +142,9 @@ async def versions(url: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["create", "drop", "cleanup", "vacuum", "versions"])
+    parser.add_argument(
+        "command", choices=["create", "role", "drop", "cleanup", "vacuum", "versions"]
+    )
     parser.add_argument("--admin-url")
     parser.add_argument("--url")
     parser.add_argument("--name")
@@ -125,6 +152,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "create":
         result = asyncio.run(create(args.admin_url, args.name))
+    elif args.command == "role":
+        result = asyncio.run(role(args.admin_url, args.name))
     elif args.command == "drop":
         result = asyncio.run(drop(args.admin_url, args.name))
     elif args.command == "cleanup":

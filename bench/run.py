@@ -174,10 +174,10 @@ def free_port() -> int:
 class Urls:
     """The database URLs each app is given, built from the admin URL's server."""
 
-    def __init__(self, admin_url: str, database: str) -> None:
+    def __init__(self, admin_url: str, database: str, user: str | None = None) -> None:
         parts = urlsplit(admin_url)
-        self.user = parts.username or "postgres"
-        self.password = parts.password
+        self.user = user or parts.username or "postgres"
+        self.password = None if user else parts.password
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 5432
         self.database = database
@@ -772,6 +772,7 @@ def main() -> None:
 
     database = f"bench_{started_at:%Y%m%d%H%M%S}_{os.getpid()}"
     urls = Urls(args.admin_url, database)
+    chores = urls  # the owner's: VACUUM and the cleanups between phases
     secret = secrets.token_urlsafe(32)
     prepare.dbtool(python, "create", "--admin-url", args.admin_url, "--name", database)
     try:
@@ -787,15 +788,20 @@ def main() -> None:
         ids = ids_file.read_text(encoding="utf-8").split()
         say(f"database {database}: migrated, seeded {seeded}")
         versions = prepare.dbtool(python, "versions", "--url", urls.plain())
+        # From here every app connects as a role that reads and writes rows only: the
+        # service in production refuses a superuser, and the anchors get the same role.
+        made = prepare.dbtool(python, "role", "--admin-url", args.admin_url, "--name", database)
+        urls = Urls(args.admin_url, database, user=str(made["role"]))
+        say(f"the apps connect as {made['role']}")
 
         checked = json_check_phase(python, service, urls, ids_file, work, secret, previous)
         left_out = checked["left_out"]
-        prepare.dbtool(python, "cleanup", "--url", urls.plain(), "--slug-prefix", "load-")
+        prepare.dbtool(python, "cleanup", "--url", chores.plain(), "--slug-prefix", "load-")
         args.http_anchors = tuple(name for name in args.http_anchors if name not in left_out)
         counts, shapes = count_phase(
             service, venv, urls, work, ids, secret, args.service_env, previous, args.http_anchors
         )
-        prepare.dbtool(python, "cleanup", "--url", urls.plain(), "--slug-prefix", "load-")
+        prepare.dbtool(python, "cleanup", "--url", chores.plain(), "--slug-prefix", "load-")
         differ = [key for key, value in shapes.items() if not value["identical"]]
         say("same JSON from both apps" if not differ else f"JSON DIFFERS for {differ}")
 
@@ -805,7 +811,7 @@ def main() -> None:
             args, python, service, urls, ids_file, work, secret, previous, left_out
         )
         layers["left_out"] = left_out
-        prepare.dbtool(python, "cleanup", "--url", urls.plain(), "--slug-prefix", "load-")
+        prepare.dbtool(python, "cleanup", "--url", chores.plain(), "--slug-prefix", "load-")
         priced: dict[str, Any] = {}
         if args.prices:
             priced = prices_phase(args, renders, venvs, urls, work, secret)

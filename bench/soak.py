@@ -197,6 +197,10 @@ def main() -> int:
                 python, service, urls.sqlalchemy(), args.seed_projects, 2, ids_file
             )
             say(f"database {database}: migrated, seeded {seeded}")
+            # The service connects as a role that reads and writes rows only: production
+            # refuses a superuser (README, "Database roles").
+            made = prepare.dbtool(python, "role", "--admin-url", args.admin_url, "--name", database)
+            urls = Urls(args.admin_url, database, user=str(made["role"]))
             standby = stack.enter_context(replica.replica(lifetime=bound_s))
             bouncer = stack.enter_context(pgbouncer.pgbouncer(lifetime=bound_s))
             say(f"replica on port {standby.port}, PgBouncer on port {bouncer.port}")
@@ -259,6 +263,7 @@ def main() -> int:
         say(f"read back {len(rows)} rows written by the run")
     finally:
         _admin(args.admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        _admin(args.admin_url, f'DROP ROLE IF EXISTS "{database}_rows"')
         say(f"dropped {database}")
 
     loaded = results["loaded"]
