@@ -219,3 +219,36 @@ def test_a_missing_database_stops_start_up_and_alembic_in_one_line(
     assert not migrate.ok
     assert "Traceback" not in migrate.output, migrate.output
     assert migrate.output.strip().splitlines()[-1].startswith("alembic: "), migrate.output
+
+
+@pytest.mark.parametrize("name", ["default", "mysql-int-soft-delete"])
+def test_production_refuses_a_superuser_in_one_line(
+    name: str, render: Callable[[Rendered], Rendered], venv_for: Callable[[Rendered], Path]
+) -> None:
+    """The administrator's URL given as DATABASE_URL in production: start-up stops with one
+    line that names the settings to change, and no traceback."""
+    rendered = render(name)  # type: ignore[arg-type]
+    bin_dir = venv_for(rendered)
+    database = rendered.answers["database"]
+    with scratch_database(database, "superuser") as url:
+        env = {
+            "DATABASE_URL": url,  # the server's superuser (postgres, root)
+            "ENVIRONMENT": "production",
+            "CURSOR_SECRET": "a-secret-of-at-least-32-characters-for-tests",
+        }
+        server = run(
+            bin_dir,
+            rendered.path,
+            "uvicorn",
+            f"{rendered.package}.main:app",
+            "--app-dir",
+            "src",
+            "--port",
+            "0",
+            env=env,
+            timeout=60,
+        )
+    assert not server.ok
+    assert "Traceback" not in server.output, server.output
+    (line,) = [line for line in server.output.splitlines() if "cannot start:" in line]
+    assert "superuser" in line and "DATABASE_URL" in line and "DATABASE_OWNER_URL" in line, line

@@ -64,6 +64,7 @@ from .replicas.consistency import ConsistencyTokenMiddleware
 from .replicas.consistency import document_consistency_token
 from .replicas.replicas import open_database
 from .settings import Settings
+from .settings import SettingsError
 from .settings import secret_values
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ async def opened(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     db = open_database(settings)  # with DB_REPLICA_URLS, reads go to the replicas
     try:
         await db.connect()
-    except DatabaseMisconfigured as error:
+    except (DatabaseMisconfigured, SettingsError) as error:
         log.error("cannot start: %s", error)
         raise
     app.state.db = db

@@ -21,6 +21,7 @@ from starlette.types import Send
 
 from ..errors import DatabaseMisconfigured
 from ..observability.logging import request_id_var
+from ..settings import SettingsError
 from .problems import unexpected
 from .proxies import from_trusted_proxy
 
@@ -190,7 +191,8 @@ def _too_slow(timeout: float) -> HTTPException:
 
 class QuietStartupFailure:
     """A start-up that fails for a reason already logged in one line (a database that
-    cannot be used as configured) ends without a traceback: uvicorn prints whatever text
+    cannot be used as configured, a setting the server refuses, such as a superuser in
+    production or a connection budget over the limit) ends without a traceback: uvicorn prints whatever text
     the app sends with `lifespan.startup.failed`, and for those this sends none."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -204,7 +206,8 @@ class QuietStartupFailure:
         async def send_quietly(message: Message) -> None:
             # Sent from inside the `except` that caught the failure: it is the current one.
             failed = message["type"] == "lifespan.startup.failed"
-            if failed and isinstance(sys.exc_info()[1], DatabaseMisconfigured):
+            refused = isinstance(sys.exc_info()[1], (DatabaseMisconfigured, SettingsError))
+            if failed and refused:
                 message = {**message, "message": ""}
             await send(message)
 
