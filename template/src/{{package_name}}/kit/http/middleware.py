@@ -190,10 +190,11 @@ def _too_slow(timeout: float) -> HTTPException:
 
 
 class QuietStartupFailure:
-    """A start-up that fails for a reason already logged in one line (a database that
-    cannot be used as configured, a setting the server refuses, such as a superuser in
-    production or a connection budget over the limit) ends without a traceback: uvicorn prints whatever text
-    the app sends with `lifespan.startup.failed`, and for those this sends none."""
+    """A start-up that fails for a reason already logged in one line ends without a
+    traceback: a database that cannot be used as configured, or a setting the server
+    refuses (a superuser or the owner in production, a connection budget over the
+    limit). uvicorn prints whatever text the app sends with `lifespan.startup.failed`,
+    and for those this sends none."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
