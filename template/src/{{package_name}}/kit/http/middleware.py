@@ -207,7 +207,7 @@ class QuietStartupFailure:
         async def send_quietly(message: Message) -> None:
             # Sent from inside the `except` that caught the failure: it is the current one.
             failed = message["type"] == "lifespan.startup.failed"
-            refused = isinstance(sys.exc_info()[1], (DatabaseMisconfigured, SettingsError))
+            refused = isinstance(sys.exc_info()[1], DatabaseMisconfigured | SettingsError)
             if failed and refused:
                 message = {**message, "message": ""}
             await send(message)
