@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from .conftest import Rendered
-from .harness.boot import uvicorn
+from .harness.boot import start_up, uvicorn
 from .harness.databases import (
     POSTGRES_DSN,
     connected_users,
@@ -198,18 +198,7 @@ def test_a_missing_database_stops_start_up_and_alembic_in_one_line(
     rendered = render(name)  # type: ignore[arg-type]
     bin_dir = venv_for(rendered)
     env = {"DATABASE_URL": MISSING_DATABASE[rendered.answers["database"]]}
-    server = run(
-        bin_dir,
-        rendered.path,
-        "uvicorn",
-        f"{rendered.package}.main:app",
-        "--app-dir",
-        "src",
-        "--port",
-        "0",
-        env=env,
-        timeout=60,
-    )
+    server = start_up(bin_dir, rendered.path, rendered.package, env)
     assert not server.ok
     assert "retrying" not in server.output, "a permanent error is not retried"
     assert "Traceback" not in server.output, server.output
@@ -236,18 +225,7 @@ def test_production_refuses_a_superuser_in_one_line(
             "ENVIRONMENT": "production",
             "CURSOR_SECRET": "a-secret-of-at-least-32-characters-for-tests",
         }
-        server = run(
-            bin_dir,
-            rendered.path,
-            "uvicorn",
-            f"{rendered.package}.main:app",
-            "--app-dir",
-            "src",
-            "--port",
-            "0",
-            env=env,
-            timeout=60,
-        )
+        server = start_up(bin_dir, rendered.path, rendered.package, env)
     assert not server.ok
     assert "Traceback" not in server.output, server.output
     (line,) = [line for line in server.output.splitlines() if "cannot start:" in line]

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from .conftest import Rendered
-from .harness.boot import free_port
+from .harness.boot import free_port, stop
 from .harness.databases import scratch_database, two_roles
 from .harness.run import run
 from .test_boot import exercise_the_api
@@ -159,12 +159,7 @@ def read_only_boot(rendered: Rendered, project: Path, bin_dir: Path, tmp_path: P
             written = files_under(seen / str(metrics).lstrip("/"))
             shm = files_under(seen / "dev" / "shm")
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, grace=15)
     output = log.read_text()
     assert "Application startup complete" in output, output
     assert "Read-only file system" not in output and "Traceback" not in output, output

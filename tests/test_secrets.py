@@ -26,7 +26,7 @@ import psycopg
 import pytest
 
 from .conftest import Rendered
-from .harness.boot import uvicorn
+from .harness.boot import start_up, uvicorn
 from .harness.databases import POSTGRES_DSN, _user, cut_off, mariadb, postgres, reconnect
 from .harness.run import run
 
@@ -144,18 +144,7 @@ def test_no_secret_is_ever_written(
 
     def uvicorn_fails(step: str, env: dict[str, str], expected: str) -> None:
         """A start-up that must fail; its output is kept for the search."""
-        outcome = run(
-            bin_dir,
-            rendered.path,
-            "uvicorn",
-            f"{rendered.package}.main:app",
-            "--app-dir",
-            "src",
-            "--port",
-            "0",
-            env=env,
-            timeout=120,
-        )
+        outcome = start_up(bin_dir, rendered.path, rendered.package, env, timeout=120)
         written[step] = outcome.output
         assert not outcome.ok and expected in outcome.output, (step, outcome.output[-3000:])
 

@@ -22,7 +22,6 @@ from .harness.advisories import (
 )
 from .harness.run import run
 
-
 pytestmark = pytest.mark.advisories
 
 

@@ -12,12 +12,43 @@ from pathlib import Path
 
 import httpx
 
+from .run import Outcome, run
+
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def stop(process: "subprocess.Popen[bytes]", grace: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `grace` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def start_up(
+    bin_dir: Path, project: Path, package: str, env: dict[str, str], timeout: int = 60
+) -> Outcome:
+    """Start the service in the foreground, for a start-up that must stop by itself: its
+    exit status and everything it wrote."""
+    return run(
+        bin_dir,
+        project,
+        "uvicorn",
+        f"{package}.main:app",
+        "--app-dir",
+        "src",
+        "--port",
+        "0",
+        env=env,
+        timeout=timeout,
+    )
 
 
 @contextmanager
@@ -83,9 +114,4 @@ def uvicorn(
             time.sleep(0.1)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, grace=10)
