@@ -2,23 +2,28 @@
 the service's role reads and writes rows and can do nothing else, and production will
 not serve as a superuser or as the owner. On the real servers, each role a test's own."""
 
+import base64
 import logging
 import re
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 from service.kit.db.engine import DatabaseManager
 from service.kit.db.roles import privileged
 from service.kit.jobs.runner import connect_direct
-from service.kit.migrations.roles import grant_service
+from service.kit.migrations.roles import create_roles, grant_service
 from service.kit.migrations.startup import upgrade_on_startup
+from service.kit.migrations.verifiers import native_password, scram_sha_256
 from service.settings import Settings
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from .databases import BACKEND
+from .databases import BACKEND, server_url
 from .roles import Roles, run
 from .test_migrations import _with_revisions
 
@@ -169,3 +174,62 @@ async def test_the_jobs_worker_connects_as_the_service_role(
         assert await connection.fetchval("SELECT current_user") == roles.service.username
     finally:
         await connection.close()
+
+
+@pytest.mark.servers
+async def test_the_roles_command_never_sends_a_password_in_plain_text(
+    roles: Roles, settings: Settings
+) -> None:
+    """Statement logs, `pg_stat_statements` and MariaDB's general log keep what the
+    client sent: the roles are given a server's own form of each password instead."""
+    sent: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append(f"{statement} {parameters!r}")
+
+    engine = create_async_engine(roles.admin, poolclass=NullPool)
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with engine.begin() as conn:
+            await create_roles(conn, roles.settings(settings))
+    finally:
+        await engine.dispose()
+    assert any(" PASSWORD " in statement for statement in sent), sent
+    for password in (roles.owner.password, roles.service.password):
+        assert password and not [s for s in sent if password in s]
+
+
+# Passwords PostgreSQL prepares differently (RFC 4013's SASLprep): ASCII as it is,
+# characters mapped to a space or to nothing, compatibility forms normalized, and ones
+# SASLprep prohibits (an ASCII control beside a non-ASCII letter) used as raw bytes.
+PASSWORDS = ["plain-ascii_123", "pässwörd", "a\u00a0b\u00adc", "ｆｕｌｌ", "x\u0007é", "\u05d0a"]
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("password", PASSWORDS)
+async def test_a_scram_verifier_is_the_one_postgresql_makes(password: str) -> None:
+    """PostgreSQL hashes a plain password itself; given its salt and iterations, the
+    kit's verifier is the same, so the role logs in with the password as before."""
+    name = f"v_{uuid.uuid4().hex[:12]}"
+    engine = create_async_engine(server_url(), poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("SET LOCAL password_encryption = 'scram-sha-256'"))
+            await conn.exec_driver_sql(
+                f"CREATE ROLE {name} PASSWORD '{password.replace(chr(39), chr(39) * 2)}'"
+            )
+            made = await conn.scalar(
+                text("SELECT rolpassword FROM pg_authid WHERE rolname = :name"), {"name": name}
+            )
+            await conn.exec_driver_sql(f"DROP ROLE {name}")
+    finally:
+        await engine.dispose()
+    iterations, salt = made.split("$")[1].split(":")
+    assert scram_sha_256(password, salt=base64.b64decode(salt), iterations=int(iterations)) == made
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("password", PASSWORDS)
+async def test_a_native_password_hash_is_the_one_mariadb_makes(password: str) -> None:
+    (rows,) = await run(server_url(), f"SELECT PASSWORD('{password}')")
+    assert native_password(password) == rows[0][0]

@@ -4,7 +4,8 @@
 DATABASE_URL names, or brings existing ones up to date, connected as an administrator
 (DATABASE_ADMIN_URL, read from the environment only: a superuser, or a managed
 server's administrator). The owner is DATABASE_OWNER_URL's user, the service's role
-DATABASE_URL's, each with its URL's password (none in the URL: none set). Run it again
+DATABASE_URL's, each with its URL's password (none in the URL: none set), sent as the
+server's own hash of it (`verifiers.py`), never in plain text. Run it again
 at any time: on a database that already has tables it grants the service role their
 rows, and hands the owner whatever the service role owned.
 
@@ -28,6 +29,8 @@ from ..settings import Settings
 from ..settings import SettingsError
 from ..settings import load_settings
 from ..settings.urls import parse_database_url
+from .verifiers import native_password
+from .verifiers import scram_sha_256
 
 # What the service role may do with each table and sequence: rows, never the schema.
 ROWS = "SELECT, INSERT, UPDATE, DELETE"
@@ -109,7 +112,7 @@ async def _postgresql_roles(
         verb = "ALTER" if superuser is not None else "CREATE"
         statement = f"{verb} ROLE {quote(name)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
         if password:
-            statement += f" PASSWORD {_literal(password)}"
+            statement += f" PASSWORD {_literal(scram_sha_256(password))}"
         await conn.exec_driver_sql(statement)
         # Settings a role kept from an earlier release (which set the timeouts at
         # start-up): the database's own, set by every migration, apply instead.
@@ -168,8 +171,8 @@ async def _mariadb_roles(
         if (await conn.execute(exists, {"name": name})).first() is None:
             await conn.execute(text("CREATE USER :name@'%'"), {"name": name})
         if password:
-            change = text("ALTER USER :name@'%' IDENTIFIED BY :password")
-            await conn.execute(change, {"name": name, "password": password})
+            change = text("ALTER USER :name@'%' IDENTIFIED BY PASSWORD :hash")
+            await conn.execute(change, {"name": name, "hash": native_password(password)})
         done.append(f"user {name}@%: created or updated")
     as_owner, as_service = {"name": owner}, {"name": service}
     grants = await conn.execute(text("SHOW GRANTS FOR :name@'%'"), as_service)
