@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from service.kit.db.engine import DatabaseManager
 from service.kit.http.dependencies import ReadSessionDep, WriteSessionDep
 from service.kit.replicas import consistency
-from service.kit.replicas.replicas import lsn
+from service.kit.replicas.positions import lsn
 from service.main import create_app
 from service.settings import Settings
 from sqlalchemy import text

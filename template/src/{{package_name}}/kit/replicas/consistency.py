@@ -43,7 +43,7 @@ from starlette.types import Receive
 from starlette.types import Scope
 from starlette.types import Send
 
-from .replicas import lsn
+from .positions import lsn
 
 HEADER = "X-Consistency-Token"
 _STATE = "consistency_token"

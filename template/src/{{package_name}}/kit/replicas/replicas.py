@@ -9,13 +9,9 @@ runs `DatabaseManager` alone, and nothing here runs.
   seconds. A replica cut off from the primary has replayed all it received, yet falls
   further behind every moment: it stays only while its last replayed transaction is
   younger than DB_REPLICA_MAX_LAG.
-- Right after a write session's COMMIT, on the connection that committed, one more
-  statement takes `pg_current_wal_insert_lsn()`: a WAL position past the commit record,
-  even with synchronous_commit off (COMMIT then returns before the record is written,
-  so the write and flush positions may still precede it). The response carries it as
-  its consistency token (`kit/replicas/consistency.py`). Taking it needs no connection of its
-  own, so a busy pool cannot fail a write that committed; if the primary cannot answer
-  it, the response goes without a token.
+- Right after a write session's COMMIT the primary's WAL position is taken on the
+  connection that committed (`kit/replicas/positions.py`); the response carries it as
+  its consistency token (`kit/replicas/consistency.py`).
 - A read presenting a token goes to a replica that has replayed past it, else to the
   primary (through `DatabaseManager`'s read-only pool): the client sees its own write.
 - Each replica's replay position is cached for DB_REPLICA_POSITION_MS. A token read asks
@@ -38,13 +34,11 @@ from typing import Any
 from sqlalchemy import Result
 from sqlalchemy import event
 from sqlalchemy import text
-from sqlalchemy.engine.interfaces import AdaptedConnection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState
-from sqlalchemy.orm import Session
 
 from ..db.dialect import is_retryable
 from ..db.engine import DatabaseManager
@@ -57,16 +51,17 @@ from ..db.session import ReadSession
 from ..db.session import WriteSession
 from ..errors import DatabaseUnavailable
 from ..settings import Settings
+from .positions import TAKES_POSITION
+from .positions import committed_position
+from .positions import lsn
+from .positions import take_position
 
 log = logging.getLogger(__name__)
 
 # session.info keys: the replica serving a read session, the primary's engine it falls
-# back to, how long a write session waits for its commit's position (set: it takes one),
-# and the position it took (None: it could not).
+# back to.
 _REPLICA = "replica"
 _PRIMARY = "primary"
-_TAKES_POSITION = "position_timeout"
-_COMMITTED = "commit_position"
 # Streaming: the WAL receiver runs and, to a role that may see it (pg_read_all_stats),
 # reports it streams. Lag is 0 while streaming with everything received replayed (an
 # idle primary sends nothing new); otherwise the age of the last replayed transaction,
@@ -78,13 +73,6 @@ _POSITION = text(
     "FROM (SELECT EXISTS (SELECT FROM pg_stat_wal_receiver "
     "WHERE coalesce(status, 'streaming') = 'streaming') AS streaming) AS receiver"
 )
-_COMMIT_POSITION = "SELECT pg_current_wal_insert_lsn()::text"
-
-
-def lsn(position: str) -> int:
-    """A WAL position as PostgreSQL prints it (`16/B374D848`) as a number."""
-    high, _, low = position.partition("/")
-    return int(high, 16) << 32 | int(low, 16)
 
 
 @dataclass(eq=False)
@@ -124,7 +112,7 @@ class ReplicatedDatabase(DatabaseManager):
         await super().connect()
         _listen()
         s = self.settings
-        self.session_info[_TAKES_POSITION] = s.health_timeout
+        self.session_info[TAKES_POSITION] = s.health_timeout
         for url in s.db_replica_urls:
             engine = build_engine(
                 s.model_copy(update={"database_url": url}),
@@ -174,8 +162,7 @@ class ReplicatedDatabase(DatabaseManager):
 
     def consistency_token(self, session: WriteSession) -> str | None:
         """The WAL position `session` took after its last commit, if it could."""
-        position: str | None = session.info.pop(_COMMITTED, None)
-        return position
+        return committed_position(session)
 
     async def check_replicas(self) -> str:
         """Ask every replica now; say which are out of rotation (for readiness)."""
@@ -241,33 +228,7 @@ def _listen() -> None:
         event.listen(
             ReadSession.sync_session_class, "do_orm_execute", _primary_if_lost, retval=True
         )
-        event.listen(WriteSession.sync_session_class, "after_commit", _committed)
-
-
-def _committed(session: Session) -> None:
-    """Take the primary's WAL position right after COMMIT, on the connection that committed.
-
-    The commit record is inserted by then, so the insert position is past it; the raw
-    driver runs the statement (no BEGIN and ROLLBACK around it). A failure leaves the
-    response without a token, never fails a write that committed: the connection is
-    discarded, and a later commit of the same request may take one again.
-    """
-    timeout = session.info.get(_TAKES_POSITION)
-    transaction = session.get_transaction()
-    if timeout is None or transaction is None:
-        return
-    session.info[_COMMITTED] = None
-    for connection in transaction.connections:
-        driver = connection.connection.dbapi_connection
-        if not isinstance(driver, AdaptedConnection):  # pragma: no cover - asyncpg's is one
-            continue
-        try:
-            position = driver.run_async(lambda raw: raw.fetchval(_COMMIT_POSITION, timeout=timeout))
-        except Exception as error:  # the write committed: no position only costs the token
-            log.warning("no consistency token: the primary did not answer (%r)", error)
-            connection.invalidate()
-        else:
-            session.info[_COMMITTED] = position
+        event.listen(WriteSession.sync_session_class, "after_commit", take_position)
 
 
 def _primary_if_lost(state: ORMExecuteState) -> Result[Any]:
