@@ -1,8 +1,10 @@
 """Full tier: Alembic's own command line on each variant, against a fresh database."""
 
 import json
+import os
 import re
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 from copier import run_copy
 
 from .conftest import Rendered
-from .harness.databases import scratch_database
+from .harness.databases import scratch_database, two_roles
 from .harness.paths import TEMPLATE_ROOT
 from .harness.releases import BY_TAG
 from .harness.run import run
@@ -260,3 +262,60 @@ def schema(bin_dir: Path, project: Path, url: str, into: Path) -> object:
     dumped = run(bin_dir, project, "python", str(into.parent / "schema.py"), url, str(into))
     assert dumped.ok, dumped.output
     return json.loads(into.read_text())
+
+
+def test_the_offline_script_applied_by_the_owner_serves_the_service_role(
+    render: Callable[[str], Rendered], venv_for: Callable[[Rendered], Path]
+) -> None:
+    """`alembic upgrade head --sql` writes the script a DBA reviews and applies, as the
+    owner, after the roles command: the service's role then reads and writes the tables
+    (the owner's default privileges), and behind PgBouncer the script sets the timeouts
+    that a migration run sets as the database's settings (`grant_service`)."""
+    rendered = render("default")
+    bin_dir = venv_for(rendered)
+    with (
+        scratch_database("postgresql", "offline") as url,
+        two_roles(bin_dir, rendered.path, rendered.package, "postgresql", url) as roles,
+    ):
+        # DATABASE_URL at PgBouncer (nothing connects to write the script).
+        behind = {
+            "DATABASE_URL": roles.service.replace(":5432/", ":6432/"),
+            "DATABASE_DIRECT_URL": roles.service,
+            "DATABASE_OWNER_URL": roles.owner,
+            "DB_BEHIND_PGBOUNCER": "true",
+            "DB_STATEMENT_TIMEOUT_MS": "4321",
+        }
+        written = subprocess.run(
+            [str(bin_dir / "alembic"), "upgrade", "head", "--sql"],
+            cwd=rendered.path,
+            env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **behind},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert written.returncode == 0, written.stderr
+        applied = subprocess.run(
+            ["psql", "-v", "ON_ERROR_STOP=1", "-qX", libpq(roles.owner)],
+            input=written.stdout,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert applied.returncode == 0, applied.stderr
+        rows = subprocess.run(
+            ["psql", "-qXAt", libpq(roles.service), "-c", "SHOW statement_timeout"]
+            + ["-c", "SELECT count(*) FROM project"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert rows.returncode == 0, rows.stderr
+        assert rows.stdout.split() == ["4321ms", "0"]
+
+
+def libpq(url: str) -> str:
+    """A SQLAlchemy URL as psql reads it."""
+    return re.sub(r"^postgresql\+\w+://", "postgresql://", url)

@@ -198,12 +198,24 @@ async def grant_service(connection: AsyncConnection, settings: Settings) -> None
     if roles is not None:
         schema = quote(str(await connection.scalar(text("SELECT current_schema()"))))
         await _grant(connection, schema, roles[1])
-    if settings.db_behind_pgbouncer:
-        database = quote(str(settings.database_url.database))
-        for name, setting in _TIMEOUTS.items():
-            value = int(getattr(settings, setting))
-            change = f"SET {name} = {value}" if value else f"RESET {name}"
-            await connection.exec_driver_sql(f"ALTER DATABASE {database} {change}")
+    for statement in timeout_settings(settings):
+        await connection.exec_driver_sql(statement)
+
+
+def timeout_settings(settings: Settings) -> list[str]:
+    """Behind PgBouncer, the statements that make the timeouts the database's settings
+    (PostgreSQL); none otherwise. `alembic upgrade --sql` writes them into its script
+    too, which the owner applies: the service's role needs no grant there, the default
+    privileges the roles command set give it every table the owner creates."""
+    if not settings.db_behind_pgbouncer:
+        return []
+    database = quote(str(settings.database_url.database))
+    statements = []
+    for name, setting in _TIMEOUTS.items():
+        value = int(getattr(settings, setting))
+        change = f"SET {name} = {value}" if value else f"RESET {name}"
+        statements.append(f"ALTER DATABASE {database} {change}")
+    return statements
 
 
 async def main() -> int:
