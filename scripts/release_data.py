@@ -1,0 +1,482 @@
+"""Write the "before you deploy" data every service carries: `template/.copier-releases.json`.
+
+Run it from the template's root after changing settings, migrations or CHANGELOG.md:
+
+    python scripts/release_data.py          # rewrite the data files
+    python scripts/release_data.py --check  # exit 1 if they are out of date
+
+It renders every release recorded in `tests/harness/releases.py` (from its commit) and the
+working tree (as the release CHANGELOG.md's Unreleased section names) once per database,
+with every option on, and reads from each render:
+
+- the settings: every field of the service's `Settings` class and the classes it extends
+  (the environment variable that sets it, and its default as the code writes it);
+- the migrations the template ships (file, revision, and the answer a file needs);
+
+and from the working tree's CHANGELOG.md each release's upgrade steps. From those it
+writes, for each database and each older release, the report of what can break a
+deployment when a service updates from that release to the working tree's; and
+`includes/release.yml`, the working tree's version as Copier's `template_version`.
+A service's `copier update` prints its part (`_message_after_update`), and
+`python -m <package>.kit.update_report` prints the same and the template files the
+service deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.harness.releases import RELEASES
+
+DATA = ROOT / "template" / ".copier" / "releases.json"
+FILES = ROOT / "template" / ".copier" / "files.txt.jinja"
+ANSWERS_FILE = "template/{{_copier_conf.answers_file}}.jinja"
+VERSION_FILE = ROOT / "includes" / "release.yml"
+DATABASES = ("postgresql", "mysql", "sqlite")
+# The answers every render gets: every option on, so that each setting and migration a
+# release can have is read; names the report shows as placeholders.
+PACKAGE, SLUG = "your_service", "your-service"
+ANSWERS: dict[str, object] = {
+    "project_name": "Your Service",
+    "project_slug": SLUG,
+    "package_name": PACKAGE,
+    "example_domain": True,
+    "soft_delete": True,
+    "cache": True,
+    "tracing": True,
+}
+# Settings whose default change can break a deployment in its own way: the pool, timeouts
+# and limits are reported in a section of their own.
+SENSITIVE = re.compile(r"POOL|OVERFLOW|TIMEOUT|_MS$|SECONDS|MAX_|LIMIT|ATTEMPTS|BUDGET|RESERVE")
+HEADING = re.compile(
+    r"^## (?:(?P<unreleased>Unreleased)|(?P<version>v\d+\.\d+\.\d+) \((?P<date>[\d-]+)\))$"
+)
+NEXT = re.compile(r"^This release is (v\d+\.\d+\.\d+)\.$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A release's CHANGELOG entry: its version, date (None: unreleased) and text."""
+
+    version: str
+    date: str | None
+    text: str
+
+
+def changelog_entries(changelog: str) -> list[Entry]:
+    """The CHANGELOG's entries, newest first; Unreleased under the version it names."""
+    entries: list[Entry] = []
+    current: tuple[str, str | None] | None = None
+    lines: list[str] = []
+    for line in [*changelog.splitlines(), "## v0.0.0 (0000-00-00)"]:
+        match = HEADING.match(line)
+        if not match and not line.startswith("## "):
+            lines.append(line)
+            continue
+        if current is not None and current[1] != "0000-00-00":
+            entries.append(Entry(current[0], current[1], "\n".join(lines).strip("\n")))
+        lines = []
+        if match is None:
+            raise SystemExit(f"CHANGELOG.md: a release heading is not `## vX.Y.Z (date)`: {line}")
+        if match["unreleased"]:
+            body = changelog.split("\n## Unreleased\n", 1)[1].split("\n## ", 1)[0]
+            named = NEXT.search(body)
+            if not named:
+                raise SystemExit("CHANGELOG.md: Unreleased does not say `This release is vX.Y.Z.`")
+            current = (named[1], None)
+        else:
+            current = (match["version"], match["date"])
+    return entries
+
+
+def upgrade_steps(entry: Entry) -> str:
+    """What a release asks of a team that updates: its `### Upgrading...` sections (up to
+    their tables, which the CHANGELOG keeps), or else its paragraphs that begin
+    `Updating`."""
+    sections = re.findall(
+        r"^### Upgrading[^\n]*\n(.*?)(?=^### |\Z)", entry.text, re.MULTILINE | re.DOTALL
+    )
+    if sections:
+        kept: list[str] = []
+        for section in sections:
+            paragraphs = section.strip().split("\n\n")
+            for index, paragraph in enumerate(paragraphs):
+                following = paragraphs[index + 1] if index + 1 < len(paragraphs) else ""
+                if paragraph.startswith("|") or following.startswith("|"):
+                    kept.append(
+                        f"(The tables that follow are in CHANGELOG.md, {entry.version}'s "
+                        '"Upgrading" section.)'
+                    )
+                    break
+                kept.append(paragraph)
+        return "\n\n".join(kept)
+    paragraphs = [block.strip() for block in entry.text.split("\n\n")]
+    kept = []
+    for block in paragraphs:
+        if block.startswith("Updating"):
+            # The paragraph ends where the entry's next bullet begins.
+            lines = re.split(r"\n(?=- )", block, maxsplit=1)[0].splitlines()
+            kept.append("\n".join(line.strip() for line in lines))
+    return "\n\n".join(kept)
+
+
+def render(source: Path, database: str, destination: Path) -> Path:
+    from copier import run_copy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = {**ANSWERS, "database": database, "jobs": database == "postgresql"}
+        run_copy(str(source), destination, data=data, defaults=True, quiet=True, vcs_ref=None)
+    return destination
+
+
+def export(commit: str | None, destination: Path) -> Path:
+    """The template at `commit` (None: the working tree, uncommitted changes included),
+    as a plain directory Copier renders without a clone."""
+    destination.mkdir(parents=True)
+    if commit is None:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+            text=True,
+        ).stdout
+        for name in filter(None, listed.split("\0")):
+            source = ROOT / name
+            if source.is_file() and (
+                name == "copier.yml" or name.split("/")[0] in {"template", "includes"}
+            ):
+                (destination / name).parent.mkdir(parents=True, exist_ok=True)
+                (destination / name).write_bytes(source.read_bytes())
+        return destination
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", commit], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(destination)], input=archive, check=True)
+    return destination
+
+
+def _default(value: ast.expr | None, constants: dict[str, str]) -> str:
+    """A field's default as the code writes it, with module constants resolved."""
+    if value is None:
+        return "(required)"
+    if isinstance(value, ast.Call) and ast.unparse(value.func) == "Field":
+        for keyword in value.keywords:
+            if keyword.arg == "default":
+                return _default(keyword.value, constants)
+            if keyword.arg == "default_factory":
+                factory = keyword.value
+                body = factory.body if isinstance(factory, ast.Lambda) else factory
+                return {"list": "[]", "dict": "{}"}.get(ast.unparse(body)) or _default(
+                    body, constants
+                )
+        return _default(value.args[0], constants) if value.args else "(required)"
+    if isinstance(value, ast.Name) and value.id in constants:
+        return constants[value.id]
+    if isinstance(value, ast.Call) and len(value.args) == 1 and not value.keywords:
+        # SecretStr("..."), make_url(LOCAL_URL): the value is what the argument says.
+        argument = value.args[0]
+        if isinstance(argument, ast.Constant) or (
+            isinstance(argument, ast.Name) and argument.id in constants
+        ):
+            return _default(argument, constants)
+    return ast.unparse(value)
+
+
+def _env_name(name: str, value: ast.expr | None) -> str:
+    if isinstance(value, ast.Call) and ast.unparse(value.func) == "Field":
+        for keyword in value.keywords:
+            if keyword.arg in {"alias", "validation_alias"} and isinstance(
+                keyword.value, ast.Constant
+            ):
+                return str(keyword.value.value).upper()
+    return name.upper()
+
+
+def _backends(node: ast.expr) -> dict[str, set[str]]:
+    """`_ONLY_ON`'s table: setting -> the backends that have it."""
+    table: dict[str, set[str]] = {}
+    if isinstance(node, ast.Dict):
+        for key, value in zip(node.keys, node.values, strict=True):
+            if isinstance(key, ast.Constant) and isinstance(value, ast.Tuple):
+                names = {n.value for n in ast.walk(value.elts[0]) if isinstance(n, ast.Constant)}
+                table[str(key.value)] = {str(name) for name in names}
+    return table
+
+
+def settings_of(project: Path, database: str) -> dict[str, str]:
+    """Environment variable -> default, for the rendered service's `Settings`: those its
+    backend reads (the kit's `_ONLY_ON` refuses the others at start-up)."""
+    package = project / "src" / PACKAGE
+    classes: dict[str, ast.ClassDef] = {}
+    constants: dict[str, str] = {}  # module-level NAME = "text" of the settings modules
+    after_the_service: set[str] = set()  # fields that default to SERVICE_NAME
+    only_on: dict[str, set[str]] = {}  # fields only some backends read
+    settings_module = None
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package).as_posix()
+        if not ("settings" in relative or relative == "core/config.py"):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef):
+                classes.setdefault(node.name, node)
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                if not isinstance(target, ast.Name):
+                    continue
+                if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                    constants[target.id] = ast.unparse(node.value)
+                elif target.id == "_NAMED_AFTER_THE_SERVICE":
+                    after_the_service.update(ast.literal_eval(node.value))
+            elif isinstance(node, ast.AnnAssign) and ast.unparse(node.target) == "_ONLY_ON":
+                only_on.update(_backends(node.value) if node.value else {})
+        if relative in {"settings.py", "core/config.py"}:
+            settings_module = tree
+    assert settings_module is not None, f"no settings module in {package}"
+    (service,) = [
+        n for n in settings_module.body if isinstance(n, ast.ClassDef) and n.name == "Settings"
+    ]
+    found: dict[str, str] = {}
+
+    def collect(node: ast.ClassDef) -> None:
+        for base in reversed(node.bases):  # the first base wins, as in Python's MRO
+            if isinstance(base, ast.Name) and base.id in classes:
+                collect(classes[base.id])
+        for item in node.body:
+            if not (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)):
+                continue
+            name, annotation = item.target.id, ast.unparse(item.annotation)
+            if name.startswith("_") or name == "model_config" or "ClassVar" in annotation:
+                continue
+            env = _env_name(name, item.value)
+            if annotation == "NotHere":  # a setting the backend refuses: not one it reads
+                found.pop(env, None)
+                continue
+            found[env] = _default(item.value, constants)
+
+    collect(service)
+    for name in after_the_service:
+        found[name.upper()] = found["SERVICE_NAME"]
+    for name, backends in only_on.items():
+        if database not in backends:
+            found.pop(name.upper(), None)
+    return dict(sorted(found.items()))
+
+
+def migrations_of(project: Path, template: Path) -> list[dict[str, str]]:
+    """The migrations a render holds: file, revision, and the answer it needs."""
+    needs: dict[str, str] = {}
+    for path in (template / "template" / "migrations" / "versions").iterdir():
+        condition = re.match(r"\{% if (\w+) %\}(.+?)\{% endif %\}", path.name)
+        if condition:
+            needs[condition[2]] = condition[1]
+    found = []
+    for path in sorted((project / "migrations" / "versions").glob("*.py")):
+        revision = re.search(
+            r"^revision(?:: str)? = ['\"](\w+)['\"]", path.read_text(), re.MULTILINE
+        )
+        found.append(
+            {
+                "file": path.name,
+                "revision": revision[1] if revision else "",
+                "needs": needs.get(path.name, ""),
+            }
+        )
+    return found
+
+
+def snapshot(commit: str | None, databases: tuple[str, ...], work: Path) -> dict[str, Any]:
+    template = export(commit, work / "template")
+    result: dict[str, Any] = {}
+    for database in databases:
+        project = render(template, database, work / database)
+        result[database] = {
+            "settings": settings_of(project, database),
+            "migrations": migrations_of(project, template),
+        }
+    return result
+
+
+def _placeholders(text: str) -> str:
+    return text.replace(PACKAGE, "<package>").replace(SLUG, "<project-slug>")
+
+
+def report(old: dict[str, Any], new: dict[str, Any], steps: list[tuple[str, str]]) -> str:
+    """What can break a deployment between two snapshots of one database, as text."""
+    before, after = old["settings"], new["settings"]
+    added = [name for name in after if name not in before]
+    removed = [name for name in before if name not in after]
+    changed = [n for n in after if n in before and before[n] != after[n]]
+    sensitive = [n for n in changed if SENSITIVE.search(n)]
+    other = [n for n in changed if not SENSITIVE.search(n)]
+    known = {m["file"] for m in old["migrations"]}
+    migrations = [m for m in new["migrations"] if m["file"] not in known]
+    lines: list[str] = []
+
+    def section(title: str, rows: list[str]) -> None:
+        lines.extend([f"### {title}", "", *(rows or ["None."]), ""])
+
+    section(
+        "Settings added (their defaults apply unless you set them)",
+        [f"- `{n}` = `{_placeholders(after[n])}`" for n in added],
+    )
+    section(
+        "Settings removed (a deployment that sets one sets nothing now: remove it, "
+        "or set what the upgrade steps name instead)",
+        [f"- `{n}` (was `{_placeholders(before[n])}`)" for n in removed],
+    )
+    section(
+        "Changed defaults: pool, timeouts and limits",
+        [
+            f"- `{n}`: `{_placeholders(before[n])}` -> `{_placeholders(after[n])}`"
+            for n in sensitive
+        ],
+    )
+    section(
+        "Changed defaults: other settings",
+        [f"- `{n}`: `{_placeholders(before[n])}` -> `{_placeholders(after[n])}`" for n in other],
+    )
+    section(
+        "Migrations the template added (run `alembic upgrade head` before the new code serves)",
+        [
+            f"- `{m['file']}` (revision `{m['revision']}`"
+            + (f"; services answering {m['needs']}=true)" if m["needs"] else ")")
+            for m in migrations
+        ],
+    )
+    for version, text in steps:
+        section(f"Upgrade steps of {version} (CHANGELOG.md)", [text or "None."] if text else [])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def build() -> tuple[dict[str, Any], str]:
+    entries = changelog_entries((ROOT / "CHANGELOG.md").read_text())
+    newest = entries[0]
+    recorded = {release.tag: release for release in RELEASES}
+    releases = [
+        {
+            "version": entry.version,
+            "date": entry.date,
+            "commit": recorded[entry.version].commit if entry.version in recorded else None,
+        }
+        for entry in reversed(entries)
+    ]
+    steps = {entry.version: upgrade_steps(entry) for entry in entries}
+    order = [release["version"] for release in releases]
+    snapshots: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as work:
+        for index, release in enumerate(RELEASES):
+            snapshots[release.tag] = snapshot(
+                release.commit, release.databases, Path(work) / str(index)
+            )
+        snapshots[newest.version] = snapshot(None, DATABASES, Path(work) / "new")
+    reports: dict[str, dict[str, str]] = {database: {} for database in DATABASES}
+    for database in DATABASES:
+        for release in RELEASES:
+            if database not in snapshots[release.tag]:
+                continue
+            crossed = order[order.index(release.tag) + 1 :]
+            reports[database][release.tag] = report(
+                snapshots[release.tag][database],
+                snapshots[newest.version][database],
+                [(version, steps[version]) for version in crossed],
+            )
+    # Services rendered before the answers file recorded `template_release` came from
+    # the newest release whose answers file did not, or an older one.
+    unrecorded = [
+        r.tag for r in RELEASES if "template_release" not in _show(r.commit, ANSWERS_FILE)
+    ]
+    data = {
+        "release": newest.version,
+        "releases": releases,
+        "reports": reports,
+        "unrecorded": unrecorded[-1] if unrecorded else None,
+    }
+    version = (
+        "# Written by scripts/release_data.py from CHANGELOG.md; do not edit.\n"
+        "# The release this template is: recorded in each service's answers file.\n"
+        "template_version:\n"
+        "  type: str\n"
+        "  when: false\n"
+        f"  default: {newest.version}\n"
+    )
+    return data, version
+
+
+def _show(commit: str, path: str) -> str:
+    shown = subprocess.run(
+        ["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    return shown.stdout
+
+
+CONDITION = re.compile(r"\{% if (?P<condition>[^%{}]+?) %\}(?P<text>[^{}]*)\{% endif %\}")
+
+
+def manifest() -> str:
+    """`.copier/files.txt`: each file the working tree's template renders, one a line, its
+    path as Copier names it (a part whose condition fails renders empty, and the line is
+    skipped by the report). Conditions are written as expressions: the file is data."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "template"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
+    lines = []
+    for name in sorted(filter(None, listed.split("\0"))):
+        if not (ROOT / name).is_file():
+            continue
+        path = name.removeprefix("template/").removesuffix(".jinja")
+        lines.append(CONDITION.sub(r'{{ "\g<text>" if \g<condition> else "" }}', path))
+    return (
+        "{# Written by scripts/release_data.py: the files this release renders. #}\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+def serialized(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if the files are stale")
+    arguments = parser.parse_args()
+    data, version = build()
+    expected = {DATA: serialized(data), VERSION_FILE: version, FILES: manifest()}
+    if arguments.check:
+        stale = [
+            str(p.relative_to(ROOT))
+            for p, t in expected.items()
+            if not p.exists() or p.read_text() != t
+        ]
+        if stale:
+            print(f"out of date: {', '.join(stale)}; run python scripts/release_data.py")
+            return 1
+        return 0
+    for path, text in expected.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
