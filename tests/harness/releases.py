@@ -6,6 +6,7 @@ tagged in a temporary clone, and the working tree (uncommitted changes included)
 committed on top and tagged as the next release.
 """
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -73,7 +74,21 @@ def next_minor(tag: str) -> str:
     return f"v{major}.{int(minor) + 1}.0"
 
 
-def build(workdir: Path) -> Releases:
+def next_release() -> str:
+    """The release the working tree is: the one CHANGELOG.md's Unreleased section names
+    (`This release is vX.Y.Z.`), else the minor after the last recorded release."""
+    changelog = (TEMPLATE_ROOT / "CHANGELOG.md").read_text()
+    if "\n## Unreleased\n" in changelog:
+        unreleased = changelog.split("\n## Unreleased\n", 1)[1].split("\n## ", 1)[0]
+        named = re.search(r"^This release is (v\d+\.\d+\.\d+)\.$", unreleased, re.MULTILINE)
+        if named:
+            return named[1]
+    return next_minor(RELEASES[-1].tag)
+
+
+def build(workdir: Path, *, with_working_tree: bool = True) -> Releases:
+    """A clone tagged with every recorded release and, unless told not to, the working
+    tree committed on top as the next release."""
     repo = workdir / "template-repo"
     git(workdir, "clone", "--quiet", "--no-hardlinks", str(TEMPLATE_ROOT), str(repo))
     for release in RELEASES:
@@ -91,6 +106,8 @@ def build(workdir: Path) -> Releases:
         git(repo, "tag", "-d", tag)
     for release in RELEASES:
         git(repo, "tag", release.tag, release.commit)
+    if not with_working_tree:
+        return Releases(repo=repo, new=RELEASES[-1].tag)
     # The new release is exactly the working tree being tested.
     git(repo, "rm", "-rq", "--cached", ".")
     for path in repo.iterdir():
@@ -102,7 +119,7 @@ def build(workdir: Path) -> Releases:
         if source.is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, repo / name)
-    new = next_minor(RELEASES[-1].tag)
+    new = next_release()
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "--allow-empty", "-m", f"release {new} (the working tree)")
     git(repo, "tag", new)
