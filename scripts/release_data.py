@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import json
 import re
 import subprocess
 import sys
 import tempfile
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,9 +47,13 @@ DATA = ROOT / "template" / ".copier" / "releases.json"
 FILES = ROOT / "template" / ".copier" / "files.txt.jinja"
 ANSWERS_FILE = "template/{{_copier_conf.answers_file}}.jinja"
 VERSION_FILE = ROOT / "includes" / "release.yml"
+# What the recorded releases' renders gave (they never change): the working tree alone is
+# rendered on each run while this script is unchanged.
+SNAPSHOTS = ROOT / "scripts" / "release_snapshots.json"
 DATABASES = ("postgresql", "mysql", "sqlite")
-# The answers every render gets: every option on, so that each setting and migration a
-# release can have is read; names the report shows as placeholders.
+# The answers every render gets (names the report shows as placeholders), the example
+# domain on so that its migrations are read; then each option that adds settings is
+# rendered once on its own, besides a render with none.
 PACKAGE, SLUG = "your_service", "your-service"
 ANSWERS: dict[str, object] = {
     "project_name": "Your Service",
@@ -55,9 +61,13 @@ ANSWERS: dict[str, object] = {
     "package_name": PACKAGE,
     "example_domain": True,
     "soft_delete": True,
-    "cache": True,
-    "tracing": True,
+    "cache": False,
+    "tracing": False,
+    "jobs": False,
 }
+OPTIONS = ("cache", "tracing", "jobs")
+# A configuration: no option ("none") or one option on.
+NONE = "none"
 # Settings whose default change can break a deployment in its own way: the pool, timeouts
 # and limits are reported in a section of their own.
 SENSITIVE = re.compile(r"POOL|OVERFLOW|TIMEOUT|_MS$|SECONDS|MAX_|LIMIT|ATTEMPTS|BUDGET|RESERVE")
@@ -133,14 +143,24 @@ def upgrade_steps(entry: Entry) -> str:
     return "\n\n".join(kept)
 
 
-def render(source: Path, database: str, destination: Path) -> Path:
+def render(source: Path, database: str, option: str, destination: Path) -> Path:
     from copier import run_copy
 
+    data = {**ANSWERS, "database": database}
+    if option != NONE:
+        data[option] = True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        data = {**ANSWERS, "database": database, "jobs": database == "postgresql"}
         run_copy(str(source), destination, data=data, defaults=True, quiet=True, vcs_ref=None)
     return destination
+
+
+def options_of(template: Path, database: str) -> list[str]:
+    """The configurations a release renders for a database: none, and each option it asks
+    (jobs only on PostgreSQL, which its validator demands)."""
+    questions = (template / "copier.yml").read_text()
+    asked = [o for o in OPTIONS if re.search(rf"^{o}:", questions, re.MULTILINE)]
+    return [NONE, *(o for o in asked if o != "jobs" or database == "postgresql")]
 
 
 def export(commit: str | None, destination: Path) -> Path:
@@ -300,30 +320,77 @@ def migrations_of(project: Path, template: Path) -> list[dict[str, str]]:
     return found
 
 
-def snapshot(commit: str | None, databases: tuple[str, ...], work: Path) -> dict[str, Any]:
-    template = export(commit, work / "template")
-    result: dict[str, Any] = {}
-    for database in databases:
-        project = render(template, database, work / database)
-        result[database] = {
-            "settings": settings_of(project, database),
-            "migrations": migrations_of(project, template),
-        }
-    return result
+def _read(task: tuple[Path, str, str, Path]) -> tuple[dict[str, str], list[dict[str, str]]]:
+    template, database, option, destination = task
+    project = render(template, database, option, destination)
+    return settings_of(project, database), migrations_of(project, template)
+
+
+def snapshot_all(
+    ends: list[tuple[str, str | None, tuple[str, ...]]], work: Path
+) -> dict[str, dict[str, Any]]:
+    """version -> database -> {"settings": {configuration: settings}, "migrations": [...]},
+    for each (version, commit or None for the working tree, databases); two renders at a
+    time."""
+    tasks = []
+    for version, commit, databases in ends:
+        template = export(commit, work / version / "template")
+        for database in databases:
+            for option in options_of(template, database):
+                destination = work / version / f"{database}-{option}"
+                tasks.append((version, database, option, (template, database, option, destination)))
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(_read, [task[3] for task in tasks]))
+    snapshots: dict[str, dict[str, Any]] = {}
+    for (version, database, option, _), (settings, migrations) in zip(tasks, results, strict=True):
+        end = snapshots.setdefault(version, {}).setdefault(
+            database, {"settings": {}, "migrations": []}
+        )
+        end["settings"][option] = settings
+        known = {m["file"] for m in end["migrations"]}
+        end["migrations"] = sorted(
+            [*end["migrations"], *(m for m in migrations if m["file"] not in known)],
+            key=lambda m: m["file"],
+        )
+    return snapshots
 
 
 def _placeholders(text: str) -> str:
     return text.replace(PACKAGE, "<package>").replace(SLUG, "<project-slug>")
 
 
+def _who(configurations: set[str], every: list[str]) -> str:
+    """Which services a line is about, from the configurations where it holds."""
+    if configurations == set(every):
+        return ""
+    if NONE in configurations:
+        missing = [c for c in every if c not in configurations]
+        return f" (services without: {', '.join(missing)})"
+    return f" (services with: {', '.join(c for c in every if c in configurations)})"
+
+
 def report(old: dict[str, Any], new: dict[str, Any], steps: list[tuple[str, str]]) -> str:
-    """What can break a deployment between two snapshots of one database, as text."""
-    before, after = old["settings"], new["settings"]
-    added = [name for name in after if name not in before]
-    removed = [name for name in before if name not in after]
-    changed = [n for n in after if n in before and before[n] != after[n]]
-    sensitive = [n for n in changed if SENSITIVE.search(n)]
-    other = [n for n in changed if not SENSITIVE.search(n)]
+    """What can break a deployment between two snapshots of one database, as text. Each
+    configuration (no option, one option) is compared with the same one of the old
+    release (with no option where the old release did not ask it); a line that holds for
+    some configurations only says which."""
+    every = list(new["settings"])
+    added: dict[str, set[str]] = {}
+    removed: dict[str, set[str]] = {}
+    changed: dict[tuple[str, str, str], set[str]] = {}
+    values: dict[str, str] = {}
+    for configuration in every:
+        after = new["settings"][configuration]
+        before = old["settings"].get(configuration, old["settings"][NONE])
+        for name in after:
+            values.setdefault(name, after[name])
+            if name not in before:
+                added.setdefault(name, set()).add(configuration)
+            elif before[name] != after[name]:
+                changed.setdefault((name, before[name], after[name]), set()).add(configuration)
+        for name in before:
+            if name not in after:
+                removed.setdefault(f"{name}\0{before[name]}", set()).add(configuration)
     known = {m["file"] for m in old["migrations"]}
     migrations = [m for m in new["migrations"] if m["file"] not in known]
     lines: list[str] = []
@@ -331,26 +398,30 @@ def report(old: dict[str, Any], new: dict[str, Any], steps: list[tuple[str, str]
     def section(title: str, rows: list[str]) -> None:
         lines.extend([f"### {title}", "", *(rows or ["None."]), ""])
 
+    def shown(text: str) -> str:
+        return f"`{_placeholders(text)}`"
+
     section(
         "Settings added (their defaults apply unless you set them)",
-        [f"- `{n}` = `{_placeholders(after[n])}`" for n in added],
+        [f"- `{n}` = {shown(values[n])}{_who(c, every)}" for n, c in sorted(added.items())],
     )
     section(
         "Settings removed (a deployment that sets one sets nothing now: remove it, "
         "or set what the upgrade steps name instead)",
-        [f"- `{n}` (was `{_placeholders(before[n])}`)" for n in removed],
-    )
-    section(
-        "Changed defaults: pool, timeouts and limits",
         [
-            f"- `{n}`: `{_placeholders(before[n])}` -> `{_placeholders(after[n])}`"
-            for n in sensitive
+            f"- `{key.split(chr(0))[0]}` (was {shown(key.split(chr(0))[1])}){_who(c, every)}"
+            for key, c in sorted(removed.items())
         ],
     )
-    section(
-        "Changed defaults: other settings",
-        [f"- `{n}`: `{_placeholders(before[n])}` -> `{_placeholders(after[n])}`" for n in other],
-    )
+    for title, sensitive in (("pool, timeouts and limits", True), ("other settings", False)):
+        section(
+            f"Changed defaults: {title}",
+            [
+                f"- `{n}`: {shown(a)} -> {shown(b)}{_who(c, every)}"
+                for (n, a, b), c in sorted(changed.items())
+                if bool(SENSITIVE.search(n)) == sensitive
+            ],
+        )
     section(
         "Migrations the template added (run `alembic upgrade head` before the new code serves)",
         [
@@ -360,7 +431,7 @@ def report(old: dict[str, Any], new: dict[str, Any], steps: list[tuple[str, str]
         ],
     )
     for version, text in steps:
-        section(f"Upgrade steps of {version} (CHANGELOG.md)", [text or "None."] if text else [])
+        section(f"Upgrade steps of {version} (CHANGELOG.md)", [text or "None."])
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -378,13 +449,31 @@ def build() -> tuple[dict[str, Any], str]:
     ]
     steps = {entry.version: upgrade_steps(entry) for entry in entries}
     order = [release["version"] for release in releases]
-    snapshots: dict[str, dict[str, Any]] = {}
+    # A recorded release's snapshot depends only on its commit and this script: kept in
+    # SNAPSHOTS, and rendered again when either changed.
+    generator = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    kept = json.loads(SNAPSHOTS.read_text()) if SNAPSHOTS.exists() else {}
+    usable = kept.get("generator") == generator and all(
+        kept.get("commits", {}).get(r.tag) == r.commit for r in RELEASES
+    )
+    ends = [] if usable else [(r.tag, r.commit, r.databases) for r in RELEASES]
     with tempfile.TemporaryDirectory() as work:
-        for index, release in enumerate(RELEASES):
-            snapshots[release.tag] = snapshot(
-                release.commit, release.databases, Path(work) / str(index)
+        snapshots = snapshot_all([*ends, (newest.version, None, DATABASES)], Path(work))
+    if usable:
+        snapshots.update(kept["snapshots"])
+    else:
+        SNAPSHOTS.write_text(
+            json.dumps(
+                {
+                    "generator": generator,
+                    "commits": {r.tag: r.commit for r in RELEASES},
+                    "snapshots": {r.tag: snapshots[r.tag] for r in RELEASES},
+                },
+                indent=1,
+                sort_keys=True,
             )
-        snapshots[newest.version] = snapshot(None, DATABASES, Path(work) / "new")
+            + "\n"
+        )
     reports: dict[str, dict[str, str]] = {database: {} for database in DATABASES}
     for database in DATABASES:
         for release in RELEASES:

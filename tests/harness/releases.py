@@ -76,9 +76,13 @@ def next_minor(tag: str) -> str:
 
 def next_release() -> str:
     """The release the working tree is: the one CHANGELOG.md's Unreleased section names
-    (`This release is vX.Y.Z.`), else the minor after the last recorded release."""
+    (`This release is vX.Y.Z.`); on the commit that makes a release, its dated entry not
+    yet recorded here; else the minor after the last recorded release."""
     changelog = (TEMPLATE_ROOT / "CHANGELOG.md").read_text()
-    if "\n## Unreleased\n" in changelog:
+    top = re.search(r"^## (Unreleased|(v\d+\.\d+\.\d+) \()", changelog, re.MULTILINE)
+    if top and top[2] and top[2] not in BY_TAG:
+        return top[2]
+    if top and top[1] == "Unreleased":
         unreleased = changelog.split("\n## Unreleased\n", 1)[1].split("\n## ", 1)[0]
         named = re.search(r"^This release is (v\d+\.\d+\.\d+)\.$", unreleased, re.MULTILINE)
         if named:
