@@ -19,6 +19,7 @@ before the updated service's dependencies are installed.
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,8 +59,12 @@ def release_of(recorded: dict[str, str], releases: list[dict[str, Any]]) -> str 
 
 def previous_answers(project: Path, ref: str) -> dict[str, str]:
     """The answers file at a git ref: the service before the update."""
-    shown = subprocess.run(
-        ["git", "show", f"{ref}:{ANSWERS.as_posix()}"],
+    git = shutil.which("git")
+    if git is None:
+        return {}
+    # The ref is the caller's own argument, passed as one argument to git, not to a shell.
+    shown = subprocess.run(  # noqa: S603
+        [git, "show", f"{ref}:{ANSWERS.as_posix()}"],
         cwd=project,
         capture_output=True,
         text=True,
