@@ -81,7 +81,7 @@ def deleted_files(project: Path) -> list[str]:
     missing = []
     for line in listed.read_text().splitlines():
         path = line.strip()
-        # A part that rendered empty (`{% if jobs %}worker.py{% endif %}`) is not rendered.
+        # A part of the path that rendered empty (an option turned off): no such file.
         if not path or path.startswith("/") or path.endswith("/") or "//" in path:
             continue
         if not (project / path).exists() and not (project / path).is_symlink():
