@@ -217,14 +217,27 @@ def _default(value: ast.expr | None, constants: dict[str, str]) -> str:
     return ast.unparse(value)
 
 
-def _env_name(name: str, value: ast.expr | None) -> str:
+# A setting's entry for an older name it still reads (`AliasChoices("NEW", "OLD")`): the
+# marker, then the name it reads it for.
+ALIAS = "\0"
+
+
+def _env_names(name: str, value: ast.expr | None) -> list[str]:
+    """The names a field reads, its own first: `alias`/`validation_alias`, or each of an
+    `AliasChoices`, else the field's name."""
     if isinstance(value, ast.Call) and ast.unparse(value.func) == "Field":
         for keyword in value.keywords:
-            if keyword.arg in {"alias", "validation_alias"} and isinstance(
-                keyword.value, ast.Constant
+            if keyword.arg not in {"alias", "validation_alias"}:
+                continue
+            if isinstance(keyword.value, ast.Constant):
+                return [str(keyword.value.value).upper()]
+            if isinstance(keyword.value, ast.Call) and ast.unparse(keyword.value.func) == (
+                "AliasChoices"
             ):
-                return str(keyword.value.value).upper()
-    return name.upper()
+                return [
+                    str(a.value).upper() for a in keyword.value.args if isinstance(a, ast.Constant)
+                ]
+    return [name.upper()]
 
 
 def _backends(node: ast.expr) -> dict[str, set[str]]:
@@ -283,11 +296,13 @@ def settings_of(project: Path, database: str) -> dict[str, str]:
             name, annotation = item.target.id, ast.unparse(item.annotation)
             if name.startswith("_") or name == "model_config" or "ClassVar" in annotation:
                 continue
-            env = _env_name(name, item.value)
+            env, *older = _env_names(name, item.value)
             if annotation == "NotHere":  # a setting the backend refuses: not one it reads
                 found.pop(env, None)
                 continue
             found[env] = _default(item.value, constants)
+            for alias in older:
+                found[alias] = f"{ALIAS}{env}"
 
     collect(service)
     for name in after_the_service:
@@ -375,21 +390,29 @@ def report(old: dict[str, Any], new: dict[str, Any], steps: list[tuple[str, str]
     release (with no option where the old release did not ask it); a line that holds for
     some configurations only says which."""
     every = list(new["settings"])
+    renamed: dict[tuple[str, str], set[str]] = {}
     added: dict[str, set[str]] = {}
     removed: dict[str, set[str]] = {}
     changed: dict[tuple[str, str, str], set[str]] = {}
     values: dict[str, str] = {}
     for configuration in every:
-        after = new["settings"][configuration]
+        after = dict(new["settings"][configuration])
         before = old["settings"].get(configuration, old["settings"][NONE])
-        for name in after:
-            values.setdefault(name, after[name])
-            if name not in before:
+        aliases = {n: v[1:] for n, v in after.items() if v.startswith(ALIAS)}
+        for alias, name in aliases.items():
+            del after[alias]
+            if alias in before and not before[alias].startswith(ALIAS):
+                renamed.setdefault((alias, name), set()).add(configuration)
+        before = {n: v for n, v in before.items() if not v.startswith(ALIAS)}
+        targets = {target for _, target in renamed}
+        for name, value in after.items():
+            values.setdefault(name, value)
+            if name in before and before[name] != value:
+                changed.setdefault((name, before[name], value), set()).add(configuration)
+            elif name not in before and name not in targets:
                 added.setdefault(name, set()).add(configuration)
-            elif before[name] != after[name]:
-                changed.setdefault((name, before[name], after[name]), set()).add(configuration)
         for name in before:
-            if name not in after:
+            if name not in after and name not in aliases:
                 removed.setdefault(f"{name}\0{before[name]}", set()).add(configuration)
     known = {m["file"] for m in old["migrations"]}
     migrations = [m for m in new["migrations"] if m["file"] not in known]
@@ -404,6 +427,10 @@ def report(old: dict[str, Any], new: dict[str, Any], steps: list[tuple[str, str]
     section(
         "Settings added (their defaults apply unless you set them)",
         [f"- `{n}` = {shown(values[n])}{_who(c, every)}" for n, c in sorted(added.items())],
+    )
+    section(
+        "Settings renamed (the old name is still read; move to the new one)",
+        [f"- `{a}` -> `{b}`{_who(c, every)}" for (a, b), c in sorted(renamed.items())],
     )
     section(
         "Settings removed (a deployment that sets one sets nothing now: remove it, "

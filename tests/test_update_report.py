@@ -316,3 +316,41 @@ def test_an_update_reports_what_really_changed(
     assert "### Upgrade steps of v0.3.0" in printed
     commit_all(project, "again")
     assert "No release crossed" in copier_update(project, new)
+
+
+def test_the_report_names_renames_and_the_services_a_line_concerns() -> None:
+    """A setting that reads its old name too (`AliasChoices("NEW", "OLD")` in the code)
+    is reported renamed, neither added nor removed; a line that holds for some
+    configurations says for which."""
+    generator = release_data()
+    alias = generator.ALIAS
+    old = {
+        "settings": {
+            "none": {"DB_POOL_SIZE": "30", "GONE": "1"},
+            "cache": {"DB_POOL_SIZE": "30", "GONE": "1", "CACHE_TTL": "300"},
+        },
+        "migrations": [],
+    }
+    new = {
+        "settings": {
+            "none": {
+                "DB_READ_POOL_SIZE": "30",
+                "DB_POOL_SIZE": f"{alias}DB_READ_POOL_SIZE",
+                "CACHE_TTL": "300",
+            },
+            "cache": {
+                "DB_READ_POOL_SIZE": "30",
+                "DB_POOL_SIZE": f"{alias}DB_READ_POOL_SIZE",
+                "CACHE_TTL": "60",
+            },
+        },
+        "migrations": [{"file": "a.py", "revision": "abc", "needs": ""}],
+    }
+    text = generator.report(old, new, [("v9.0.0", "Do this.")])
+    assert "- `DB_POOL_SIZE` -> `DB_READ_POOL_SIZE`\n" in text
+    assert listed(text, "Settings added") == {"CACHE_TTL"}
+    assert "- `CACHE_TTL` = `300` (services without: cache)" in text
+    assert listed(text, "Settings removed") == {"GONE"}
+    assert "- `CACHE_TTL`: `300` -> `60` (services with: cache)" in text
+    assert "- `a.py` (revision `abc`)" in text
+    assert text.endswith("### Upgrade steps of v9.0.0 (CHANGELOG.md)\n\nDo this.\n")
