@@ -462,7 +462,8 @@ def report(old: dict[str, Any], new: dict[str, Any], steps: list[tuple[str, str]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def build() -> tuple[dict[str, Any], str]:
+def build(*, keep: bool = True) -> tuple[dict[str, Any], str]:
+    """The data and the version file; `keep`: rewrite SNAPSHOTS when it was stale."""
     entries = changelog_entries((ROOT / "CHANGELOG.md").read_text())
     newest = entries[0]
     recorded = {release.tag: release for release in RELEASES}
@@ -488,7 +489,7 @@ def build() -> tuple[dict[str, Any], str]:
         snapshots = snapshot_all([*ends, (newest.version, None, DATABASES)], Path(work))
     if usable:
         snapshots.update(kept["snapshots"])
-    else:
+    elif keep:
         SNAPSHOTS.write_text(
             json.dumps(
                 {
@@ -576,7 +577,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the files are stale")
     arguments = parser.parse_args()
-    data, version = build()
+    data, version = build(keep=not arguments.check)
     expected = {DATA: serialized(data), VERSION_FILE: version, FILES: manifest()}
     if arguments.check:
         stale = [

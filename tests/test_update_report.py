@@ -16,6 +16,7 @@
 """
 
 import functools
+import hashlib
 import importlib.util
 import json
 import re
@@ -58,7 +59,13 @@ def test_the_release_data_is_what_the_generator_makes_now() -> None:
     """Settings, migrations or CHANGELOG.md changed without `python scripts/release_data.py`
     fails here (it renders every release, about ten renders)."""
     generator = release_data()
-    built, version = generator.build()
+    source = (TEMPLATE_ROOT / "scripts" / "release_data.py").read_bytes()
+    kept = json.loads(generator.SNAPSHOTS.read_text())
+    assert kept["generator"] == hashlib.sha256(source).hexdigest(), (
+        "scripts/release_snapshots.json was made by another release_data.py: "
+        "run `python scripts/release_data.py`"
+    )
+    built, version = generator.build(keep=False)
     assert (TEMPLATE_ROOT / "includes" / "release.yml").read_text() == version
     assert generator.DATA.read_text() == generator.serialized(built), (
         "template/.copier/releases.json is stale: run `python scripts/release_data.py`"
