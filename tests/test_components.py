@@ -109,7 +109,9 @@ async def test_the_export_limit_is_served(client: AsyncClient) -> None:
     assert response.status_code == 200, response.text
     assert response.json() == {"export_limit": 5000}
 """
-SETTING = "    # Rows an export holds at most (the team's own setting).\n    export_limit: int = 5000\n"
+SETTING = (
+    "    # Rows an export holds at most (the team's own setting).\n    export_limit: int = 5000\n"
+)
 ENV_LINE = "# Rows an export holds at most.\n# EXPORT_LIMIT=5000\n"
 RUNBOOK = "\n## Our runbook\n\nPage the ledger team.\n"
 TEAM_TEST = "tests/api/test_reports.py"
@@ -124,9 +126,7 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def render(repo: Path, into: Path, data: dict[str, Any]) -> Path:
-    run_copy(
-        str(repo), into, data={**ANSWERS, **data}, defaults=True, vcs_ref="HEAD", quiet=True
-    )
+    run_copy(str(repo), into, data={**ANSWERS, **data}, defaults=True, vcs_ref="HEAD", quiet=True)
     return into
 
 
@@ -263,10 +263,13 @@ def test_a_capability_is_added_to_an_edited_service_and_removed(
     assert leftovers(project) == []
     assert answers_of(project)[capability.question] == capability.on
     added = tree(project)
-    assert differences(
-        {n: d for n, d in fresh_on.items() if n not in touched},
-        {n: d for n, d in added.items() if n not in touched},
-    ) == [], "files the team did not touch differ from a fresh render with the capability"
+    assert (
+        differences(
+            {n: d for n, d in fresh_on.items() if n not in touched},
+            {n: d for n, d in added.items() if n not in touched},
+        )
+        == []
+    ), "files the team did not touch differ from a fresh render with the capability"
     for path, text in kept:
         assert text in path.read_text(), f"{path} lost {text!r}"
     bin_dir = venv_for(Rendered(capability.question, project, answers_of(project)))
