@@ -6,7 +6,8 @@ team changes it as teams do (a setting of their own in `settings.py` and
 `.env.example`, a module with a route registered in `main.py`, its test, a README
 section), and then:
 
-- `copier update --data <question>=<on>`: no conflict marker and no `.rej` file
+- `copier update --data <question>=<on>` (as the service's `scripts/template-update
+  update` runs it, to the template's HEAD): no conflict marker and no `.rej` file
   anywhere; every file the team did not touch is exactly what a fresh render with the
   capability has, the capability's files are there and every edit of the team is kept;
   ruff, the formatter, mypy --strict and the service's whole suite on its real
@@ -40,7 +41,7 @@ from .harness.paths import TEMPLATE_ROOT
 from .harness.run import run, service_suite
 from .variants import DATABASES
 
-COPIER = Path(sys.executable).parent / "copier"
+TOOLS = Path(sys.executable).parent  # Copier
 ANSWERS = {"project_name": "Ledger", "author_email": "ops@example.org"}
 
 
@@ -193,11 +194,11 @@ def differences(left: dict[str, bytes], right: dict[str, bytes]) -> list[str]:
 
 
 def update(project: Path, data: str) -> None:
-    """`copier update` to the template's HEAD with one answer changed, as a team runs it."""
-    env = {**os.environ, "LANG": "C.UTF-8"}
+    """The service's own `scripts/template-update update` (tests/test_template_update.py),
+    to the template's HEAD with one answer changed: what a team runs by hand."""
+    env = {**os.environ, "LANG": "C.UTF-8", "PATH": f"{TOOLS}:{os.environ.get('PATH', '')}"}
     result = subprocess.run(
-        [str(COPIER), "update", "--defaults", "--vcs-ref", "HEAD", "--conflict", "inline"]
-        + ["--data", data, "--quiet"],
+        ["scripts/template-update", "update", "--vcs-ref", "HEAD", "--data", data, "--quiet"],
         cwd=project,
         env=env,
         capture_output=True,
@@ -238,6 +239,7 @@ def test_a_capability_is_added_to_an_edited_service_and_removed(
     template_repo: Path,
     venv_for: Callable[[Rendered], Path],
     tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
     capability: Capability,
     database: str,
 ) -> None:
@@ -276,7 +278,9 @@ def test_a_capability_is_added_to_an_edited_service_and_removed(
     for tool in (
         ("ruff", "check", "--no-cache", "."),
         ("ruff", "format", "--no-cache", "--check", "."),
-        ("mypy", "--strict", "--cache-dir", "/dev/null"),
+        # A cache of this run's own (per xdist worker): the cases after the first one
+        # a worker runs read the dependencies' types from it instead of again.
+        ("mypy", "--strict", "--cache-dir", str(tmp_path_factory.getbasetemp() / "mypy")),
     ):
         checked = run(bin_dir, project, *tool)
         assert checked.ok, (tool, checked.output[-5000:])
