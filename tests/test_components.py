@@ -233,6 +233,27 @@ def test_every_capability_has_a_row() -> None:
     assert questions - SHAPES == {capability.question for capability in CAPABILITIES}
 
 
+@pytest.mark.parametrize(
+    ("capability", "database"),
+    [
+        pytest.param(capability, database, id=f"{capability.question}-{database}")
+        for capability in CAPABILITIES
+        for database in DATABASES
+        if database not in capability.databases
+    ],
+)
+def test_a_capability_is_refused_on_the_backends_its_row_leaves_out(
+    template_repo: Path, tmp_path: Path, capability: Capability, database: str
+) -> None:
+    """The rows' backends are copier.yml's: the others refuse the answer."""
+    with pytest.raises(ValueError, match=capability.question):
+        render(
+            template_repo,
+            tmp_path / "svc",
+            {"database": database, capability.question: capability.on},
+        )
+
+
 @pytest.mark.full
 @pytest.mark.parametrize(("capability", "database"), CASES)
 def test_a_capability_is_added_to_an_edited_service_and_removed(
