@@ -85,8 +85,8 @@ def test_the_update_workflow_passes_actionlint(variant: Rendered) -> None:
 
 def test_it_runs_on_a_schedule_and_on_demand_with_cis_servers(variant: Rendered) -> None:
     data = workflow(variant)
-    # PyYAML reads the key `on` as True.
-    triggers = data.get("on", data.get(True))
+    keys: dict[Any, Any] = data
+    triggers: dict[str, Any] = keys[True]  # PyYAML reads the key `on` as True
     assert set(triggers) == {"schedule", "workflow_dispatch"}, triggers
     assert triggers["schedule"] and all("cron" in entry for entry in triggers["schedule"])
     assert data["permissions"] == {"contents": "write", "pull-requests": "write"}
