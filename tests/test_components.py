@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +54,21 @@ class Capability:
     on: object
     off: object
     databases: tuple[str, ...] = DATABASES
+    # Settings the service's suite needs while it is on, beside DATABASE_URL.
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """`cache`, or `auth-oidc` for a question answered with a word."""
+        return self.question if self.on is True else f"{self.question}-{self.on}"
 
     def data(self, value: object) -> str:
         """`--data` for `value`, as Copier reads it from the command line (YAML)."""
         return f"{self.question}={json.dumps(value) if isinstance(value, bool) else value}"
 
 
-# One row per capability (and per answer that turns one on differently).
+# One row per capability, and one per answer that turns it on another way (a question
+# answered with a word: `Capability("auth", "oidc", "none", env={...})`).
 CAPABILITIES = (
     Capability("cache", True, False),
     Capability("tracing", True, False),
@@ -81,7 +89,7 @@ SHAPES = {
     "example_domain",
 }
 CASES = [
-    pytest.param(capability, database, id=f"{capability.question}-{database}")
+    pytest.param(capability, database, id=f"{capability.name}-{database}")
     for capability in CAPABILITIES
     for database in capability.databases
 ]
@@ -236,7 +244,7 @@ def test_every_capability_has_a_row() -> None:
 @pytest.mark.parametrize(
     ("capability", "database"),
     [
-        pytest.param(capability, database, id=f"{capability.question}-{database}")
+        pytest.param(capability, database, id=f"{capability.name}-{database}")
         for capability in CAPABILITIES
         for database in DATABASES
         if database not in capability.databases
@@ -305,7 +313,9 @@ def test_a_capability_is_added_to_an_edited_service_and_removed(
     ):
         checked = run(bin_dir, project, *tool)
         assert checked.ok, (tool, checked.output[-5000:])
-    suite, counts = service_suite(bin_dir, project, admin_url(database, tmp_path))
+    suite, counts = service_suite(
+        bin_dir, project, admin_url(database, tmp_path), env=capability.env
+    )
     assert suite.ok, suite.output[-5000:]
     assert counts.passed > 0 and counts.failed == counts.errors == counts.skipped == 0
     assert f"PASSED {TEAM_TEST}::test_the_export_limit_is_served" in suite.output
