@@ -117,14 +117,29 @@ def build(workdir: Path, *, with_working_tree: bool = True) -> Releases:
     for path in repo.iterdir():
         if path.name != ".git":
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+    new = next_release()
+    commit_working_tree(repo, new)
+    return Releases(repo=repo, new=new)
+
+
+def commit_working_tree(repo: Path, tag: str) -> None:
+    """Copy the template's working tree (uncommitted changes included, ignored files
+    left out) into `repo`, commit it and tag the commit `tag`."""
     listed = git(TEMPLATE_ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
     for name in filter(None, listed.split("\0")):
         source = TEMPLATE_ROOT / name
         if source.is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, repo / name)
-    new = next_release()
     git(repo, "add", "-A")
-    git(repo, "commit", "-q", "--allow-empty", "-m", f"release {new} (the working tree)")
-    git(repo, "tag", new)
-    return Releases(repo=repo, new=new)
+    git(repo, "commit", "-q", "--allow-empty", "-m", f"release {tag} (the working tree)")
+    git(repo, "tag", tag)
+
+
+def snapshot(repo: Path, tag: str = "v1.0.0") -> Path:
+    """A new repository holding only the working tree, committed and tagged `tag`: a
+    template to render and update from without the history `build` needs."""
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    commit_working_tree(repo, tag)
+    return repo
