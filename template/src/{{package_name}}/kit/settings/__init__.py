@@ -1,5 +1,6 @@
 """The kit's settings: `KitSettings`, which the service's `Settings` extends."""
 
+from .auth import AuthMode
 from .kit import MIN_CURSOR_SECRET_BYTES
 from .kit import KitSettings
 from .kit import ServiceName
@@ -19,6 +20,7 @@ from .urls import parse_database_url
 Settings = KitSettings
 
 __all__ = [
+    "AuthMode",
     "MIN_CURSOR_SECRET_BYTES",
     "SECRET",
     "DatabaseURL",
