@@ -56,9 +56,7 @@ def oidc_settings(settings: Settings, provider: Provider, **changes: Any) -> Set
 
 
 @pytest.fixture
-async def authenticator(
-    settings: Settings, provider: Provider
-) -> AsyncIterator[OidcAuthenticator]:
+async def authenticator(settings: Settings, provider: Provider) -> AsyncIterator[OidcAuthenticator]:
     authenticator = OidcAuthenticator(oidc_settings(settings, provider))
     yield authenticator
     await authenticator.close()
@@ -250,7 +248,11 @@ async def test_a_provider_never_reached_is_a_503_not_a_500(settings: Settings) -
     port = free_port()  # nothing listens there
     checker = OidcAuthenticator(
         settings.model_copy(
-            update={"auth": "oidc", "oidc_issuer": f"http://127.0.0.1:{port}/", "oidc_audience": "a"}
+            update={
+                "auth": "oidc",
+                "oidc_issuer": f"http://127.0.0.1:{port}/",
+                "oidc_audience": "a",
+            }
         )
     )
     token = jwt.encode({"alg": "RS256", "kid": "k"}, {"sub": "x"}, signing_key("k"))

@@ -31,7 +31,7 @@ FILES = ("package.json", "package-lock.json", "provider.mjs")
 CACHE = Path(os.environ.get("CFS_CACHE_DIR", Path.home() / ".cache" / "copier-fastapi-sqlalchemy"))
 # The API the tokens are for, by default (their `aud`).
 AUDIENCE = "https://api.test.invalid/"
-SECRET = "test-secret-of-a-test-provider-0123456789"  # noqa: S105 - provider.mjs's clients'
+SECRET = "test-secret-of-a-test-provider-0123456789"
 # The scopes each client of provider.mjs may ask for, asked by default.
 SCOPES = {
     "writer": "projects:read projects:write",
@@ -135,7 +135,7 @@ def running(
     }
     if jwks is not None:
         env["OIDC_JWKS"] = json.dumps(jwks)
-    process = subprocess.Popen(  # noqa: S603 - node, found on PATH, runs our script
+    process = subprocess.Popen(
         [node, "provider.mjs"],
         cwd=directory,
         env=env,

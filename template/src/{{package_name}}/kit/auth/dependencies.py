@@ -74,7 +74,8 @@ def require(permission: str) -> Dependency:
             raise Forbidden(f"this needs the {permission} permission", permission=permission)
         return principal
 
-    return Depends(check)
+    dependency: Dependency = Depends(check)
+    return dependency
 
 
 def check_owner(principal: Principal, owner: str, *, unless: str = "") -> None:

@@ -130,7 +130,9 @@ class OidcAuthenticator:
 
     async def _fetch_keys(self) -> Any:
         if self._jwks_uri is None:
-            discovery = await self._get(self.issuer.rstrip("/") + "/.well-known/openid-configuration")
+            discovery = await self._get(
+                self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+            )
             # OpenID Connect Discovery 1.0, 4.3: the document must name the issuer asked.
             if not isinstance(discovery, dict) or discovery.get("issuer") != self.issuer:
                 raise ValueError("the discovery document names another issuer")

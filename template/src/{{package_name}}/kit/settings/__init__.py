@@ -20,9 +20,9 @@ from .urls import parse_database_url
 Settings = KitSettings
 
 __all__ = [
-    "AuthMode",
     "MIN_CURSOR_SECRET_BYTES",
     "SECRET",
+    "AuthMode",
     "DatabaseURL",
     "KitSettings",
     "RedisURL",
