@@ -1,9 +1,9 @@
 """The packages a configured capability needs, checked once at start-up.
 
 The cache, traces, background jobs and authentication are idle code until a setting
-turns them on, and their packages are extras of the service (`pyproject.toml`). Turned on without them,
-start-up stops with one line naming what to install, instead of an ImportError at the
-first request.
+turns them on, and their packages are extras of the service (`pyproject.toml`). Turned
+on without them, start-up stops with one line naming what to install, instead of an
+ImportError at the first request.
 """
 
 import importlib
