@@ -22,6 +22,7 @@ from service.kit.auth.dependencies import CurrentPrincipal, require
 from service.kit.auth.oidc import OidcAuthenticator
 from service.kit.auth.principal import Principal, ProviderUnavailable, Unauthenticated
 from service.main import create_app
+from service.kit.settings import SettingsError
 from service.settings import Settings
 
 from ..oidc.provider import AUDIENCE, Provider, free_port, running
@@ -365,7 +366,6 @@ def test_the_settings_refuse_symmetric_algorithms_and_a_missing_issuer(
     for wrong in (
         {"oidc_algorithms": ["HS256"]},
         {"oidc_algorithms": ["none"]},
-        {"auth": "oidc"},
         {"auth": "oidc", "oidc_issuer": "ftp://x", "oidc_audience": "a"},
         {
             "auth": "oidc",
@@ -377,6 +377,17 @@ def test_the_settings_refuse_symmetric_algorithms_and_a_missing_issuer(
     ):
         with pytest.raises(ValueError, match="OIDC"):
             Settings(database_url=settings.database_url, **wrong)
+
+
+async def test_start_up_stops_when_auth_oidc_lacks_its_provider(settings: Settings) -> None:
+    """The app imports without them (a service's tests bring their own callers), but a
+    service that starts without them would refuse every caller: it does not start."""
+    bare = settings.model_copy(update={"auth": "oidc", "oidc_issuer": "", "oidc_audience": ""})
+    assert "OIDC_ISSUER" in (bare.missing_for_auth() or "")
+    app = create_app(bare)
+    with pytest.raises(SettingsError, match="OIDC_AUDIENCE"):
+        async with app.router.lifespan_context(app):
+            pass
 
 
 def test_a_principal_is_what_routes_see() -> None:

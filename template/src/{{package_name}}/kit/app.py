@@ -162,6 +162,10 @@ def _nothing(_app: FastAPI) -> AbstractAsyncContextManager[None]:
 @asynccontextmanager
 async def opened(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     """The database, the cache, the schema and traces, in `app.state`, until shutdown."""
+    missing = settings.missing_for_auth()  # AUTH=oidc without its provider
+    if missing is not None:
+        log.error("cannot start: %s", missing)
+        raise SettingsError(missing)
     db = open_database(settings)  # with DB_REPLICA_URLS, reads go to the replicas
     try:
         await db.connect()

@@ -81,23 +81,26 @@ class AuthSettings(BaseSettings):
     # Seconds one request to the provider (discovery, keys) may take.
     oidc_http_timeout: float = Field(default=5.0, gt=0, le=60)
 
+    def missing_for_auth(self) -> str | None:
+        """What AUTH needs and is not set, checked as the service starts (the app can be
+        imported without it: its tests run with their own callers)."""
+        if self.auth == "oidc" and not (self.oidc_issuer and self.oidc_audience):
+            return (
+                "AUTH=oidc needs OIDC_ISSUER (the provider's issuer URL) and OIDC_AUDIENCE "
+                "(this API's identifier at the provider)"
+            )
+        return None
+
     @model_validator(mode="after")
-    def _oidc_needs_its_provider(self) -> "AuthSettings":
+    def _only_asymmetric_signatures(self) -> "AuthSettings":
         refused = sorted(set(self.oidc_algorithms) - ASYMMETRIC_ALGORITHMS)
         if refused:
             raise ValueError(
                 f"OIDC_ALGORITHMS: {', '.join(refused)} not accepted; only asymmetric "
                 f"signatures are: {', '.join(sorted(ASYMMETRIC_ALGORITHMS))}"
             )
-        if self.auth != "oidc":
-            return self
-        if not self.oidc_issuer or not self.oidc_audience:
-            raise ValueError(
-                "AUTH=oidc needs OIDC_ISSUER (the provider's issuer URL) and OIDC_AUDIENCE "
-                "(this API's identifier at the provider)"
-            )
-        if not self.oidc_algorithms:
-            raise ValueError("OIDC_ALGORITHMS: name at least one algorithm")
-        if not self.oidc_issuer.startswith(("https://", "http://")):
+        if self.oidc_issuer and not self.oidc_issuer.startswith(("https://", "http://")):
             raise ValueError("OIDC_ISSUER must be an http(s) URL")
+        if self.auth == "oidc" and not self.oidc_algorithms:
+            raise ValueError("OIDC_ALGORITHMS: name at least one algorithm")
         return self

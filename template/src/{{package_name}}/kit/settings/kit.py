@@ -179,6 +179,7 @@ class KitSettings(AuthSettings, JobsSettings, HttpSettings):
             self.environment == "production"
             and self.auth == "oidc"
             and not self.oidc_issuer.startswith("https://")
+            and self.oidc_issuer  # unset: start-up stops on that (missing_for_auth)
         ):
             # Keys fetched over plain HTTP can be swapped by anyone on the path.
             raise ValueError("OIDC_ISSUER must be an https:// URL in production")
