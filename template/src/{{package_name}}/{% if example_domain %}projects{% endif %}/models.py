@@ -36,12 +36,10 @@ class Project(Entity):
         default="",
         comment="Free text about the project; empty if none.",
     )
-    owner: Mapped[str] = mapped_column(
+    owner: Mapped[str | None] = mapped_column(
         String(255),
-        default="",
-        server_default="",
         comment="Who created the project (the caller's subject), who alone may change or "
-        "delete it; empty: nobody's (made without authentication).",
+        "delete it; null: nobody's (made without authentication).",
     )
 
     # lazy="raise": a forgotten eager load fails in tests, not as MissingGreenlet in production.

@@ -37,7 +37,7 @@ from .service import projects
 
 # Reads need READ, writes WRITE, and changing a project its owner (service.py). Without
 # authentication (AUTH=none) every caller passes: the permissions and the owner check let
-# the anonymous caller through, and the projects it makes are nobody's (owner "").
+# the anonymous caller through, and the projects it makes are nobody's (owner null).
 router = APIRouter(prefix="/projects", tags=["projects"], responses=error_responses(422, 503))
 EXPORT_BATCH = 500
 
@@ -130,7 +130,8 @@ async def create_project(
     response: Response,
     caller: CurrentPrincipal,
 ) -> object:
-    project = await projects.create(session, data, owner=caller.subject)
+    # The anonymous caller (AUTH=none) is nobody: its projects have no owner.
+    project = await projects.create(session, data, owner=caller.subject or None)
     response.headers["Location"] = request.app.url_path_for("get_project", project_id=project.id)
     return project
 

@@ -42,8 +42,8 @@ class ProjectRead(EntityRead):
     name: str
     slug: str
     description: str
-    owner: str = Field(
-        description="Who created the project, who alone may change or delete it; empty "
+    owner: str | None = Field(
+        description="Who created the project, who alone may change or delete it; null "
         "when it was made without authentication"
     )
 

@@ -93,7 +93,9 @@ class ProjectService(Service[Project]):
         return await repo.after(repo.select(), Project.created_at, after, size=size)
 
     @unit_of_work
-    async def create(self, session: WriteSession, data: ProjectCreate, *, owner: str = "") -> Project:
+    async def create(
+        self, session: WriteSession, data: ProjectCreate, *, owner: str | None = None
+    ) -> Project:
         return await ProjectRepository(session).create(**data.model_dump(), owner=owner)
 
     # The owner's operations: `caller` must own the project, or hold ADMIN (check_owner).

@@ -78,9 +78,10 @@ def require(permission: str) -> Dependency:
     return dependency
 
 
-def check_owner(principal: Principal, owner: str, *, unless: str = "") -> None:
+def check_owner(principal: Principal, owner: str | None, *, unless: str = "") -> None:
     """Forbidden unless `principal` is `owner` (or holds the permission `unless` names,
-    an administrator's). Without authentication every caller passes."""
+    an administrator's); a resource of no owner (None) is the administrator's alone.
+    Without authentication every caller passes."""
     if principal.anonymous or principal.subject == owner:
         return
     if unless and principal.may(unless):
