@@ -49,7 +49,7 @@ const provider = new Provider(issuer, {
         scope: both,
         audience: resource,
         accessTokenFormat: 'jwt',
-        accessTokenTTL: client.clientId === 'brief' ? 1 : 600,
+        accessTokenTTL: client.clientId === 'brief' ? 1 : 3600,
         jwt: { sign: { alg: process.env.OIDC_ALG || 'RS256' } },
       }),
     },
