@@ -360,7 +360,7 @@ async def test_without_auth_every_caller_is_anonymous_and_may_do_everything(
         assert sent.status_code == 200
 
 
-def test_the_settings_refuse_symmetric_algorithms_and_a_missing_issuer(
+def test_the_settings_refuse_symmetric_algorithms_and_plain_http_in_production(
     settings: Settings,
 ) -> None:
     for wrong in (
