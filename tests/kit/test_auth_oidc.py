@@ -19,10 +19,11 @@ from httpx import ASGITransport, AsyncClient
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from service.kit.auth.dependencies import CurrentPrincipal, require
+from service.kit.auth.jwks import import_keys
 from service.kit.auth.oidc import OidcAuthenticator
 from service.kit.auth.principal import Principal, ProviderUnavailable, Unauthenticated
-from service.main import create_app
 from service.kit.settings import SettingsError
+from service.main import create_app
 from service.settings import Settings
 
 from ..oidc.provider import AUDIENCE, Provider, free_port, running
@@ -182,6 +183,23 @@ async def test_hmac_signed_with_the_providers_public_key_is_refused(
             mac = hmac.new(secret, signed.encode(), digest).digest()
             forged = f"{signed}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
             assert "algorithm" in await refused(authenticator, forged)
+
+
+def test_a_symmetric_or_encryption_key_in_the_jwks_is_never_used() -> None:
+    """A JWKS that also lists an `oct` key (anyone who reads the set could sign with it)
+    or an encryption key: only the signing public keys are kept, without private parts."""
+    public = KEY.as_dict(private=False)
+    document = {
+        "keys": [
+            {"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQ", "kid": "shared"},
+            public | {"kid": "encrypting", "use": "enc"},
+            KEY.as_dict(private=True) | {"kid": "leaked"},
+            public,
+        ]
+    }
+    keys = import_keys(document)
+    assert set(keys) == {"first", "leaked"}
+    assert not keys["leaked"].is_private
 
 
 async def test_malformed_tokens_are_refused(authenticator: OidcAuthenticator) -> None:
