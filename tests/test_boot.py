@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from .conftest import Rendered
+from .harness.auth import callers
 from .harness.boot import start_up, uvicorn
 from .harness.databases import (
     POSTGRES_DSN,
@@ -52,8 +53,11 @@ def test_boot_round_trip_and_outage(
         migrated = run(bin_dir, variant.path, "alembic", "upgrade", "head", env=env)
         assert migrated.ok, migrated.output
         with (
-            uvicorn(bin_dir, variant.path, variant.package, env, log=tmp_path / "out") as base,
-            httpx.Client(base_url=base, timeout=10) as http,
+            callers(variant.answers) as auth,  # with auth=oidc, a real provider's token
+            uvicorn(
+                bin_dir, variant.path, variant.package, env | auth.env, log=tmp_path / "out"
+            ) as base,
+            httpx.Client(base_url=base, timeout=10, headers=auth.headers) as http,
         ):
             if variant.answers["example_domain"]:
                 exercise_the_api(

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from .conftest import Rendered
+from .harness.auth import callers
 from .harness.boot import uvicorn
 from .harness.databases import scratch_database
 from .harness.run import run
@@ -51,12 +52,17 @@ def test_a_generated_client_round_trips_and_parses_problems(
         migrated = run(bin_dir, rendered.path, "alembic", "upgrade", "head", env=env)
         assert migrated.ok, migrated.output
         log = tmp_path / "uvicorn.log"
-        with uvicorn(bin_dir, rendered.path, rendered.package, env, timeout=120, log=log) as base:
+        with (
+            callers(rendered.answers) as auth,  # with auth=oidc, a real provider's token
+            uvicorn(
+                bin_dir, rendered.path, rendered.package, env | auth.env, timeout=120, log=log
+            ) as base,
+        ):
             document = httpx.get(f"{base}/openapi.json", timeout=10).raise_for_status().json()
             assert_errors_are_declared_as_sent(document)
             assert_operation_ids_are_short_and_unique(document)
             client = generate(document, tmp_path, "client_" + re.sub(r"\W", "_", name))
-            round_trip(client, base)
+            round_trip(client, base, auth.headers)
 
 
 def assert_errors_are_declared_as_sent(document: dict[str, Any]) -> None:
@@ -110,7 +116,7 @@ def generate(document: dict[str, Any], workdir: Path, package: str) -> ModuleTyp
         sys.path.remove(str(workdir))
 
 
-def round_trip(client: ModuleType, base: str) -> None:
+def round_trip(client: ModuleType, base: str, headers: dict[str, str]) -> None:
     def operation(name: str) -> Any:
         return importlib.import_module(f"{client.__name__}.api.projects.{name}")
 
@@ -118,7 +124,7 @@ def round_trip(client: ModuleType, base: str) -> None:
     create, get = operation("create_project"), operation("get_project")
     listing, update = operation("list_projects"), operation("update_project")
     delete = operation("delete_project")
-    with client.Client(base_url=base, timeout=httpx.Timeout(10)) as http:
+    with client.Client(base_url=base, timeout=httpx.Timeout(10), headers=headers) as http:
         body = models.ProjectCreate(name="Typed", slug="typed-client")
         created = create.sync_detailed(client=http, body=body)
         assert created.status_code == 201, created.content

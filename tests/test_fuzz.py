@@ -27,6 +27,7 @@ import psycopg
 import pytest
 
 from .conftest import Rendered
+from .harness.auth import callers
 from .harness.boot import uvicorn
 from .harness.databases import POSTGRES_DSN, scratch_database
 from .harness.run import run
@@ -49,11 +50,17 @@ def test_fuzz(variant: Rendered, venv_for: Callable[[Rendered], Path], tmp_path:
         assert migrated.ok, migrated.output
         # A busy machine (the suite's other worker) can take well over 30 s to import a
         # service it never ran: waiting longer costs nothing once it answers.
-        with uvicorn(bin_dir, variant.path, variant.package, env, timeout=120, log=log) as base:
+        with (
+            callers(variant.answers) as auth,  # with auth=oidc, runs with a real token
+            uvicorn(
+                bin_dir, variant.path, variant.package, env | auth.env, timeout=120, log=log
+            ) as base,
+        ):
             values = tmp_path / "values.json"
-            values.write_text(json.dumps(issued_values(base, variant.answers["database"], url)))
+            issued = issued_values(base, variant.answers["database"], url, auth.headers)
+            values.write_text(json.dumps(issued))
             started = time.monotonic()
-            fuzzed = schemathesis(base, workdir=tmp_path, values=values)
+            fuzzed = schemathesis(base, workdir=tmp_path, values=values, headers=auth.headers)
             elapsed = time.monotonic() - started
     output = fuzzed.stdout + fuzzed.stderr
     links = LINKS.search(output)
@@ -74,30 +81,31 @@ def test_fuzz(variant: Rendered, venv_for: Callable[[Rendered], Path], tmp_path:
         assert not links, output
 
 
-def _create(url: str, body: dict[str, str]) -> dict[str, Any]:
-    created = httpx.post(url, json=body, timeout=30)
+def _create(url: str, body: dict[str, str], headers: dict[str, str]) -> dict[str, Any]:
+    created = httpx.post(url, json=body, timeout=30, headers=headers)
     assert created.status_code == 201, created.text
     return dict(created.json())
 
 
-def seed_two_rows(base: str, collection: str) -> str:
+def seed_two_rows(base: str, collection: str, headers: dict[str, str]) -> str:
     """Two rows of the example domain's `collection` (a page of one has a next one); a
     project's tasks under a project made for them. The collection's concrete path."""
     tag = uuid.uuid4().hex[:8]
     if collection.endswith("/projects"):
         for n in range(2):
-            _create(f"{base}{collection}", {"name": f"fuzz {n}", "slug": f"fuzz-{tag}-{n}"})
+            body = {"name": f"fuzz {n}", "slug": f"fuzz-{tag}-{n}"}
+            _create(f"{base}{collection}", body, headers)
         return collection
     parents, _, _ = collection.partition("/{")
     assert collection.endswith("/tasks") and parents.endswith("/projects"), collection
-    parent = _create(f"{base}{parents}", {"name": "fuzz parent", "slug": f"fuzz-{tag}"})
+    parent = _create(f"{base}{parents}", {"name": "fuzz parent", "slug": f"fuzz-{tag}"}, headers)
     concrete = f"{parents}/{parent['id']}/tasks"
     for n in range(2):
-        _create(f"{base}{concrete}", {"title": f"fuzz task {n}"})
+        _create(f"{base}{concrete}", {"title": f"fuzz task {n}"}, headers)
     return concrete
 
 
-def issued_values(base: str, database: str, url: str) -> dict[str, Any]:
+def issued_values(base: str, database: str, url: str, headers: dict[str, str]) -> dict[str, Any]:
     """What the hooks feed to valid cases: cursors the service issued, for each cursor page
     and each of its sorts (over two rows it makes), and a well-formed consistency token."""
     spec = httpx.get(f"{base}/openapi.json", timeout=30).json()
@@ -109,11 +117,13 @@ def issued_values(base: str, database: str, url: str) -> dict[str, Any]:
             token_pattern = parameters["X-Consistency-Token"]["schema"]["pattern"]
         if "cursor" not in parameters:
             continue
-        page_path = seed_two_rows(base, path.removesuffix("/cursor"))
+        page_path = seed_two_rows(base, path.removesuffix("/cursor"), headers)
         sorts = ["", *parameters.get("sort", {}).get("schema", {}).get("enum", [])]
         for sort in sorts:
             params = {"size": 1} | ({"sort": sort} if sort else {})
-            page = httpx.get(f"{base}{page_path}/cursor", params=params, timeout=30)
+            page = httpx.get(
+                f"{base}{page_path}/cursor", params=params, timeout=30, headers=headers
+            )
             assert page.status_code == 200 and page.json()["next_cursor"], page.text
             cursors.setdefault(path, {})[sort] = page.json()["next_cursor"]
     token = None
@@ -129,8 +139,11 @@ def issued_values(base: str, database: str, url: str) -> dict[str, Any]:
     return {"cursors": cursors, "token": token, "token_pattern": token_pattern}
 
 
-def schemathesis(base: str, workdir: Path, values: Path) -> subprocess.CompletedProcess[str]:
-    """The `st` command of the template's own venv, run as an outside client would.
+def schemathesis(
+    base: str, workdir: Path, values: Path, headers: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """The `st` command of the template's own venv, run as an outside client would, with
+    `headers` on every request (a bearer token, with auth).
 
     It runs in `workdir`, where Hypothesis keeps its files, so none land in the checkout."""
     command = [
@@ -150,6 +163,7 @@ def schemathesis(base: str, workdir: Path, values: Path) -> subprocess.Completed
         "--request-timeout",
         "10",
         "--no-color",
+        *(option for name, value in headers.items() for option in ("-H", f"{name}: {value}")),
     ]
     env = os.environ | {"SCHEMATHESIS_HOOKS": str(HOOKS), "CFS_FUZZ_VALUES": str(values)}
     return subprocess.run(

@@ -75,6 +75,8 @@ BAD_ANSWERS = [
     ("cache", "redis", "cache"),
     ("tracing", "perhaps", "tracing"),
     ("jobs", "sometimes", "jobs"),
+    ("auth", "saml", "oidc"),
+    ("auth", "OIDC", "oidc"),
 ]
 
 

@@ -136,13 +136,19 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
         # ... and the worker's compose service and Kubernetes Deployment.
         variant.path / "compose.override.yaml": answers.get("jobs", False),
         variant.path / "deploy" / "k8s" / "jobs": answers.get("jobs", False),
+        # Authentication: the kit's is idle code everywhere (every caller anonymous); the
+        # service's test of its callers' rights only with an answer and the example.
+        package / "kit" / "auth" / "oidc.py": True,
+        variant.path / "tests" / "api" / "test_auth.py": answers["auth"] != "none"
+        and answers["example_domain"],
     }
     assert {str(p): p.exists() for p in expected} == {str(p): v for p, v in expected.items()}
     versions = list((variant.path / "migrations" / "versions").glob("*.py"))
     # The example domain's revisions (the initial one and those releases added after it),
-    # and the queue's with background jobs.
+    # and the queue's with background jobs (and, with both, the one joining them).
     jobs = answers.get("jobs", False)
-    assert len(versions) == (4 if answers["example_domain"] else 0) + (1 if jobs else 0)
+    domain = answers["example_domain"]
+    assert len(versions) == (5 if domain else 0) + (1 if jobs else 0) + (jobs and domain)
     source = "\n".join(
         p.read_text() for p in answered(variant) if p.suffix == ".py" and p.is_relative_to(package)
     )
@@ -155,7 +161,7 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
     # an extra, and the user's part does not use it.
     project = tomllib.loads((variant.path / "pyproject.toml").read_text())["project"]
     installed = "\n".join(project["dependencies"])
-    assert set(project["optional-dependencies"]) == {"cache", "jobs", "tracing"}
+    assert set(project["optional-dependencies"]) == {"auth", "cache", "jobs", "tracing"}
     own = "\n".join(p.read_text() for p in package.rglob("*.py") if "kit" not in p.parts)
     if not answers["cache"]:
         assert "redis" not in (own + installed).lower()
@@ -163,6 +169,8 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
         assert "opentelemetry" not in own + installed
     if not jobs:
         assert "pgqueuer" not in own + installed and "scripts" not in project
+    if answers["auth"] == "none":
+        assert "joserfc" not in own + installed
     if answers["primary_key"] == "int":
         assert "uuid" not in (package / "entity.py").read_text().lower()
         assert "uuid7" not in source

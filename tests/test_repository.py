@@ -85,7 +85,8 @@ def test_the_test_script_lists_what_it_cannot_set_up_and_stops(tmp_path: Path) -
     assert outcome.stdout == ""
     lines = outcome.stderr.splitlines()
     assert all(line.startswith("missing: ") for line in lines), lines
-    expected = ["PostgreSQL at", "MariaDB at", "Redis at", "Python 3.12 for", "Python 3.13 for"]
+    expected = ["PostgreSQL at", "MariaDB at", "Redis at", "Node.js 20+", "Python 3.12 for"]
+    expected.append("Python 3.13 for")
     if not Path("/usr/sbin/pgbouncer").exists():
         expected.append("the pgbouncer binary")
     named = [[e for e in expected if line.startswith(f"missing: {e}")] for line in lines]
@@ -100,7 +101,17 @@ def test_every_prerequisite_the_readme_lists_is_one_the_script_checks() -> None:
     """The README's list of prerequisites and the script's `lack` lines name the same parts."""
     readme = (TEMPLATE_ROOT / "README.md").read_text()
     script = SCRIPT.read_text()
-    for part in ("PostgreSQL", "MariaDB", "Redis", "pgbouncer", "Python 3.12", "3.13", "venv"):
+    parts = (
+        "PostgreSQL",
+        "MariaDB",
+        "Redis",
+        "pgbouncer",
+        "Node.js",
+        "Python 3.12",
+        "3.13",
+        "venv",
+    )
+    for part in parts:
         assert part in readme.split("## ")[0], part
     checked = re.findall(r'lack "([^"]+)"', script)
-    assert len(checked) == 7, checked
+    assert len(checked) == 8, checked

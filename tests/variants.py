@@ -12,8 +12,10 @@ Python version ride on those fifteen instead of adding variants of their own: ea
 backend's four example-domain variants take the four combinations of cache and traces,
 and the cache sits once on each key type and once on each delete mode per backend (the
 cache's code keys rows by id and drops them on deletes). Background jobs (`jobs`,
-PostgreSQL only) ride on one PostgreSQL variant with the example domain. tests/test_variants.py checks
-that the table meets every pair of answers of the options below and those triples, so
+PostgreSQL only) ride on one PostgreSQL variant with the example domain. Authentication
+(`auth`) rides the same way: each backend builds `oidc` with the example domain, and
+the table meets every other answer with it (one skeleton included). tests/test_variants.py
+checks that the table meets every pair of answers of the options below and those triples, so
 a change here cannot silently leave a combination unbuilt.
 
 Answers that do not shape the code (names, description, author) are spread as extras, so
@@ -53,6 +55,7 @@ OPTIONS = (
     "cache",
     "tracing",
     "python_version",
+    "auth",
 )
 # Answers only PostgreSQL accepts (copier.yml refuses them on the other backends), so
 # they cannot pair with every other answer: each is built both ways on PostgreSQL.
@@ -66,27 +69,28 @@ DEFAULTS: dict[str, Any] = {
     "tracing": False,
     "python_version": "3.11",
     "jobs": False,
+    "auth": "none",
 }
 
-C, T, J = "cache", "traces", "jobs"
+C, T, J, O = "cache", "traces", "jobs", "oidc"
 # database, primary_key, soft_delete, example_domain, integrations, other answers.
 TABLE: list[tuple[str, str, bool, bool, tuple[str, ...], dict[str, Any]]] = [
     ("postgresql", "uuid", True, True, (), {}),
     ("postgresql", "uuid", False, True, (C, T), LONG_NAMES | PY313),
     ("postgresql", "int", True, True, (C,), PY312),
-    ("postgresql", "int", False, True, (T, J), QUOTES | PY312),
+    ("postgresql", "int", False, True, (T, J, O), QUOTES | PY312),
     ("mysql", "uuid", True, True, (C, T), {}),
-    ("mysql", "uuid", False, True, (T,), QUOTES | PY312),
+    ("mysql", "uuid", False, True, (T, O), QUOTES),
     ("mysql", "int", True, True, (), LONG_NAMES | PY313),
-    ("mysql", "int", False, True, (C,), PY313),
+    ("mysql", "int", False, True, (C,), PY312),
     ("sqlite", "uuid", True, True, (T,), PY313),
     ("sqlite", "uuid", False, True, (C,), PY312),
-    ("sqlite", "int", True, True, (C, T), LONG_NAMES | PY313),
+    ("sqlite", "int", True, True, (C, T, O), LONG_NAMES | PY313),
     ("sqlite", "int", False, True, (), QUOTES),
     # The skeletons: no models, no routes; migrations, health and tests still work.
     ("postgresql", "uuid", True, False, (C, T), PY312),
     ("mysql", "uuid", False, False, (), {}),
-    ("sqlite", "int", True, False, (), PY313),
+    ("sqlite", "int", True, False, (O,), PY313),
 ]
 
 
@@ -109,6 +113,7 @@ def variant(
         "cache": C in integrations,
         "tracing": T in integrations,
         "jobs": J in integrations,
+        "auth": O if O in integrations else "none",
     } | extras
     if all(answers.get(key, DEFAULTS[key]) == DEFAULTS[key] for key in OPTIONS) and not extras:
         return "default", {}

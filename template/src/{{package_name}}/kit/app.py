@@ -12,6 +12,8 @@ What every service has, the same in each, is set up here:
   the consistency token (with replicas), the request figures, the request id (and the id
   on the trace's span), the body's size limit and read deadline, and the sessions'
   closing once the route is done;
+- the authenticator AUTH names (`app.state.authenticator`, kit/auth/), which the
+  routes' `CurrentPrincipal` and `require(...)` ask;
 - problem details for every error, the OpenAPI document completed, the health routes.
 
 A service adds its own start-up and shutdown as `build_app(..., lifespan=...)`: an async
@@ -33,6 +35,8 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from .auth.setup import build_authenticator
+from .auth.setup import close_authenticator
 from .cache import CACHE
 from .cache import open_cache
 from .errors import DatabaseMisconfigured
@@ -96,6 +100,8 @@ def build_app(
         telemetry=telemetry(settings),  # FastAPI's own server span, with traces
     )
     app.state.settings = settings
+    # Who calls (kit/auth/): None with AUTH=none, every caller then being anonymous.
+    app.state.authenticator = build_authenticator(settings)
     # Each middleware added wraps those added before it.
     app.add_middleware(CloseSessionsMiddleware)
     app.add_middleware(
@@ -156,6 +162,10 @@ def _nothing(_app: FastAPI) -> AbstractAsyncContextManager[None]:
 @asynccontextmanager
 async def opened(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     """The database, the cache, the schema and traces, in `app.state`, until shutdown."""
+    missing = settings.missing_for_auth()  # AUTH=oidc without its provider
+    if missing is not None:
+        log.error("cannot start: %s", missing)
+        raise SettingsError(missing)
     db = open_database(settings)  # with DB_REPLICA_URLS, reads go to the replicas
     try:
         await db.connect()
@@ -182,6 +192,7 @@ async def opened(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         yield
     finally:
         stop_reporting_queue(db)
+        await close_authenticator(getattr(app.state, "authenticator", None))
         await db.disconnect()
         if app.state.cache is not None:
             await app.state.cache.close()

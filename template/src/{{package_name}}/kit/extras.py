@@ -1,9 +1,9 @@
 """The packages a configured capability needs, checked once at start-up.
 
-The cache, traces and background jobs are idle code until a setting turns them on, and
-their packages are extras of the service (`pyproject.toml`). Turned on without them,
-start-up stops with one line naming what to install, instead of an ImportError at the
-first request.
+The cache, traces, background jobs and authentication are idle code until a setting
+turns them on, and their packages are extras of the service (`pyproject.toml`). Turned
+on without them, start-up stops with one line naming what to install, instead of an
+ImportError at the first request.
 """
 
 import importlib
@@ -20,6 +20,8 @@ TRACING_MODULES = (
 )
 # pgqueuer's queue over asyncpg, the driver the service already has.
 JOBS_MODULES = ("pgqueuer",)
+# The JOSE library that verifies tokens, and the HTTP client that fetches the keys.
+OIDC_MODULES = ("joserfc", "httpx")
 # The driver of each backend, as DATABASE_URL names it.
 DRIVER_MODULES = {"postgresql": "asyncpg", "mysql": "asyncmy", "sqlite": "aiosqlite"}
 
@@ -36,6 +38,8 @@ def require_extras(settings: KitSettings) -> None:
         _require("TRACING_ENABLED is on", TRACING_MODULES, _extra("tracing"))
     if settings.jobs_enabled:
         _require("JOBS_ENABLED is on", JOBS_MODULES, _extra("jobs"))
+    if settings.auth == "oidc":
+        _require("AUTH=oidc", OIDC_MODULES, _extra("auth"))
     driver = DRIVER_MODULES[settings.backend]
     _require(f"DATABASE_URL is a {settings.backend} URL", (driver,), f"pip install {driver}")
 

@@ -36,6 +36,11 @@ class Project(Entity):
         default="",
         comment="Free text about the project; empty if none.",
     )
+    owner: Mapped[str | None] = mapped_column(
+        String(255),
+        comment="Who created the project (the caller's subject), who alone may change or "
+        "delete it; null: nobody's (made without authentication).",
+    )
 
     # lazy="raise": a forgotten eager load fails in tests, not as MissingGreenlet in production.
     tasks: Mapped[list["Task"]] = relationship(

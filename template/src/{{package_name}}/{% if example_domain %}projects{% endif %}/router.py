@@ -14,6 +14,8 @@ from ..kit import OffsetPage
 from ..kit import ReadSession
 from ..kit import WriteSession
 from ..kit import error_responses
+from ..kit.auth.dependencies import CurrentPrincipal
+from ..kit.auth.dependencies import require
 from ..kit.http.pagination import ChildrenPerParent
 from ..kit.http.pagination import Cursor
 from ..kit.http.pagination import Cursors
@@ -29,8 +31,13 @@ from .schemas import ProjectRead
 from .schemas import ProjectSort
 from .schemas import ProjectUpdate
 from .schemas import ProjectWithTasks
+from .service import READ
+from .service import WRITE
 from .service import projects
 
+# Reads need READ, writes WRITE, and changing a project its owner (service.py). Without
+# authentication (AUTH=none) every caller passes: the permissions and the owner check let
+# the anonymous caller through, and the projects it makes are nobody's (owner null).
 router = APIRouter(prefix="/projects", tags=["projects"], responses=error_responses(422, 503))
 EXPORT_BATCH = 500
 
@@ -39,6 +46,7 @@ EXPORT_BATCH = 500
     "",
     response_model=OffsetPage[ProjectRead],
     summary="List projects, a page at a time",
+    dependencies=[require(READ)],
 )
 async def list_projects(
     session: ReadSession,
@@ -53,6 +61,7 @@ async def list_projects(
     "/cursor",
     response_model=CursorPage[ProjectRead],
     summary="List projects by cursor (stable under concurrent inserts)",
+    dependencies=[require(READ)],
 )
 async def scroll_projects(
     session: ReadSession,
@@ -69,6 +78,7 @@ async def scroll_projects(
     summary="Every live project as NDJSON, streamed in batches",
     response_class=StreamingResponse,
     responses={200: {"content": {"application/x-ndjson": {}}}},
+    dependencies=[require(READ)],
 )
 async def export_projects(session: ReadSession) -> StreamingResponse:
     async def lines() -> AsyncIterator[bytes]:
@@ -94,6 +104,7 @@ async def export_projects(session: ReadSession) -> StreamingResponse:
     "/with-tasks",
     response_model=OffsetPage[ProjectWithTasks],
     summary="List projects with their first live tasks (the rest by `tasks_next`)",
+    dependencies=[require(READ)],
 )
 async def list_projects_with_tasks(
     session: ReadSession,
@@ -110,16 +121,27 @@ async def list_projects_with_tasks(
     response_model=ProjectRead,
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(409),
+    dependencies=[require(WRITE)],
 )
 async def create_project(
-    data: ProjectCreate, session: WriteSession, request: Request, response: Response
+    data: ProjectCreate,
+    session: WriteSession,
+    request: Request,
+    response: Response,
+    caller: CurrentPrincipal,
 ) -> object:
-    project = await projects.create(session, data)
+    # The anonymous caller (AUTH=none) is nobody: its projects have no owner.
+    project = await projects.create(session, data, owner=caller.subject or None)
     response.headers["Location"] = request.app.url_path_for("get_project", project_id=project.id)
     return project
 
 
-@router.get("/{project_id:key}", response_model=ProjectRead, responses=error_responses(404))
+@router.get(
+    "/{project_id:key}",
+    response_model=ProjectRead,
+    responses=error_responses(404),
+    dependencies=[require(READ)],
+)
 async def get_project(project_id: Key, session: ReadSession) -> object:
     return Response(await projects.read(session, project_id), media_type="application/json")
 
@@ -128,21 +150,26 @@ async def get_project(project_id: Key, session: ReadSession) -> object:
     "/{project_id:key}",
     response_model=ProjectRead,
     responses=error_responses(404, 409),
-    summary="Change a project; `version` must be the one last read (else 409)",
+    summary="Change a project (its owner only); `version` must be the one last read (else 409)",
+    dependencies=[require(WRITE)],
 )
-async def update_project(project_id: Key, data: ProjectUpdate, session: WriteSession) -> object:
+async def update_project(
+    project_id: Key, data: ProjectUpdate, session: WriteSession, caller: CurrentPrincipal
+) -> object:
     values = data.model_dump(exclude_unset=True, exclude={"version"})
-    return await projects.update(session, project_id, data.version, values)
+    return await projects.update_owned(session, caller, project_id, data.version, values)
 
 
 @router.delete(
     "/{project_id:key}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(404),
-    summary="Delete a project and its tasks (where deletion is soft, restore brings them back)",
+    summary="Delete a project and its tasks (its owner only; where deletion is soft, "
+    "restore brings them back)",
+    dependencies=[require(WRITE)],
 )
-async def delete_project(project_id: Key, session: WriteSession) -> None:
-    await projects.delete(session, project_id)
+async def delete_project(project_id: Key, session: WriteSession, caller: CurrentPrincipal) -> None:
+    await projects.delete_owned(session, caller, project_id)
 
 
 # A deleted project can come back where deletion is soft (entity.py's `Entity` has
@@ -150,10 +177,15 @@ async def delete_project(project_id: Key, session: WriteSession) -> None:
 if projects.restorable:
 
     @router.post(
-        "/{project_id:key}/restore", response_model=ProjectRead, responses=error_responses(404)
+        "/{project_id:key}/restore",
+        response_model=ProjectRead,
+        responses=error_responses(404),
+        dependencies=[require(WRITE)],
     )
-    async def restore_project(project_id: Key, session: WriteSession) -> object:
-        return await projects.restore(session, project_id)
+    async def restore_project(
+        project_id: Key, session: WriteSession, caller: CurrentPrincipal
+    ) -> object:
+        return await projects.restore_owned(session, caller, project_id)
 
 
 @router.get(
@@ -161,6 +193,7 @@ if projects.restorable:
     response_model=OffsetPage[TaskRead],
     responses=error_responses(404),
     summary="List a project's tasks",
+    dependencies=[require(READ)],
 )
 async def list_project_tasks(
     project_id: Key,
@@ -180,6 +213,7 @@ async def list_project_tasks(
     response_model=CursorPage[TaskRead],
     responses=error_responses(404),
     summary="List a project's tasks by cursor (stable under concurrent inserts)",
+    dependencies=[require(READ)],
 )
 async def scroll_project_tasks(
     project_id: Key,
@@ -200,6 +234,7 @@ async def scroll_project_tasks(
     response_model=TaskRead,
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(404, 409),
+    dependencies=[require(WRITE)],
 )
 async def create_task(
     project_id: Key,

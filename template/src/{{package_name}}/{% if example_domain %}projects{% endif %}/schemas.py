@@ -42,6 +42,10 @@ class ProjectRead(EntityRead):
     name: str
     slug: str
     description: str
+    owner: str | None = Field(
+        description="Who created the project, who alone may change or delete it; null "
+        "when it was made without authentication"
+    )
 
 
 class ProjectWithTasks(ProjectRead):

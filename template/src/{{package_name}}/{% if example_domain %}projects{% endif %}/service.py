@@ -1,14 +1,20 @@
+from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from ..entity import Key
 from ..kit import ReadSession
 from ..kit import Service
 from ..kit import WriteSession
 from ..kit import unit_of_work
+from ..kit.auth.dependencies import check_owner
+from ..kit.auth.principal import Principal
 from ..kit.cache.entries import Cached
+from ..kit.errors import NotFound
+from ..kit.errors import StaleVersion
 from ..kit.repository.pagination import CursorCodec
 from ..kit.repository.pagination import KeysetPage
 from ..kit.repository.pagination import Page
@@ -19,6 +25,11 @@ from .models import Project
 from .repository import ProjectRepository
 from .schemas import ProjectCreate
 from .schemas import ProjectRead
+
+# The permissions the projects' routes require, and the one that may change any project.
+READ = "projects:read"
+WRITE = "projects:write"
+ADMIN = "projects:admin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +93,41 @@ class ProjectService(Service[Project]):
         return await repo.after(repo.select(), Project.created_at, after, size=size)
 
     @unit_of_work
-    async def create(self, session: WriteSession, data: ProjectCreate) -> Project:
-        return await ProjectRepository(session).create(**data.model_dump())
+    async def create(
+        self, session: WriteSession, data: ProjectCreate, *, owner: str | None = None
+    ) -> Project:
+        return await ProjectRepository(session).create(**data.model_dump(), owner=owner)
+
+    # The owner's operations: `caller` must own the project, or hold ADMIN (check_owner).
+
+    @unit_of_work
+    async def update_owned(
+        self,
+        session: WriteSession,
+        caller: Principal,
+        id: Key,
+        version: int,
+        values: Mapping[str, object],
+    ) -> Project:
+        project = await self.get(session, id)
+        check_owner(caller, project.owner, unless=ADMIN)
+        if project.version != version:
+            raise StaleVersion(self.resource, expected=version, actual=project.version)
+        return await ProjectRepository(session).update(project, values)
+
+    @unit_of_work
+    async def delete_owned(self, session: WriteSession, caller: Principal, id: Key) -> None:
+        project = await self.get(session, id)
+        check_owner(caller, project.owner, unless=ADMIN)
+        await ProjectRepository(session).delete(project)
+
+    @unit_of_work
+    async def restore_owned(self, session: WriteSession, caller: Principal, id: Key) -> Project:
+        project = await ProjectRepository(session).get_including_deleted(id)
+        if project is None:
+            raise NotFound(self.resource, id)
+        check_owner(caller, project.owner, unless=ADMIN)
+        return await self.restore(session, id)
 
     @unit_of_work
     async def get_or_create(

@@ -24,6 +24,16 @@ class Principal:
     def may(self, permission: str) -> bool:
         return permission in self.permissions
 
+    @property
+    def anonymous(self) -> bool:
+        """The caller of a service without authentication (AUTH=none): `ANONYMOUS`."""
+        return not self.subject
+
+
+# Every caller when AUTH=none. Its empty subject is what no authenticator returns (each
+# refuses a credential that names nobody); the permission dependencies let it through.
+ANONYMOUS = Principal(subject="", permissions=frozenset())
+
 
 class Unauthenticated(Exception):
     """The request carries no usable credential: answered 401 with `WWW-Authenticate`.
@@ -40,11 +50,27 @@ class Unauthenticated(Exception):
 
 
 class Forbidden(Exception):
-    """The caller is known but lacks a permission or does not own the resource: 403."""
+    """The caller is known but lacks a permission or does not own the resource: 403.
 
-    def __init__(self, reason: str) -> None:
+    `permission`, when a missing permission is the reason, is named in the answer's
+    `WWW-Authenticate` (RFC 6750's `insufficient_scope`).
+    """
+
+    def __init__(self, reason: str, *, permission: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.permission = permission
+
+
+class ProviderUnavailable(Exception):
+    """A credential could not be checked because the service that vouches for it (an
+    OpenID provider's key set) is unreachable: 503 with Retry-After, since the
+    credential may well be valid."""
+
+    def __init__(self, reason: str, *, retry_after: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
 
 
 class Authenticator(Protocol):

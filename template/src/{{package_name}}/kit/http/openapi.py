@@ -12,6 +12,10 @@
   schema: FastAPI puts a `responses=` model under `application/json`, which no error
   is sent as, and a generated client then parses no error at all. A 422 FastAPI adds
   by itself (its `HTTPValidationError`) is a problem too: `problems.py` answers it.
+- With authentication (AUTH other than none) every operation that asks for the caller
+  declares the bearer scheme (the interactive docs' Authorize sends the token), a 401, a
+  403 and a 503 (the provider's keys unreachable). Without, the scheme is left out: no
+  operation needs a token.
 - Operation ids are the routes' names (`create_project`), which generated clients take
   as their method names; `operation_id` gives them. Two routes of one name keep FastAPI's
   long ids (name, path and method), which cannot collide.
@@ -65,6 +69,7 @@ def complete_openapi(app: FastAPI, settings: Settings) -> None:
 
 def _complete(document: dict[str, Any], settings: Settings) -> None:
     body_errors = error_responses(400, 413)
+    auth_errors = error_responses(401, 403, 503)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
@@ -76,8 +81,15 @@ def _complete(document: dict[str, Any], settings: Settings) -> None:
             if "requestBody" in operation:
                 for status, response in body_errors.items():
                     operation["responses"].setdefault(str(status), _as_openapi(response))
+            if "security" in operation and settings.auth == "none":
+                del operation["security"]
+            elif "security" in operation:
+                for status, response in auth_errors.items():
+                    operation["responses"].setdefault(str(status), _as_openapi(response))
             for response in operation.get("responses", {}).values():
                 _as_sent(response)
+    if settings.auth == "none":
+        document["components"].pop("securitySchemes", None)
     if _uses(document, _PROBLEM):
         schemas.setdefault("Problem", Problem.model_json_schema())
     if not _uses(document, _FASTAPI_422):

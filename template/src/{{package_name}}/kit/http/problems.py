@@ -23,6 +23,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from ..auth.principal import Forbidden
+from ..auth.principal import ProviderUnavailable
+from ..auth.principal import Unauthenticated
 from ..db.constraints import constraint_error
 from ..db.dialect import LOST_CONNECTION
 from ..db.dialect import refused_value
@@ -108,6 +111,43 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
     return problem(request, 400, "bad-request", error.detail)
 
 
+async def _unauthenticated(request: Request, exc: Exception) -> JSONResponse:
+    """401 with the RFC 6750 challenge: the scheme, and why the token was refused."""
+    error = cast(Unauthenticated, exc)
+    challenge = f'Bearer realm="{_quotable(request.app.state.settings.service_name)}"'
+    if error.error:
+        challenge += f', error="{error.error}", error_description="{_quotable(error.reason)}"'
+    return problem(
+        request, 401, "unauthenticated", error.reason, headers={"WWW-Authenticate": challenge}
+    )
+
+
+async def _forbidden(request: Request, exc: Exception) -> JSONResponse:
+    error = cast(Forbidden, exc)
+    headers = {}
+    if error.permission:  # RFC 6750, 3.1: the token lacks the scope the route needs
+        scope = _quotable(error.permission)
+        headers["WWW-Authenticate"] = f'Bearer error="insufficient_scope", scope="{scope}"'
+    return problem(request, 403, "forbidden", error.reason, headers=headers)
+
+
+async def _provider_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    error = cast(ProviderUnavailable, exc)
+    log.warning("identity provider unavailable: %s", error.reason)
+    return problem(
+        request,
+        503,
+        "identity-provider-unavailable",
+        "the identity provider is unreachable, so the token cannot be checked; retry later",
+        headers={"Retry-After": str(error.retry_after)},
+    )
+
+
+def _quotable(text: str) -> str:
+    """Text a quoted-string of an HTTP header can carry (RFC 9110, 5.6.4)."""
+    return "".join(c for c in text if c.isprintable() and c not in '"\\' and c.isascii())
+
+
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     error = cast(RequestValidationError, exc)
     errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
@@ -186,6 +226,9 @@ async def unexpected(request: Request, error: Exception) -> JSONResponse:
 
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain)
+    app.add_exception_handler(Unauthenticated, _unauthenticated)
+    app.add_exception_handler(Forbidden, _forbidden)
+    app.add_exception_handler(ProviderUnavailable, _provider_unavailable)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(DatabaseUnavailable, _unavailable)

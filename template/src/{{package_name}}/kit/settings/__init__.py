@@ -1,5 +1,6 @@
 """The kit's settings: `KitSettings`, which the service's `Settings` extends."""
 
+from .auth import AuthMode
 from .kit import MIN_CURSOR_SECRET_BYTES
 from .kit import KitSettings
 from .kit import ServiceName
@@ -21,6 +22,7 @@ Settings = KitSettings
 __all__ = [
     "MIN_CURSOR_SECRET_BYTES",
     "SECRET",
+    "AuthMode",
     "DatabaseURL",
     "KitSettings",
     "RedisURL",

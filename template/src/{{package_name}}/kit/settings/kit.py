@@ -3,7 +3,8 @@
 The service's own `Settings` (src/<package>/settings.py) extends it with its defaults
 and its own settings. The optional capabilities are idle until a setting turns them on:
 the cache with REDIS_URL, traces with TRACING_ENABLED, background jobs with
-JOBS_ENABLED (kit/extras.py checks that their packages are installed).
+JOBS_ENABLED, authentication with AUTH (kit/extras.py checks that their packages are
+installed).
 """
 
 from pathlib import Path
@@ -22,6 +23,7 @@ from pydantic_settings import BaseSettings
 from pydantic_settings import PydanticBaseSettingsSource
 from pydantic_settings import SettingsConfigDict
 
+from .auth import AuthSettings
 from .http import HttpSettings
 from .http import Origins
 from .http import Proxies
@@ -42,7 +44,7 @@ _NAME = r"^[A-Za-z0-9_.-]+$"
 ServiceName = Annotated[str, Field(min_length=1, max_length=63, pattern=_NAME)]
 
 
-class KitSettings(JobsSettings, HttpSettings):
+class KitSettings(AuthSettings, JobsSettings, HttpSettings):
     """Every tunable of the kit; the comment says when to change it."""
 
     model_config = SettingsConfigDict(
@@ -173,6 +175,14 @@ class KitSettings(JobsSettings, HttpSettings):
                 f"{MIN_CURSOR_SECRET_BYTES} bytes, not a placeholder (make one with: "
                 "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
+        if (
+            self.environment == "production"
+            and self.auth == "oidc"
+            and not self.oidc_issuer.startswith("https://")
+            and self.oidc_issuer  # unset: start-up stops on that (missing_for_auth)
+        ):
+            # Keys fetched over plain HTTP can be swapped by anyone on the path.
+            raise ValueError("OIDC_ISSUER must be an https:// URL in production")
         return self
 
 

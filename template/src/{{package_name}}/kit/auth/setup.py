@@ -1,0 +1,24 @@
+"""The authenticator AUTH names, built once with the app (`app.state.authenticator`).
+
+Each way of authenticating imports its packages (an extra of the service) only when it
+is chosen, so a service without it starts without them.
+"""
+
+from ..settings import Settings
+from .principal import Authenticator
+
+
+def build_authenticator(settings: Settings) -> Authenticator | None:
+    """None when AUTH=none: every caller is then the anonymous principal."""
+    if settings.auth == "oidc":
+        from .oidc import OidcAuthenticator
+
+        return OidcAuthenticator(settings)
+    return None
+
+
+async def close_authenticator(authenticator: Authenticator | None) -> None:
+    """Release what the authenticator holds (the provider's HTTP connections)."""
+    close = getattr(authenticator, "close", None)
+    if close is not None:
+        await close()
