@@ -73,6 +73,7 @@ CAPABILITIES = (
     Capability("cache", True, False),
     Capability("tracing", True, False),
     Capability("jobs", True, False, ("postgresql",)),
+    Capability("auth", "oidc", "none"),
 )
 # The questions that shape a service rather than add a capability to it.
 SHAPES = {
