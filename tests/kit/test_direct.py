@@ -10,8 +10,9 @@ from fastapi.dependencies import utils as dependency_utils
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from httpx import ASGITransport, AsyncClient
+from pydantic import BaseModel
 from service.kit.errors import InvalidQuery
-from service.kit.http.direct import DirectRoute, direct
+from service.kit.http.direct import DirectRoute, _plan, direct
 from service.kit.http.problems import install_problem_handlers
 
 calls: list[str] = []
@@ -42,6 +43,10 @@ async def audited(who: Annotated[str, Depends(shelf)]) -> str:
     return f"audited {who}"
 
 
+class Item(BaseModel):
+    name: str
+
+
 Limit = Annotated[int, Depends(limit)]
 Shelf = Annotated[str, Depends(shelf)]
 Page = Annotated[int, Depends(page)]
@@ -65,6 +70,11 @@ def app_of(route_class: type[APIRoute]) -> FastAPI:
     async def audit(where: Shelf, note: Annotated[str, Depends(audited)], number: Page) -> object:
         return [where, note, number]
 
+    @app.put("/body", status_code=201)
+    async def with_body(item: Item, size: Limit, response: Response) -> object:
+        response.headers["Location"] = f"/body/{item.name}"
+        return {"item": item.name, "size": size}
+
     @app.get("/sync")
     def sync_items(size: Limit) -> int:
         return size
@@ -81,6 +91,9 @@ REQUESTS = [
     ("POST", "/items/4?size=9"),
     ("POST", "/items/x?size=0"),
     ("GET", "/audited?number=2"),
+    ("GET", "/audited?number=0"),
+    ("PUT", "/body?size=2"),
+    ("PUT", "/body?size=0"),
     ("GET", "/sync?size=5"),
     ("GET", "/sync?size=99"),
 ]
@@ -91,7 +104,8 @@ async def answers(app: FastAPI) -> list[tuple[int, str, str | None, list[str]]]:
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
         for method, path in REQUESTS:
             calls.clear()
-            response = await client.request(method, path)
+            body = {"name": "kettle"} if path == "/body?size=2" else {"name": 7}
+            response = await client.request(method, path, json=body if method == "PUT" else None)
             location = response.headers.get("location")
             seen.append((response.status_code, response.text, location, [*calls]))
     return seen
@@ -157,3 +171,11 @@ async def test_a_validation_error_the_endpoint_raises_is_not_run_again() -> None
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
         response = await client.get("/raises?size=4")
     assert response.status_code == 422 and runs == [4]
+
+
+def test_routes_of_the_kits_dependencies_alone_are_called_directly() -> None:
+    app = app_of(DirectRoute)
+    direct = {
+        route.name for route in app.routes if isinstance(route, APIRoute) and _plan(route.dependant)
+    }
+    assert direct == {"list_items", "take", "with_body"}  # not: a dependency of its own, sync

@@ -13,9 +13,9 @@ pass them. The route as declared is untouched (its OpenAPI document is built fro
 FastAPI's solver still answers, exactly as before, a request that any parameter fails
 (so the errors, their order, and which dependencies ran come out as they always did),
 every request while the app has `dependency_overrides` (tests swap the sessions that
-way), and every route where calling directly could differ: a sync endpoint, a marked
-dependency that another dependency of the route also uses (FastAPI calls it once for
-both), or parameter names that would meet.
+way), and every route where calling directly could differ: a sync endpoint, one with a
+dependency of the service's own (or one of the kit's twice), or parameter names that
+would meet.
 """
 
 import dataclasses
@@ -57,12 +57,10 @@ class _Raised(Exception):
         self.error = error
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Call:
-    name: str | None  # the endpoint's argument it gives (None: a route's `dependencies=`)
-    call: Callable[..., Awaitable[Any]]
-    request: str | None  # its own name for the request, if it takes it
-    query: tuple[str, ...]  # its query parameters, by the name FastAPI validates them under
+# One dependency to call: the endpoint's argument it gives (None: a route's
+# `dependencies=`), the callable, its own name for the request (None: it takes none), and
+# its query parameters, by the names FastAPI validates them under.
+_Call = tuple[str | None, Callable[..., Awaitable[Any]], str | None, tuple[str, ...]]
 
 
 class DirectRoute(APIRoute):
@@ -99,16 +97,21 @@ def _plan(route: Dependant) -> Dependant | None:
     endpoint = route.call
     if endpoint is None or not inspect.iscoroutinefunction(endpoint):
         return None
-    chosen = [d for d in route.dependencies if d.call in _DIRECT and _plain(d)]
-    rest = [d for d in route.dependencies if not any(d is c for c in chosen)]
-    calls = [d.call for d in chosen if d.call is not None]
-    if not chosen or len(set(calls)) < len(calls) or any(_uses(d, set(calls)) for d in rest):
+    chosen = route.dependencies
+    calls = [d.call for d in chosen]
+    # Every dependency the kit's, each once: then a refused parameter leaves nothing
+    # that has run (FastAPI's solver answers it, and would otherwise run a dependency of
+    # the service's own a second time), and no dependency is shared with another.
+    if not chosen or not all(d.call in _DIRECT and _plain(d) for d in chosen):
+        return None
+    if len(set(calls)) < len(calls):
         return None
     own = [*route.path_params, *route.query_params, *route.header_params]
     own += [*route.cookie_params, *route.body_params]
-    if any(_is_model(field) for field in (*own, *(f for d in chosen for f in d.query_params))):
+    query = [*route.query_params, *(f for d in chosen for f in d.query_params)]
+    if any(_is_model(field) for field in query):
         return None  # a query parameter model is read from all the query at once
-    taken = {field.name for field in own} | {d.name for d in rest if d.name}
+    taken = {field.name for field in own}
     taken |= {name for name in (*_special_names(route), route.request_param_name) if name}
     for dependency in chosen:
         for field in dependency.query_params:
@@ -119,14 +122,14 @@ def _plan(route: Dependant) -> Dependant | None:
     request = route.request_param_name or _REQUEST
     if request in taken and route.request_param_name is None:
         return None
-    steps = tuple(
-        _Call(d.name, d.call, d.request_param_name, tuple(f.name for f in d.query_params))
+    steps: tuple[_Call, ...] = tuple(
+        (d.name, d.call, d.request_param_name, tuple(f.name for f in d.query_params))
         for d in chosen
         if d.call is not None  # always: each was chosen by its call
     )
     return dataclasses.replace(
         route,
-        dependencies=rest,
+        dependencies=[],
         query_params=[*(f for d in chosen for f in d.query_params), *route.query_params],
         request_param_name=request,
         call=_endpoint(endpoint, steps, request, keep_request=route.request_param_name is not None),
@@ -140,13 +143,13 @@ def _endpoint(
     async def call(**values: Any) -> Any:
         request = values[request_name] if keep_request else values.pop(request_name)
         try:
-            for step in steps:
-                arguments = {name: values.pop(name) for name in step.query}
-                if step.request is not None:
-                    arguments[step.request] = request
-                given = await step.call(**arguments)
-                if step.name is not None:
-                    values[step.name] = given
+            for name, dependency, takes_request, query in steps:
+                arguments = {takes_request: request} if takes_request else {}
+                for field in query:
+                    arguments[field] = values.pop(field)
+                given = await dependency(**arguments)
+                if name is not None:
+                    values[name] = given
             return await endpoint(**values)
         except RequestValidationError as error:
             raise _Raised(error) from None
@@ -174,10 +177,6 @@ def _special_names(dependant: Dependant) -> list[str | None]:
         dependant.background_tasks_param_name,
         dependant.security_scopes_param_name,
     ]
-
-
-def _uses(dependant: Dependant, calls: set[Callable[..., Any]]) -> bool:
-    return any(d.call in calls or _uses(d, calls) for d in dependant.dependencies)
 
 
 def _is_model(field: Any) -> bool:
