@@ -35,8 +35,10 @@ from ..replicas.consistency import presented_token
 from ..replicas.consistency import record
 from ..replicas.replicas import ReplicatedDatabase
 from ..settings import Settings
+from .direct import direct
 
 
+@direct
 async def read_session(request: Request) -> ReadSession:
     db: DatabaseManager = request.app.state.db
     token = presented_token(request)
@@ -48,6 +50,7 @@ async def read_session(request: Request) -> ReadSession:
     return session
 
 
+@direct
 async def write_session(request: Request) -> WriteSession:
     db: DatabaseManager = request.app.state.db
     session = db.write_session()
@@ -65,6 +68,7 @@ async def write_session(request: Request) -> WriteSession:
     return session
 
 
+@direct
 async def app_settings(request: Request) -> Settings:
     """The settings the app was created with (tests create apps with their own)."""
     settings: Settings = request.app.state.settings

@@ -13,6 +13,7 @@ from pydantic import ConfigDict
 from ..errors import InvalidQuery
 from ..repository.pagination import CursorCodec
 from .dependencies import app_settings
+from .direct import direct
 from .openapi import maximum_from
 
 T = TypeVar("T")
@@ -35,6 +36,7 @@ class CursorPage(BaseModel, Generic[T]):
     size: int
 
 
+@direct
 async def page_size(
     request: Request,
     size: Annotated[
@@ -52,6 +54,7 @@ async def page_size(
     return size
 
 
+@direct
 async def page_number(
     request: Request,
     page: Annotated[
@@ -75,11 +78,13 @@ async def page_number(
     return page
 
 
+@direct
 async def children_per_parent(request: Request) -> int:
     """How many children a listing of parents carries with each (`MAX_CHILDREN_PER_PARENT`)."""
     return (await app_settings(request)).max_children_per_parent
 
 
+@direct
 async def cursor_codec(request: Request) -> CursorCodec:
     """Signs and checks cursors with the app's `CURSOR_SECRET` (made once per app)."""
     state = request.app.state

@@ -22,6 +22,7 @@ from starlette.routing import NoMatchFound
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from .direct import DirectRoute
 from .middleware import SecurityHeaders
 
 # What a route is built from; each is also an attribute of the route built.
@@ -42,11 +43,16 @@ class Routes(APIRouter):
 
 
 class App(FastAPI):
-    """A `FastAPI` app that takes in the routes of the routers it includes."""
+    """A `FastAPI` app that takes in the routes of the routers it includes, each a
+    `DirectRoute` (the kit's dependencies called directly)."""
 
     _by_name: dict[str, list[Route]]
     _indexed = -1  # how many routes the app had when `_by_name` was built (routes are
     # added at start-up, never replaced)
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self.router.route_class = DirectRoute
 
     def include_router(self, router: APIRouter, *, prefix: str = "", **options: Any) -> None:
         if not take_in(self.router, router, prefix, options):
