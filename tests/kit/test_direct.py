@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from service.kit.errors import InvalidQuery
 from service.kit.http.direct import DirectRoute, _plan, direct
 from service.kit.http.problems import install_problem_handlers
+from service.settings import Settings
 
 calls: list[str] = []
 
@@ -179,3 +180,43 @@ def test_routes_of_the_kits_dependencies_alone_are_called_directly() -> None:
         route.name for route in app.routes if isinstance(route, APIRoute) and _plan(route.dependant)
     }
     assert direct == {"list_items", "take", "with_body"}  # not: a dependency of its own, sync
+
+
+async def test_routes_that_ask_for_the_caller_and_a_permission_are_called_directly(
+    solves: list[object], settings: Settings
+) -> None:
+    """Every route of the example domain asks for a permission, and some for the caller:
+    the kit's auth dependencies are called directly too, and authenticate once."""
+    from service.kit.auth.dependencies import CurrentPrincipal, require
+    from service.kit.auth.principal import Principal, Unauthenticated
+
+    app = app_of(DirectRoute)
+    tokens: list[str] = []
+
+    class Tokens:
+        async def authenticate(self, token: str) -> Principal:
+            tokens.append(token)
+            if token != "good":
+                raise Unauthenticated("not a token of ours")
+            return Principal("ann", frozenset({"shop:read"}))
+
+    @app.get("/mine", dependencies=[require("shop:read")])
+    async def mine(caller: CurrentPrincipal, size: Limit) -> list[object]:
+        return [caller.subject, size]
+
+    @app.get("/admin", dependencies=[require("shop:admin")])
+    async def admin() -> None:
+        raise AssertionError("not for ann")
+
+    (route,) = [r for r in app.routes if isinstance(r, APIRoute) and r.name == "mine"]
+    assert _plan(route.dependant) is not None
+    app.state.authenticator = Tokens()
+    app.state.settings = settings  # the 401's realm
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
+        good = {"Authorization": "Bearer good"}
+        assert (await client.get("/mine?size=4", headers=good)).json() == ["ann", 4]
+        assert len(solves) == 1 and tokens == ["good"]  # one solve, one authentication
+        assert (await client.get("/admin", headers=good)).status_code == 403
+        bad = await client.get("/mine", headers={"Authorization": "Bearer bad"})
+        assert bad.status_code == 401 and "WWW-Authenticate" in bad.headers
+        assert (await client.get("/mine")).status_code == 401

@@ -30,6 +30,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from ..auth.dependencies import BEARER
+from ..auth.dependencies import BEARER_SCHEME
+from ..auth.dependencies import asks_for_the_caller
 from ..settings import Settings
 from .problems import PROBLEM_JSON
 from .problems import Problem
@@ -60,19 +63,34 @@ def complete_openapi(app: FastAPI, settings: Settings) -> None:
             with warnings.catch_warnings():  # `_unique_ids` resolves them
                 warnings.filterwarnings("ignore", message=_DUPLICATE)
                 document = build()
-            _complete(document, settings)
+            _complete(document, settings, _asking_for_the_caller(app))
             app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _complete(document: dict[str, Any], settings: Settings) -> None:
+def _asking_for_the_caller(app: FastAPI) -> set[tuple[str, str]]:
+    """The operations (path, method) whose route asks who the caller is."""
+    return {
+        (route.path_format, method.lower())
+        for route in app.routes
+        if isinstance(route, APIRoute) and asks_for_the_caller(route.dependant)
+        for method in route.methods or ()
+    }
+
+
+def _complete(document: dict[str, Any], settings: Settings, secured: set[tuple[str, str]]) -> None:
     body_errors = error_responses(400, 413)
     auth_errors = error_responses(401, 403, 503)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    for operations in document.get("paths", {}).values():
-        for operation in operations.values():
+    if settings.auth != "none":
+        schemes = document["components"].setdefault("securitySchemes", {})
+        schemes[BEARER_SCHEME] = BEARER
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
+            if settings.auth != "none" and (path, method) in secured:
+                operation.setdefault("security", []).append({BEARER_SCHEME: []})
             for parameter in operation.get("parameters", []):
                 schema = parameter.get("schema", {})
                 _not_null(schema)
@@ -81,15 +99,11 @@ def _complete(document: dict[str, Any], settings: Settings) -> None:
             if "requestBody" in operation:
                 for status, response in body_errors.items():
                     operation["responses"].setdefault(str(status), _as_openapi(response))
-            if "security" in operation and settings.auth == "none":
-                del operation["security"]
-            elif "security" in operation:
+            if "security" in operation:
                 for status, response in auth_errors.items():
                     operation["responses"].setdefault(str(status), _as_openapi(response))
             for response in operation.get("responses", {}).values():
                 _as_sent(response)
-    if settings.auth == "none":
-        document["components"].pop("securitySchemes", None)
     if _uses(document, _PROBLEM):
         schemas.setdefault("Problem", Problem.model_json_schema())
     if not _uses(document, _FASTAPI_422):
