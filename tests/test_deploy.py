@@ -523,8 +523,9 @@ def test_compose_runs_the_jobs_worker_as_the_api(
     assert merged["environment"]["DATABASE_URL"] == compose["api"]["environment"]["DATABASE_URL"]
     # The queue's own connection (LISTEN) goes to the server itself, also once
     # DATABASE_URL points at a PgBouncer.
-    assert merged["environment"]["DATABASE_DIRECT_URL"] == (
-        compose["api"]["environment"]["DATABASE_URL"]
+    assert (
+        merged["environment"]["DATABASE_DIRECT_URL"]
+        == (compose["api"]["environment"]["DATABASE_URL"])
     )
     assert (
         merged["environment"]["JOBS_ENABLED"]
