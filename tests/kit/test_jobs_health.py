@@ -12,7 +12,7 @@ from service.kit.jobs import JobRun, Jobs
 from service.settings import Settings
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from .databases import BACKEND
+from .databases import cut_off, reconnect
 from .test_jobs_worker import enqueue_one, log_of, unique, until, worker, worker_process
 
 
@@ -111,7 +111,7 @@ async def test_the_worker_is_unready_while_its_database_is_lost_and_recovers_by_
                     return False
 
             await until(ready, 20, "the worker ready")
-            await BACKEND.cut_off(url)
+            await cut_off(url)
             try:
 
                 async def lost() -> bool:
@@ -122,7 +122,7 @@ async def test_the_worker_is_unready_while_its_database_is_lost_and_recovers_by_
                 assert (await status())[0] == 503
                 assert (await http.get("/health/live")).status_code == 200
             finally:
-                await BACKEND.reconnect(url)
+                await reconnect(url)
             await until(ready, 30, "ready again once the database is back")
             job_id = await enqueue_one(committing_sessions, name)
 

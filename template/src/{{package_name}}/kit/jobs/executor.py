@@ -27,6 +27,7 @@ from .enqueue import REQUEST_ID
 from .registry import JobRun
 from .registry import JobSpec
 from .registry import decode_payload
+from .trace import job_span
 
 if TYPE_CHECKING:
     from ..db.engine import DatabaseManager
@@ -94,7 +95,8 @@ class KitExecutor(AbstractEntrypointExecutor):
                 db=self.db,
             )
             try:
-                await self._bounded(run)
+                with job_span(run.name, run.id, run.attempt, request_id, headers):
+                    await self._bounded(run)
             except Released:
                 JOBS_RUNS.labels(run.name, "released").inc()
                 raise
