@@ -93,6 +93,7 @@ class KitExecutor(AbstractEntrypointExecutor):
                 attempt=job.attempts + 1,
                 request_id=request_id,
                 db=self.db,
+                settings=self.settings,
             )
             try:
                 with job_span(run.name, run.id, run.attempt, request_id, headers):
