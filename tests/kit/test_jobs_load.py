@@ -45,6 +45,7 @@ async def effects_table(engine: AsyncEngine) -> None:
 async def enqueue_many(
     sessions: async_sessionmaker[WriteSession], name: str, count: int = JOBS
 ) -> list[str]:
+    """`count` jobs of `name`, a unit of work per BATCH; their effects' keys."""
     keys = [f"{name}:{n}" for n in range(count)]
 
     @unit_of_work
@@ -147,3 +148,12 @@ async def test_connection_sweeps_mid_run_lose_no_job_and_double_no_effect(
     mid_run = [(cut, done) for cut, done in swept if cut and done < SWEPT_JOBS]
     assert len(mid_run) >= 3, swept
     assert await effects(engine, name) == dict.fromkeys(keys, 1)
+
+
+@pytest.mark.mysql
+@pytest.mark.sqlite
+async def test_a_batch_of_jobs_is_refused_where_there_is_no_queue(
+    committing_sessions: async_sessionmaker[WriteSession],
+) -> None:
+    with pytest.raises(RuntimeError, match="background jobs are a PostgreSQL queue"):
+        await enqueue_many(committing_sessions, unique("refused"), 3)

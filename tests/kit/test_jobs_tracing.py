@@ -14,6 +14,7 @@ from opentelemetry.trace import SpanKind
 from service.kit.db.session import WriteSession, unit_of_work
 from service.kit.http.dependencies import WriteSessionDep
 from service.kit.jobs import JobRun, Jobs, enqueue
+from service.kit.jobs.trace import trace_headers
 from service.main import create_app
 from service.settings import Settings
 from sqlalchemy import text
@@ -88,3 +89,8 @@ async def test_a_jobs_span_is_a_child_of_the_request_that_enqueued_it(
         if s.attributes is not None and s.attributes.get("db.query.text") == "SELECT 41 + 1"
     ]
     assert statement.parent is not None and statement.parent.span_id == job.context.span_id
+
+
+def test_outside_a_trace_a_job_carries_no_trace_context() -> None:
+    """On every backend, traces on in this process or not: no span, no header."""
+    assert trace_headers() == {}
