@@ -88,13 +88,13 @@ async def enqueue_phase(url: str, count: int, run: str) -> None:
 
 
 async def create_phase(url: str, rounds: int, creates: int) -> dict[str, Any]:
-    from sqlalchemy import event
-
+    import service.models  # noqa: F401 (every model mapped)
     from service.kit.db.session import WriteSession, unit_of_work
     from service.kit.jobs import enqueue
     from service.kit.replicas.replicas import open_database
     from service.projects.repository import ProjectRepository
     from service.settings import Settings
+    from sqlalchemy import event
 
     settings = Settings(database_url=url, environment="test")
     db = open_database(settings)
@@ -104,7 +104,7 @@ async def create_phase(url: str, rounds: int, creates: int) -> dict[str, Any]:
     def count(*_: object) -> None:
         statements[0] += 1
 
-    event.listen(db.write_engine.sync_engine, "before_cursor_execute", count)
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
 
     @unit_of_work
     async def create(session: WriteSession, slug: str) -> None:
@@ -175,7 +175,12 @@ async def effects_phase(url: str, run: str) -> dict[str, Any]:
         )
     finally:
         await conn.close()
-    return {"effects": row["n"], "keys": row["keys"], "seconds": float(row["seconds"] or 0), "left": left}
+    return {
+        "effects": row["n"],
+        "keys": row["keys"],
+        "seconds": float(row["seconds"] or 0),
+        "left": left,
+    }
 
 
 def in_venv(args: argparse.Namespace) -> None:
@@ -245,7 +250,9 @@ def main() -> None:
             run = f"w{workers}-{uuid.uuid4().hex[:6]}"
             renv = {**env, "BENCH_RUN": run}
             say(f"{workers} worker(s): enqueueing {args.jobs} jobs")
-            subprocess.run([*me, "enqueue", "--url", url, "--jobs", str(args.jobs)], env=renv, check=True)
+            subprocess.run(
+                [*me, "enqueue", "--url", url, "--jobs", str(args.jobs)], env=renv, check=True
+            )
             processes = [
                 subprocess.Popen(
                     [str(python), str(BENCH_DIR / "jobs_worker.py")],
@@ -260,7 +267,11 @@ def main() -> None:
                     time.sleep(1)
                     found = json.loads(
                         subprocess.run(
-                            [*me, "effects", "--url", url], env=renv, check=True, capture_output=True, text=True
+                            [*me, "effects", "--url", url],
+                            env=renv,
+                            check=True,
+                            capture_output=True,
+                            text=True,
                         ).stdout
                     )
                     if found["left"] == 0 or time.monotonic() > deadline:
@@ -270,25 +281,44 @@ def main() -> None:
                     process.terminate()
                 for process in processes:
                     process.wait(timeout=60)
-            found["jobs_per_second"] = found["effects"] / found["seconds"] if found["seconds"] else None
-            found["exactly_once"] = found["effects"] == found["keys"] == args.jobs and found["left"] == 0
+            found["jobs_per_second"] = (
+                found["effects"] / found["seconds"] if found["seconds"] else None
+            )
+            found["exactly_once"] = (
+                found["effects"] == found["keys"] == args.jobs and found["left"] == 0
+            )
             results["throughput"][f"{workers} workers"] = found
             say(f"{workers} worker(s): {found}")
         say(f"create vs create + enqueue: {args.rounds} rounds of {args.creates} each")
         created = subprocess.run(
-            [*me, "create", "--url", url, "--rounds", str(args.rounds), "--creates", str(args.creates)],
+            [
+                *me,
+                "create",
+                "--url",
+                url,
+                "--rounds",
+                str(args.rounds),
+                "--creates",
+                str(args.creates),
+            ],
             env=env,
-            check=True,
+            check=False,
             capture_output=True,
             text=True,
         )
+        if created.returncode:
+            raise SystemExit(created.stderr[-3000:])
         results["create"] = json.loads(created.stdout.strip().splitlines()[-1])
         say(json.dumps(results["create"]["median"]))
         say(json.dumps({k: v["median"] for k, v in results["create"]["ratio"].items()}))
     finally:
         subprocess.run([*tool, "drop", "--admin-url", args.admin_url, "--name", name], check=False)
     results["cpu"] = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         "unknown",
     )
     results["cores"] = os.cpu_count()
