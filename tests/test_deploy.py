@@ -319,6 +319,9 @@ def test_the_only_writable_path_is_the_metrics_directory(deployed: Rendered) -> 
         assert writable_mounts(built(deployed, "Deployment", "worker")) == {}
 
 
+DIRECT = "DATABASE_DIRECT_URL"
+
+
 def test_secrets_are_files_from_one_secret(deployed: Rendered) -> None:
     """The Secret is a read-only volume whose files are named after the settings, and
     SECRETS_DIR points the settings at it: no secret value is an environment variable."""
@@ -333,9 +336,21 @@ def test_secrets_are_files_from_one_secret(deployed: Rendered) -> None:
         (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == env["SECRETS_DIR"]]
         assert mount["readOnly"] is True, kind
         (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-        secret = volume["secret"]
-        # Readable by the pod's group (fsGroup) only.
-        assert secret["defaultMode"] == 0o440, kind
+        if component == "worker":
+            # The worker's queue connection needs a session of its own behind PgBouncer
+            # (LISTEN): DATABASE_DIRECT_URL, a file when the Secret holds it, optional
+            # (without PgBouncer the Secret need not have it).
+            projected = volume["projected"]
+            assert projected["defaultMode"] == 0o440, kind
+            secret, direct = (source["secret"] for source in projected["sources"])
+            assert secret.get("optional", False) is False
+            assert direct["name"] == secret["name"] and direct["optional"] is True
+            assert direct["items"] == [{"key": DIRECT, "path": DIRECT}]
+            secret["secretName"] = secret["name"]
+        else:
+            secret = volume["secret"]
+            # Readable by the pod's group (fsGroup) only.
+            assert secret["defaultMode"] == 0o440, kind
         # The API and the worker read the cache's Redis too; the migration Job does not.
         cached = {"REDIS_URL"} if deployed.answers["cache"] and kind == "Deployment" else set()
         # The Job migrates as the owner; the API never holds the owner's credentials.
@@ -506,6 +521,12 @@ def test_compose_runs_the_jobs_worker_as_the_api(
     assert merged["build"] == compose["api"]["build"]
     assert merged["command"] == [f"{rendered.answers['project_slug']}-worker"]
     assert merged["environment"]["DATABASE_URL"] == compose["api"]["environment"]["DATABASE_URL"]
+    # The queue's own connection (LISTEN) goes to the server itself, also once
+    # DATABASE_URL points at a PgBouncer.
+    assert (
+        merged["environment"]["DATABASE_DIRECT_URL"]
+        == (compose["api"]["environment"]["DATABASE_URL"])
+    )
     assert (
         merged["environment"]["JOBS_ENABLED"]
         == override["api"]["environment"]["JOBS_ENABLED"]

@@ -12,6 +12,7 @@ from service.kit.jobs import JobRun, Jobs
 from service.settings import Settings
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from .databases import cut_off, reconnect
 from .test_jobs_worker import enqueue_one, log_of, unique, until, worker, worker_process
 
 
@@ -76,6 +77,60 @@ async def test_the_worker_answers_its_probes_and_its_metrics_and_is_unready_once
         # Stopped: the port is closed.
         with pytest.raises(httpx.TransportError):
             await http.get("/health/live")
+
+
+@pytest.mark.postgresql
+async def test_the_worker_is_unready_while_its_database_is_lost_and_recovers_by_itself(
+    settings: Settings, committing_sessions: async_sessionmaker[WriteSession]
+) -> None:
+    """The database refuses connections and every session to it ends (its queue
+    connection's too): 503 with the reason while it stays away, and, once it is back,
+    200 and jobs run again (woken by NOTIFY: the worker listens again), with no restart."""
+    name = unique("outage")
+    port = free_port()
+    ran: list[int] = []
+    jobs = Jobs()
+
+    @jobs.job(name)
+    async def record(run: JobRun) -> None:
+        ran.append(run.id)
+
+    url = settings.database_url
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+
+        async def status() -> tuple[int, object]:
+            answer = await http.get("/health/ready")
+            return answer.status_code, answer.json()
+
+        async with worker(settings, jobs, jobs_health_port=port, jobs_poll_seconds=30.0):
+
+            async def ready() -> bool:
+                try:
+                    return (await status())[0] == 200
+                except httpx.TransportError:
+                    return False
+
+            await until(ready, 20, "the worker ready")
+            await cut_off(url)
+            try:
+
+                async def lost() -> bool:
+                    return await status() == (503, {"status": "the queue's connection is lost"})
+
+                await until(lost, 10, "503: the queue's connection is lost")
+                await asyncio.sleep(2)  # still away: still not ready
+                assert (await status())[0] == 503
+                assert (await http.get("/health/live")).status_code == 200
+            finally:
+                await reconnect(url)
+            await until(ready, 30, "ready again once the database is back")
+            job_id = await enqueue_one(committing_sessions, name)
+
+            async def done() -> bool:
+                return job_id in ran
+
+            # Well within the 30 s poll: the commit's NOTIFY woke it.
+            await until(done, 10, "a job enqueued after the outage run")
 
 
 @pytest.mark.mysql

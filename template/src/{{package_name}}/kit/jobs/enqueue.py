@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from ..db.session import ReadSession
 from ..db.session import WriteSession
 from ..observability.logging import request_id_var
+from .trace import trace_headers
 
 if TYPE_CHECKING:
     from pgqueuer.ports.driver import NotifyCallback
@@ -103,7 +104,8 @@ async def enqueue(
     """Enqueue `job` with `payload` (JSON) in the unit of work running on `session`.
 
     The job's id, or None when a job with the same `dedupe_key` is already queued or
-    running. The current request's id goes with it, into the job's log lines."""
+    running. The current request's id goes with it, into the job's log lines, and the
+    current trace's context, into the job's spans (trace.py)."""
     writing_session(session)
     from pgqueuer.queries import Queries  # the `jobs` extra: only where jobs are written
 
@@ -112,9 +114,10 @@ async def enqueue(
     else:
         body = json.dumps(dict(payload or {}), separators=(",", ":")).encode()
     request_id = request_id_var.get()
-    headers = {REQUEST_ID: request_id} if request_id != "-" else None
+    headers = {REQUEST_ID: request_id} if request_id != "-" else {}
+    headers.update(trace_headers())
     queries = Queries(SessionDriver(session))
     [job_id] = await queries.enqueue(
-        job, body, priority, delay, dedupe_key, headers, on_conflict="skip"
+        job, body, priority, delay, dedupe_key, headers or None, on_conflict="skip"
     )
     return None if job_id is None else int(job_id)

@@ -27,6 +27,7 @@ from .enqueue import REQUEST_ID
 from .registry import JobRun
 from .registry import JobSpec
 from .registry import decode_payload
+from .trace import job_span
 
 if TYPE_CHECKING:
     from ..db.engine import DatabaseManager
@@ -92,9 +93,11 @@ class KitExecutor(AbstractEntrypointExecutor):
                 attempt=job.attempts + 1,
                 request_id=request_id,
                 db=self.db,
+                settings=self.settings,
             )
             try:
-                await self._bounded(run)
+                with job_span(run.name, run.id, run.attempt, request_id, headers):
+                    await self._bounded(run)
             except Released:
                 JOBS_RUNS.labels(run.name, "released").inc()
                 raise

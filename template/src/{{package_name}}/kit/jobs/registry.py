@@ -20,6 +20,7 @@ from typing import Any
 
 if TYPE_CHECKING:
     from ..db.engine import DatabaseManager
+    from ..settings import KitSettings
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class JobRun:
     request_id: str
     # The service's database: `async with run.db.write_session() as session:`.
     db: "DatabaseManager"
+    # The worker's settings: the service's `Settings`, as the environment gave them.
+    settings: "KitSettings"
 
     @property
     def effect_key(self) -> str:
@@ -88,6 +91,13 @@ class Jobs:
         once per tick across every worker, and run like any other job (retries, timeout,
         kept when it fails). Its payload names the tick: `{"tick": "<ISO time>"}`."""
         return self._register(name, retries, timeout, None, schedule)
+
+    def include(self, other: "Jobs") -> None:
+        """Register `other`'s handlers here too: a domain's jobs, kept beside its code."""
+        for name, spec in other.specs.items():
+            if name in self.specs:
+                raise ValueError(f"a job called {name!r} is registered twice")
+            self.specs[name] = spec
 
     def _register(
         self,

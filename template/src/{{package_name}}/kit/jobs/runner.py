@@ -5,9 +5,16 @@ The connection goes to DATABASE_DIRECT_URL when it is set (behind PgBouncer, who
 transaction pooling would lose a LISTEN): it listens for new jobs, picks them
 (FOR UPDATE SKIP LOCKED), beats their leases and records their outcomes. Handlers use
 the service's own pools (`run.db`), as requests do.
+
+When that connection is lost (a restart of the server, a failover, a terminated
+backend), the worker is not ready, lets its running handlers end, and connects again,
+backing off while the server stays away. The outcomes it could not record are lost with
+the connection: those jobs run again once their lease is over, here or elsewhere, which
+their handlers' `once` makes harmless.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable
@@ -22,6 +29,7 @@ from pgqueuer.queries import Queries
 from sqlalchemy import text
 
 from ..db.engine import DatabaseManager
+from ..observability.tracing import start_tracing
 from ..replicas.replicas import open_database
 from ..settings import KitSettings
 from .executor import KitExecutor
@@ -39,22 +47,91 @@ log = logging.getLogger(__name__)
 # The kit's own periodic job: the queue's event log, pruned every hour.
 PRUNE_JOB = "kit_prune_job_log"
 PRUNE_SCHEDULE = "17 * * * *"
+# The longest wait between two attempts to open the queue's connection again.
+_MAX_RECONNECT_WAIT = 10.0
 
 
 async def serve(settings: KitSettings, jobs: Jobs, stop: asyncio.Event) -> None:
     """Run `jobs` until `stop` is set, then stop as the module docstring says."""
+    start_tracing(settings)
     db = open_database(settings)
     await db.connect()
     report_queue(db)
+    queue = QueueConnection()
+    port = settings.jobs_health_port
+    health = None
     try:
-        connection = await connect_direct(settings)
-        try:
-            await _serve(settings, jobs, stop, db, connection)
-        finally:
-            await connection.close()
+        if port is not None:
+            health = await serve_health(port, lambda: readiness(settings, db, queue, stop))
+        await _serve_until_stopped(settings, jobs, stop, db, queue)
     finally:
+        if health is not None:
+            health.close()
         stop_reporting_queue(db)
         await db.disconnect()
+
+
+class QueueConnection:
+    """The worker's current connection to the queue; None while it connects again."""
+
+    def __init__(self) -> None:
+        self.current: asyncpg.Connection | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.current is not None and not self.current.is_closed()
+
+
+class ConnectionLost(Exception):
+    """The queue's connection ended under the worker."""
+
+
+async def readiness(
+    settings: KitSettings, db: DatabaseManager, queue: QueueConnection, stop: asyncio.Event
+) -> str | None:
+    if stop.is_set():
+        return "stopping"
+    if not queue.open:
+        return "the queue's connection is lost"
+    try:
+        async with asyncio.timeout(settings.health_timeout):
+            async with db.probe_engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    except Exception:  # any failure of the probe means: not ready
+        return "the database does not answer"
+    return None
+
+
+async def _serve_until_stopped(
+    settings: KitSettings,
+    jobs: Jobs,
+    stop: asyncio.Event,
+    db: DatabaseManager,
+    queue: QueueConnection,
+) -> None:
+    failures = 0
+    while not stop.is_set():
+        try:
+            queue.current = await connect_direct(settings)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            failures += 1
+            wait = min(settings.db_connect_backoff * 2 ** (failures - 1), _MAX_RECONNECT_WAIT)
+            log.warning(
+                "the queue's connection cannot be opened (%s); trying again in %.1fs",
+                type(error).__name__,
+                wait,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+            continue
+        failures = 0
+        try:
+            await _serve(settings, jobs, stop, db, queue.current)
+        except ConnectionLost:
+            log.warning("the queue's connection is lost: connecting again")
+        finally:
+            connection, queue.current = queue.current, None
+            await connection.close(timeout=settings.db_connect_timeout)
 
 
 async def connect_direct(settings: KitSettings) -> asyncpg.Connection:
@@ -98,7 +175,10 @@ async def _serve(
     db: DatabaseManager,
     connection: asyncpg.Connection,
 ) -> None:
+    """pgqueuer on `connection` until `stop` is set; `ConnectionLost` if it ends first."""
     released = asyncio.Event()
+    lost = asyncio.Event()
+    connection.add_termination_listener(lambda _: lost.set())
     driver = AsyncpgDriver(connection)
     queue = PgQueuer(driver)
     queries = Queries(driver)
@@ -116,33 +196,33 @@ async def _serve(
         await asyncio.sleep(grace)
         released.set()
 
-    async def readiness() -> str | None:
-        if stop.is_set():
-            return "stopping"
-        if connection.is_closed():
-            return "the queue's connection is lost"
-        try:
-            async with asyncio.timeout(settings.health_timeout):
-                async with db.probe_engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
-        except Exception:  # any failure of the probe means: not ready
-            return "the database does not answer"
-        return None
-
-    port = settings.jobs_health_port
-    health = None if port is None else await serve_health(port, readiness)
     watcher = asyncio.create_task(stop_when_told())
     concurrency = settings.jobs_concurrency
     log.info("worker started: %s", ", ".join(sorted(queue.qm.entrypoint_registry)))
-    try:
-        await queue.run(
+    running = asyncio.create_task(
+        queue.run(
             dequeue_timeout=timedelta(seconds=settings.jobs_poll_seconds),
             batch_size=max(1, concurrency // 2),
             max_concurrent_tasks=concurrency,
             heartbeat_timeout=timedelta(seconds=settings.jobs_lease_seconds),
         )
+    )
+    ended = asyncio.create_task(lost.wait())
+    try:
+        await asyncio.wait({running, ended}, return_when=asyncio.FIRST_COMPLETED)
+        if lost.is_set() or (running.done() and connection.is_closed()):
+            # pgqueuer stops picking; the running handlers end as they would (their
+            # outcomes cannot be recorded: the jobs run again after their lease).
+            queue.shutdown.set()
+            with contextlib.suppress(Exception):
+                await running
+            raise ConnectionLost
+        await running
     finally:
+        ended.cancel()
         watcher.cancel()
-        if health is not None:
-            health.close()
+        if not running.done():
+            running.cancel()
+            with contextlib.suppress(BaseException):
+                await running
     log.info("worker stopped")

@@ -80,6 +80,11 @@ def start_tracing(settings: KitSettings) -> None:
     event.listen(Engine, "handle_error", _statement_fails)
 
 
+def current_tracer() -> "Tracer | None":
+    """The service's tracer once tracing has started in this process; None otherwise."""
+    return _tracer
+
+
 def _current_trace_id() -> str:
     from opentelemetry import trace
 
