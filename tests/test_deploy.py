@@ -336,21 +336,17 @@ def test_secrets_are_files_from_one_secret(deployed: Rendered) -> None:
         (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == env["SECRETS_DIR"]]
         assert mount["readOnly"] is True, kind
         (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-        if component == "worker":
-            # The worker's queue connection needs a session of its own behind PgBouncer
-            # (LISTEN): DATABASE_DIRECT_URL, a file when the Secret holds it, optional
-            # (without PgBouncer the Secret need not have it).
-            projected = volume["projected"]
-            assert projected["defaultMode"] == 0o440, kind
-            secret, direct = (source["secret"] for source in projected["sources"])
-            assert secret.get("optional", False) is False
-            assert direct["name"] == secret["name"] and direct["optional"] is True
-            assert direct["items"] == [{"key": DIRECT, "path": DIRECT}]
-            secret["secretName"] = secret["name"]
-        else:
-            secret = volume["secret"]
-            # Readable by the pod's group (fsGroup) only.
-            assert secret["defaultMode"] == 0o440, kind
+        # Behind PgBouncer every pod needs DATABASE_DIRECT_URL (the settings refuse
+        # DB_BEHIND_PGBOUNCER without it; the worker's queue LISTENs there): a file when
+        # the Secret holds it, optional (without PgBouncer the Secret need not have it).
+        # Readable by the pod's group (fsGroup) only.
+        projected = volume["projected"]
+        assert projected["defaultMode"] == 0o440, kind
+        secret, direct = (source["secret"] for source in projected["sources"])
+        assert secret.get("optional", False) is False, kind
+        assert direct["name"] == secret["name"] and direct["optional"] is True, kind
+        assert direct["items"] == [{"key": DIRECT, "path": DIRECT}], kind
+        secret["secretName"] = secret["name"]
         # The API and the worker read the cache's Redis too; the migration Job does not.
         cached = {"REDIS_URL"} if deployed.answers["cache"] and kind == "Deployment" else set()
         # The Job migrates as the owner; the API never holds the owner's credentials.
