@@ -85,7 +85,8 @@ class PasswordSettings(BaseSettings):
     @model_validator(mode="after")
     def _production_needs_a_strong_key(self) -> Any:
         production = getattr(self, "environment", None) == "production"
-        if production and self.password_signing_key and weak_signing_key(self.password_signing_key):
+        key = self.password_signing_key
+        if production and key is not None and weak_signing_key(key):
             raise ValueError(weak_key_message())
         if self.password_min_length > self.password_max_length:
             raise ValueError("PASSWORD_MIN_LENGTH is larger than PASSWORD_MAX_LENGTH")
