@@ -21,7 +21,7 @@ CHEAP = {
     "password_hash_parallelism": 1,
     "password_default_permissions": "things:read",
 }
-PASSWORD = "correct horse battery"  # noqa: S105 - a test user's
+PASSWORD = "correct horse battery"
 
 
 def cheap(settings: Settings, **changes: Any) -> Settings:

@@ -169,7 +169,7 @@ async def test_a_known_and_an_unknown_email_take_the_same_order_of_time(
 ) -> None:
     """Loose on purpose (medians, a factor of 3): a missing hash check would be a factor
     of a hundred at this cost."""
-    costly = cheap(settings, password_hash_memory_kib=16_384, password_hash_time_cost=2)
+    costly = cheap(settings, password_hash_memory_kib=32_768, password_hash_time_cost=3)
     costly = costly.model_copy(update={"password_attempts_per_address": 1000})
     async with password_app(costly) as client:
         await register(client, "timed@example.com")
@@ -276,7 +276,7 @@ async def test_a_bad_access_token_is_a_401_with_a_challenge(fast: Settings) -> N
         await register(client, "bad@example.com")
         good = (await login(client, "bad@example.com")).json()["access_token"]
         claims = jwt.decode(good, OctKey.import_key(DEVELOPMENT_KEY.encode())).claims
-        header, payload, signature = good.split(".")
+        header, _payload, signature = good.split(".")
         tampered_claims = {**claims, "sub": "00000000-0000-7000-8000-000000000000"}
         tampered_payload = _unsigned(tampered_claims).split(".")[1]
         key = DEVELOPMENT_KEY.encode()
@@ -350,7 +350,7 @@ async def test_bad_input_is_a_problem_never_a_5xx(fast: Settings) -> None:
 
 # -- the signing key -------------------------------------------------------------------
 
-PRODUCTION = {"environment": "production", "cursor_secret": "c" * 40}
+PRODUCTION_SECRET = SecretStr("c" * 40)
 
 
 @pytest.mark.parametrize(
@@ -364,16 +364,18 @@ PRODUCTION = {"environment": "production", "cursor_secret": "c" * 40}
 )
 def test_production_refuses_a_weak_signing_key_in_one_line(key: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        Settings(**PRODUCTION, password_signing_key=key)
+        Settings(
+            environment="production", cursor_secret=PRODUCTION_SECRET, password_signing_key=key
+        )
     lines = format_validation_error(caught.value).splitlines()
     assert len(lines) == 2, lines
     assert "PASSWORD_SIGNING_KEY" in lines[1] and "at least 32 bytes" in lines[1]
     assert not key or key not in lines[1]
-    assert Settings(environment="development", password_signing_key=key)
+    assert Settings(environment="development", password_signing_key=SecretStr(key))
 
 
 def test_production_without_a_signing_key_stops_when_the_routes_are_built() -> None:
-    settings = Settings(**PRODUCTION)
+    settings = Settings(environment="production", cursor_secret=PRODUCTION_SECRET)
     with pytest.raises(SettingsError, match="PASSWORD_SIGNING_KEY must be set in production"):
         password_router(cheap(settings))
     strong = cheap(settings, password_signing_key=SecretStr(STRONG_KEY))
