@@ -24,7 +24,13 @@ from service.kit.auth.password.hashing import Passwords
 from service.kit.auth.password.tokens import DEVELOPMENT_KEY
 from service.kit.auth.principal import Unauthenticated
 from service.kit.db.session import ReadSession, WriteSession
-from service.kit.settings import SettingsError, format_validation_error
+from service.kit.settings import (
+    SettingsError,
+    format_validation_error,
+    load_settings,
+    secret_fields,
+    secret_values,
+)
 from service.settings import Settings
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -380,3 +386,17 @@ def test_production_without_a_signing_key_stops_when_the_routes_are_built() -> N
         password_router(cheap(settings))
     strong = cheap(settings, password_signing_key=SecretStr(STRONG_KEY))
     assert password_router(strong).routes
+
+
+def test_the_signing_key_is_a_secret_read_from_a_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    key_file = tmp_path / "signing-key"
+    key_file.write_text(STRONG_KEY + "\n")
+    monkeypatch.setenv("PASSWORD_SIGNING_KEY_FILE", str(key_file))
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("CURSOR_SECRET", "c" * 40)
+    loaded = load_settings(Settings)
+    assert loaded.password_signing_key == SecretStr(STRONG_KEY)
+    assert "password_signing_key" in secret_fields(Settings)
+    assert STRONG_KEY in secret_values(loaded)  # kept out of the log
