@@ -8,8 +8,10 @@ after each test.
 """
 
 import base64
+import importlib
 import json
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,6 +26,7 @@ from service.kit.auth.password.hashing import Passwords
 from service.kit.auth.password.tokens import DEVELOPMENT_KEY
 from service.kit.auth.principal import Unauthenticated
 from service.kit.db.session import ReadSession, WriteSession
+from service.kit.extras import MissingPackages
 from service.kit.settings import (
     SettingsError,
     format_validation_error,
@@ -400,3 +403,17 @@ def test_the_signing_key_is_a_secret_read_from_a_file(
     assert loaded.password_signing_key == SecretStr(STRONG_KEY)
     assert "password_signing_key" in secret_fields(Settings)
     assert STRONG_KEY in secret_values(loaded)  # kept out of the log
+
+
+@pytest.mark.parametrize("missing", ["pwdlib", "joserfc", "python_multipart"])
+def test_without_the_extra_the_service_stops_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    monkeypatch.setitem(sys.modules, missing, None)  # as if the extra were not installed
+    for name in [n for n in sys.modules if n.startswith("service.kit.auth.password")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(MissingPackages) as caught:
+        importlib.import_module("service.kit.auth.password")
+    message = str(caught.value)
+    assert "\n" not in message and missing in message
+    assert "uv sync --extra password" in message

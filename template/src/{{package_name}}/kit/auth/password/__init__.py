@@ -11,6 +11,7 @@ extra. The tables are `models.py`'s, which the `password` answer's migration cre
 - `hashing.py`, `tokens.py`, `throttle.py`: the hash, the tokens, the throttle.
 """
 
+from . import packages  # noqa: F401 - first: stops start-up in one line without the extra
 from .accounts import Accounts
 from .authenticator import PasswordAuthenticator
 from .routes import password_router
