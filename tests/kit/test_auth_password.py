@@ -417,3 +417,16 @@ def test_without_the_extra_the_service_stops_in_one_line(
     message = str(caught.value)
     assert "\n" not in message and missing in message
     assert "uv sync --extra password" in message
+
+
+async def test_the_openapi_document_declares_the_password_flow(fast: Settings) -> None:
+    """So that the interactive docs' "Authorize" logs in through /auth/token."""
+    async with password_app(fast) as client:
+        document = (await client.get("/openapi.json")).json()
+    (scheme,) = document["components"]["securitySchemes"].values()
+    assert scheme["type"] == "oauth2"
+    assert scheme["flows"]["password"]["tokenUrl"] == "/auth/token"
+    assert document["paths"]["/auth/me"]["get"]["security"]
+    token = document["paths"]["/auth/token"]["post"]
+    assert "application/x-www-form-urlencoded" in token["requestBody"]["content"]
+    assert {"401", "422", "429"} <= set(token["responses"])
