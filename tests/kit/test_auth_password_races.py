@@ -61,7 +61,7 @@ async def test_the_address_throttle_counts_every_account_from_one_address(
         password_app(limited, address="2001:db8::1") as elsewhere,
         password_app(limited, address="2001:db8::2") as same_network,
     ):
-        await register(one, "victim@example.com")
+        await register(elsewhere, "victim@example.com")  # counts for elsewhere's /64
         for n in range(6):
             client = one if n % 2 else same_address
             answer = await login(client, f"spray-{n}@example.com", "guess one two")
@@ -69,13 +69,16 @@ async def test_the_address_throttle_counts_every_account_from_one_address(
         throttled(await login(one, "victim@example.com"))
         # Another address may go on; IPv6 clients are counted by their /64.
         assert (await login(elsewhere, "victim@example.com")).status_code == 200
-        for n in range(5):
+        for n in range(4):
             await login(same_network, f"v6-{n}@example.com", "guess one two")
         throttled(await login(elsewhere, "victim@example.com"))
 
 
-async def test_a_successful_login_clears_the_accounts_count(limited: Settings) -> None:
-    async with password_app(limited) as client:
+async def test_a_successful_login_clears_the_accounts_count(
+    settings: Settings, clean: None
+) -> None:
+    roomy = cheap(settings, password_attempts_per_account=3, password_attempts_per_address=100)
+    async with password_app(roomy) as client:
         await register(client, "forgetful@example.com")
         for _ in range(2):
             await login(client, "forgetful@example.com", "guess one two")
@@ -111,3 +114,13 @@ async def test_of_two_refreshes_of_one_token_exactly_one_wins(limited: Settings)
         (winner,) = [a.json() for a in answers if a.status_code == 200]
         again = await one.post("/auth/refresh", json={"refresh_token": winner["refresh_token"]})
         assert again.status_code == 401
+
+
+async def test_registrations_count_against_the_address(limited: Settings) -> None:
+    """Each registration costs a hash: an address gets as many as it has login attempts."""
+    async with password_app(limited) as one, password_app(limited) as two:
+        for n in range(6):
+            created = await register((one, two)[n % 2], f"new-{n}@example.com")
+            assert created.status_code == 201, created.text
+        throttled(await register(one, "one-too-many@example.com"))
+        throttled(await login(two, "new-0@example.com"))

@@ -84,13 +84,23 @@ class Accounts:
         email: str,
         password: str,
         permissions: frozenset[str] = frozenset(),
+        *,
+        address: str | None = None,
     ) -> User:
+        """A new user; from a client `address` (the route's), counted by the throttle as
+        an attempt of that address, since each costs a hash (`Throttled` past it)."""
         email = normal_email(email)
         self.check_password(email, password)
+        if address is not None and (wait := await self._count_address(session, address)):
+            raise Throttled(wait)
         hashed = await self.passwords.hash(password)
         return await self._add(
             session, email, hashed, permissions or self.settings.password_permissions
         )
+
+    @unit_of_work
+    async def _count_address(self, session: WriteSession, address: str) -> int:
+        return await self.throttle.attempt(session, None, address, utc_now())
 
     @unit_of_work
     async def _add(

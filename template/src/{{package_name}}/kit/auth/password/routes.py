@@ -47,6 +47,15 @@ def _unauthenticated(detail: str, error: str = "") -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": challenge})
 
 
+def client_address(request: Request) -> str:
+    """The peer, or the client a trusted proxy names (`kit/http/proxies.py`)."""
+    return request.client.host if request.client else "unknown"
+
+
+def too_many(error: Throttled) -> HTTPException:
+    return HTTPException(429, str(error), headers={"Retry-After": str(error.retry_after)})
+
+
 def _tokens(pair: TokenPair) -> TokenResponse:
     return TokenResponse(
         access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token
@@ -78,10 +87,17 @@ def password_router(
             "/register",
             status_code=201,
             response_model=UserRead,
-            responses=error_responses(409, 422),
+            responses=error_responses(409, 422, 429),
         )
-        async def register(body: Registration, session: WriteSessionDep) -> UserRead:
-            user = await accounts.register(session, body.email, body.password)
+        async def register(
+            body: Registration, request: Request, session: WriteSessionDep
+        ) -> UserRead:
+            try:
+                user = await accounts.register(
+                    session, body.email, body.password, address=client_address(request)
+                )
+            except Throttled as error:
+                raise too_many(error) from None
             return UserRead(id=user.id, email=user.email, permissions=user.permissions.split())
 
     @router.post("/token", response_model=TokenResponse, responses=error_responses(401, 422, 429))
@@ -90,13 +106,11 @@ def password_router(
         request: Request,
         session: WriteSessionDep,
     ) -> TokenResponse:
-        address = request.client.host if request.client else "unknown"
+        address = client_address(request)
         try:
             pair = await accounts.login(session, form.username, form.password, address)
         except Throttled as error:
-            raise HTTPException(
-                429, str(error), headers={"Retry-After": str(error.retry_after)}
-            ) from None
+            raise too_many(error) from None
         except InvalidCredentials:
             raise _unauthenticated(_WRONG) from None
         return _tokens(pair)

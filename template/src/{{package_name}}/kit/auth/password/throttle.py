@@ -60,10 +60,15 @@ class Throttle:
             timedelta(seconds=settings.password_throttle_seconds),
         )
 
-    async def attempt(self, session: WriteSession, email: str, address: str, now: datetime) -> int:
-        """Count an attempt for `email` from `address`, in the unit of work on `session`:
-        0 if it may go on, else the seconds until it may be tried again."""
-        limits = {account_key(email): self.per_account, address_key(address): self.per_address}
+    async def attempt(
+        self, session: WriteSession, email: str | None, address: str, now: datetime
+    ) -> int:
+        """Count an attempt for `email` (None: a registration, counted for the address
+        alone) from `address`, in the unit of work on `session`: 0 if it may go on,
+        else the seconds until it may be tried again."""
+        limits = {address_key(address): self.per_address}
+        if email is not None:
+            limits[account_key(email)] = self.per_account
         wait = 0
         for key in sorted(limits):  # one order for every worker: no deadlock between them
             attempts, started = await self._count(session, key, now)
