@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from joserfc.jwk import OctKey
 from pydantic import SecretStr, ValidationError
 from service.kit.auth.password import Accounts, PasswordAuthenticator, password_router
 from service.kit.auth.password.hashing import Passwords
+from service.kit.auth.password.models import RefreshToken
 from service.kit.auth.password.tokens import DEVELOPMENT_KEY
 from service.kit.auth.principal import Unauthenticated
 from service.kit.db.session import ReadSession, WriteSession
@@ -35,7 +37,7 @@ from service.kit.settings import (
     secret_values,
 )
 from service.settings import Settings
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from .password import PASSWORD, TABLES, bearer, cheap, login, password_app, register
@@ -220,6 +222,17 @@ async def test_a_refresh_token_is_good_for_one_use_and_a_reuse_ends_the_family(
         # Another login of the same user is another family, untouched.
         other = (await login(client, "turing@example.com")).json()
         assert (await client.get("/auth/me", headers=bearer(other["access_token"]))).is_success
+
+
+async def test_an_expired_refresh_token_is_refused(fast: Settings, engine: AsyncEngine) -> None:
+    async with password_app(fast) as client:
+        await register(client, "late@example.com")
+        tokens = (await login(client, "late@example.com")).json()
+        async with engine.begin() as conn:
+            past = datetime.now(UTC) - timedelta(seconds=1)
+            await conn.execute(update(RefreshToken).values(expires_at=past))
+        body = {"refresh_token": tokens["refresh_token"]}
+        problem_of(await client.post("/auth/refresh", json=body), 401)
 
 
 async def test_logout_ends_the_login_and_tells_nothing_of_unknown_tokens(fast: Settings) -> None:

@@ -124,3 +124,16 @@ async def test_registrations_count_against_the_address(limited: Settings) -> Non
             assert created.status_code == 201, created.text
         throttled(await register(one, "one-too-many@example.com"))
         throttled(await login(two, "new-0@example.com"))
+
+
+async def test_a_window_that_ended_starts_counting_again(settings: Settings, clean: None) -> None:
+    """The count and its window start are set in one UPDATE (on MariaDB, whose later
+    assignments read the earlier ones' new values, in the order that keeps it right)."""
+    short = cheap(settings, password_attempts_per_account=2, password_throttle_seconds=1)
+    async with password_app(short) as client:
+        await register(client, "patient@example.com")
+        for _ in range(2):
+            await login(client, "patient@example.com", "guess one two")
+        assert throttled(await login(client, "patient@example.com")) == 1
+        await asyncio.sleep(1.1)
+        assert (await login(client, "patient@example.com")).status_code == 200
