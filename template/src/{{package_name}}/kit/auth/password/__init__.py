@@ -9,6 +9,7 @@ extra. The tables are `models.py`'s, which the `password` answer's migration cre
 - `accounts.py`: `Accounts`, what those routes do, for the service's own code too.
 - `authenticator.py`: `PasswordAuthenticator`, an access token to a `Principal`.
 - `hashing.py`, `tokens.py`, `throttle.py`: the hash, the tokens, the throttle.
+- `admin.py`: the operator's command (create a user, permissions, disable, revoke).
 """
 
 from . import packages  # noqa: F401 - first: stops start-up in one line without the extra

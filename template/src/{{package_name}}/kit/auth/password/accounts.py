@@ -236,6 +236,18 @@ class Accounts:
             .execution_options(synchronize_session=False)
         )
 
+    @unit_of_work
+    async def set_permissions(
+        self, session: WriteSession, user_id: uuid.UUID, permissions: frozenset[str]
+    ) -> None:
+        """Replace the user's permissions: they hold at the user's next request."""
+        await session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(permissions=" ".join(sorted(permissions)))
+            .execution_options(synchronize_session=False)
+        )
+
     async def _revoke(self, session: WriteSession, which: object) -> None:
         await session.execute(
             update(LoginSession)
