@@ -19,8 +19,9 @@ from ...settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Hashes computed at once by one process: one a core.
-HASHES_AT_ONCE = os.cpu_count() or 1
+# Hashes computed at once by one process: one a core it may run on (a container's CPU
+# set, not the host's count).
+HASHES_AT_ONCE = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
 
 
 class Passwords:
