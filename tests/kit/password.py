@@ -6,7 +6,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from httpx import ASGITransport, AsyncClient, Response
-from service.kit.auth.password import Accounts, password_router
 from service.kit.auth.password.models import LoginSession, LoginThrottle, RefreshToken, User
 from service.settings import Settings
 
@@ -20,6 +19,8 @@ CHEAP = {
     "password_hash_memory_kib": 1024,
     "password_hash_parallelism": 1,
     "password_default_permissions": "things:read",
+    # The app then builds the password routes and the authenticator (kit/app.py).
+    "auth": "password",
 }
 PASSWORD = "correct horse battery"
 
@@ -30,12 +31,11 @@ def cheap(settings: Settings, **changes: Any) -> Settings:
 
 @asynccontextmanager
 async def password_app(
-    settings: Settings, accounts: Accounts | None = None, address: str = "192.0.2.10"
+    settings: Settings, address: str = "192.0.2.10"
 ) -> AsyncIterator[AsyncClient]:
-    """An app of its own (its own pools, as another worker or pod has) with the password
-    routes at /auth, called from `address`."""
+    """An app of its own (its own pools, as another worker or pod has) with AUTH=password:
+    its routes at /auth, called from `address`."""
     app = service_app(settings)
-    app.include_router(password_router(settings, accounts))
     transport = ASGITransport(app=app, raise_app_exceptions=False, client=(address, 40000))
     async with (
         app.router.lifespan_context(app),

@@ -14,6 +14,10 @@ from pydantic import SecretStr
 from pydantic import model_validator
 from pydantic_settings import BaseSettings
 
+# Where the password routes are (`password_router`), and so the token URL the OpenAPI
+# document's login form posts to.
+PASSWORD_ROUTES = "/auth"  # noqa: S105 - a path, not a secret
+PASSWORD_TOKEN_URL = f"{PASSWORD_ROUTES}/token"
 # HMAC-SHA256's key size: a shorter key is weaker than the signature it makes.
 MIN_SIGNING_KEY_BYTES = 32
 # The placeholders this project's files ship, as for CURSOR_SECRET.

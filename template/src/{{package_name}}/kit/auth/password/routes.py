@@ -27,6 +27,7 @@ from ...http.dependencies import ReadSessionDep
 from ...http.dependencies import WriteSessionDep
 from ...http.problems import error_responses
 from ...settings import Settings
+from ...settings.password import PASSWORD_ROUTES
 from ..principal import Principal
 from ..principal import Unauthenticated
 from .accounts import Accounts
@@ -63,13 +64,17 @@ def _tokens(pair: TokenPair) -> TokenResponse:
 
 
 def password_router(
-    settings: Settings, accounts: Accounts | None = None, *, prefix: str = "/auth"
+    settings: Settings, accounts: Accounts | None = None, *, prefix: str = PASSWORD_ROUTES
 ) -> APIRouter:
     """The routes, on one `Accounts` (made from `settings` unless given: tests give one
     of their own). Registration is left out when PASSWORD_REGISTRATION_OPEN is off."""
     accounts = accounts or Accounts(settings)
     router = APIRouter(prefix=prefix, tags=["auth"])
-    bearer = OAuth2PasswordBearer(tokenUrl=f"{prefix}/token", auto_error=False)
+    # Named as the kit's bearer scheme (kit/auth/dependencies.py): one scheme in the
+    # OpenAPI document, which AUTH=password makes the password form (kit/http/openapi.py).
+    bearer = OAuth2PasswordBearer(
+        tokenUrl=f"{prefix}/token", scheme_name="bearer", auto_error=False
+    )
 
     async def caller(
         session: ReadSessionDep, token: Annotated[str | None, Depends(bearer)]
