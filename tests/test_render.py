@@ -148,7 +148,8 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
     # and the queue's with background jobs (and, with both, the one joining them).
     jobs = answers.get("jobs", False)
     domain = answers["example_domain"]
-    assert len(versions) == (5 if domain else 0) + (1 if jobs else 0) + (jobs and domain)
+    users = answers["auth"] == "password"  # the users' tables
+    assert len(versions) == (5 if domain else 0) + (1 if jobs else 0) + (jobs and domain) + users
     source = "\n".join(
         p.read_text() for p in answered(variant) if p.suffix == ".py" and p.is_relative_to(package)
     )
