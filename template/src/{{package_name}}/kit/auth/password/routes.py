@@ -20,23 +20,22 @@ from fastapi import Depends
 from fastapi import HTTPException
 from fastapi import Request
 from fastapi import Response
-from fastapi.security import OAuth2PasswordBearer
 from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel
+from pydantic import Field
 
-from ...http.dependencies import ReadSessionDep
 from ...http.dependencies import WriteSessionDep
 from ...http.problems import error_responses
+from ...http.schemas import StorableStr
 from ...settings import Settings
 from ...settings.password import PASSWORD_ROUTES
-from ..principal import Principal
-from ..principal import Unauthenticated
+from ..dependencies import CurrentPrincipal
 from .accounts import Accounts
 from .accounts import InvalidCredentials
 from .accounts import Throttled
 from .accounts import TokenPair
-from .authenticator import principal_in
+from .schemas import Email
 from .schemas import RefreshRequest
-from .schemas import Registration
 from .schemas import TokenResponse
 from .schemas import UserRead
 
@@ -69,23 +68,18 @@ def password_router(
     """The routes, on one `Accounts` (made from `settings` unless given: tests give one
     of their own). Registration is left out when PASSWORD_REGISTRATION_OPEN is off."""
     accounts = accounts or Accounts(settings)
+    # The password rules' lengths, in the OpenAPI document as in the check.
+    lengths = Field(
+        min_length=settings.password_min_length, max_length=settings.password_max_length
+    )
+
+    class Registration(BaseModel):
+        email: Email
+        password: Annotated[StorableStr, lengths]
+
     router = APIRouter(prefix=prefix, tags=["auth"])
     # Named as the kit's bearer scheme (kit/auth/dependencies.py): one scheme in the
     # OpenAPI document, which AUTH=password makes the password form (kit/http/openapi.py).
-    bearer = OAuth2PasswordBearer(
-        tokenUrl=f"{prefix}/token", scheme_name="bearer", auto_error=False
-    )
-
-    async def caller(
-        session: ReadSessionDep, token: Annotated[str | None, Depends(bearer)]
-    ) -> Principal:
-        if not token:
-            raise _unauthenticated("an access token is needed")
-        try:
-            return await principal_in(session, accounts.tokens, token)
-        except Unauthenticated as error:
-            raise _unauthenticated(error.reason, error.error) from None
-
     if settings.password_registration_open:
 
         @router.post(
@@ -133,7 +127,9 @@ def password_router(
         return Response(status_code=204)
 
     @router.get("/me", response_model=UserRead, responses=error_responses(401))
-    async def me(principal: Annotated[Principal, Depends(caller)]) -> UserRead:
+    async def me(principal: CurrentPrincipal) -> UserRead:
+        if principal.anonymous:  # AUTH is not password: nobody to tell about
+            raise _unauthenticated("an access token of this service's users is needed")
         return UserRead(
             id=uuid.UUID(principal.subject),
             email=str(principal.claims["email"]),

@@ -14,16 +14,8 @@ from .models import EMAIL_LENGTH
 Email = Annotated[
     StorableStr, Field(min_length=3, max_length=EMAIL_LENGTH, pattern=r"^[^@\s]+@[^@\s]+$")
 ]
-# The rules (PASSWORD_MIN_LENGTH...) are settings, checked by the service: this bounds
-# only what the request may carry.
-Password = Annotated[StorableStr, Field(min_length=1, max_length=1024)]
 # A refresh token as the service gives them (URL-safe base64), with room to spare.
 RefreshText = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")]
-
-
-class Registration(BaseModel):
-    email: Email
-    password: Password
 
 
 class UserRead(BaseModel):
