@@ -57,7 +57,7 @@ def test_boot_round_trip_and_outage(
             uvicorn(
                 bin_dir, variant.path, variant.package, env | auth.env, log=tmp_path / "out"
             ) as base,
-            httpx.Client(base_url=base, timeout=10, headers=auth.headers) as http,
+            httpx.Client(base_url=base, timeout=10, headers=auth.at(base)) as http,
         ):
             if variant.answers["example_domain"]:
                 exercise_the_api(

@@ -62,7 +62,7 @@ def test_a_generated_client_round_trips_and_parses_problems(
             assert_errors_are_declared_as_sent(document)
             assert_operation_ids_are_short_and_unique(document)
             client = generate(document, tmp_path, "client_" + re.sub(r"\W", "_", name))
-            round_trip(client, base, auth.headers)
+            round_trip(client, base, auth.at(base))
 
 
 def assert_errors_are_declared_as_sent(document: dict[str, Any]) -> None:

@@ -57,7 +57,7 @@ def test_fuzz(variant: Rendered, venv_for: Callable[[Rendered], Path], tmp_path:
             ) as base,
         ):
             values = tmp_path / "values.json"
-            issued = issued_values(base, variant.answers["database"], url, auth.headers)
+            issued = issued_values(base, variant.answers["database"], url, auth.at(base))
             values.write_text(json.dumps(issued))
             started = time.monotonic()
             fuzzed = schemathesis(base, workdir=tmp_path, values=values, headers=auth.headers)

@@ -33,7 +33,8 @@ def test_alembic_cli_upgrade_check_downgrade(
             assert outcome.ok, outcome.output
             return outcome.output
 
-        has_revisions = bool(variant.answers["example_domain"])
+        # The example domain's revisions, or a skeleton's users' (auth=password).
+        has_revisions = variant.answers["example_domain"] or variant.answers["auth"] == "password"
         assert "(head)" not in alembic("current")
         alembic("upgrade", "head")
         assert ("(head)" in alembic("current")) is has_revisions
@@ -44,6 +45,8 @@ def test_alembic_cli_upgrade_check_downgrade(
         sql = alembic("upgrade", "head", "--sql")
         if variant.answers["example_domain"]:
             assert "CREATE TABLE project" in sql and "CONSTRAINT pk_project PRIMARY KEY" in sql
+        elif variant.answers["auth"] == "password":
+            assert "CREATE TABLE auth_user" in sql and "CREATE TABLE project" not in sql
         else:
             assert "CREATE TABLE" not in sql  # nothing to migrate yet, and no error for it
         alembic("upgrade", "head")

@@ -148,7 +148,8 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
     # and the queue's with background jobs (and, with both, the one joining them).
     jobs = answers.get("jobs", False)
     domain = answers["example_domain"]
-    assert len(versions) == (5 if domain else 0) + (1 if jobs else 0) + (jobs and domain)
+    users = answers["auth"] == "password"  # the users' tables
+    assert len(versions) == (5 if domain else 0) + (1 if jobs else 0) + (jobs and domain) + users
     source = "\n".join(
         p.read_text() for p in answered(variant) if p.suffix == ".py" and p.is_relative_to(package)
     )
@@ -161,7 +162,7 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
     # an extra, and the user's part does not use it.
     project = tomllib.loads((variant.path / "pyproject.toml").read_text())["project"]
     installed = "\n".join(project["dependencies"])
-    assert set(project["optional-dependencies"]) == {"auth", "cache", "jobs", "tracing"}
+    assert set(project["optional-dependencies"]) == {"auth", "cache", "jobs", "password", "tracing"}
     own = "\n".join(p.read_text() for p in package.rglob("*.py") if "kit" not in p.parts)
     if not answers["cache"]:
         assert "redis" not in (own + installed).lower()
@@ -171,6 +172,8 @@ def test_disabled_features_leave_no_files(variant: Rendered) -> None:
         assert "pgqueuer" not in own + installed and "scripts" not in project
     if answers["auth"] == "none":
         assert "joserfc" not in own + installed
+    if answers["auth"] != "password":
+        assert "pwdlib" not in own + installed and "auth.password" not in own
     if answers["primary_key"] == "int":
         assert "uuid" not in (package / "entity.py").read_text().lower()
         assert "uuid7" not in source

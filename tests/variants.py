@@ -72,7 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "auth": "none",
 }
 
-C, T, J, O = "cache", "traces", "jobs", "oidc"
+C, T, J, O, P = "cache", "traces", "jobs", "oidc", "password"
 # database, primary_key, soft_delete, example_domain, integrations, other answers.
 TABLE: list[tuple[str, str, bool, bool, tuple[str, ...], dict[str, Any]]] = [
     ("postgresql", "uuid", True, True, (), {}),
@@ -91,6 +91,10 @@ TABLE: list[tuple[str, str, bool, bool, tuple[str, ...], dict[str, Any]]] = [
     ("postgresql", "uuid", True, False, (C, T), PY312),
     ("mysql", "uuid", False, False, (), {}),
     ("sqlite", "int", True, False, (O,), PY313),
+    # The service's own users (auth=password), meeting every other answer.
+    ("postgresql", "int", False, False, (C, T, P), PY313),
+    ("mysql", "uuid", True, True, (P,), {}),
+    ("sqlite", "int", True, True, (P,), PY312),
 ]
 
 
@@ -113,7 +117,7 @@ def variant(
         "cache": C in integrations,
         "tracing": T in integrations,
         "jobs": J in integrations,
-        "auth": O if O in integrations else "none",
+        "auth": O if O in integrations else P if P in integrations else "none",
     } | extras
     if all(answers.get(key, DEFAULTS[key]) == DEFAULTS[key] for key in OPTIONS) and not extras:
         return "default", {}

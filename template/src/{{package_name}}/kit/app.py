@@ -101,7 +101,11 @@ def build_app(
     )
     app.state.settings = settings
     # Who calls (kit/auth/): None with AUTH=none, every caller then being anonymous.
-    app.state.authenticator = build_authenticator(settings)
+    app.state.authenticator = build_authenticator(settings, lambda: app.state.db.write_session())
+    if settings.auth == "password":  # the service's own users: /auth/register, /auth/token...
+        from .auth.password import password_router
+
+        app.include_router(password_router(settings))
     # Each middleware added wraps those added before it.
     app.add_middleware(CloseSessionsMiddleware)
     app.add_middleware(

@@ -4,12 +4,24 @@ Each way of authenticating imports its packages (an extra of the service) only w
 is chosen, so a service without it starts without them.
 """
 
+from collections.abc import Callable
+
+from ..db.session import ReadSession
 from ..settings import Settings
 from .principal import Authenticator
 
 
-def build_authenticator(settings: Settings) -> Authenticator | None:
-    """None when AUTH=none: every caller is then the anonymous principal."""
+def build_authenticator(
+    settings: Settings, sessions: Callable[[], ReadSession] | None = None
+) -> Authenticator | None:
+    """None when AUTH=none: every caller is then the anonymous principal. `sessions`
+    opens the session AUTH=password reads its users and logins in (the primary's)."""
+    if settings.auth == "password":
+        from .password import PasswordAuthenticator
+
+        if sessions is None:
+            raise TypeError("AUTH=password reads users from the database: give sessions")
+        return PasswordAuthenticator(settings, sessions)
     if settings.auth == "oidc":
         from .oidc import OidcAuthenticator
 

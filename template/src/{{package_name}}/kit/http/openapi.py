@@ -34,6 +34,7 @@ from ..auth.dependencies import BEARER
 from ..auth.dependencies import BEARER_SCHEME
 from ..auth.dependencies import asks_for_the_caller
 from ..settings import Settings
+from ..settings.password import PASSWORD_TOKEN_URL
 from .problems import PROBLEM_JSON
 from .problems import Problem
 from .problems import error_responses
@@ -42,6 +43,10 @@ _SETTING = "x-maximum-setting"
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
 _FASTAPI_422 = {"$ref": "#/components/schemas/HTTPValidationError"}
 _DUPLICATE = "Duplicate Operation ID"
+PASSWORD_FORM = {
+    "type": "oauth2",
+    "flows": {"password": {"tokenUrl": PASSWORD_TOKEN_URL, "scopes": {}}},
+}
 
 
 def operation_id(route: APIRoute) -> str:
@@ -86,7 +91,9 @@ def _complete(document: dict[str, Any], settings: Settings, secured: set[tuple[s
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     if settings.auth != "none":
         schemes = document["components"].setdefault("securitySchemes", {})
-        schemes[BEARER_SCHEME] = BEARER
+        # AUTH=password: the service issues the tokens, and Authorize logs in with the
+        # OAuth2 password form (kit/auth/password/) instead of asking for a token.
+        schemes[BEARER_SCHEME] = PASSWORD_FORM if settings.auth == "password" else BEARER
     for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():
             if settings.auth != "none" and (path, method) in secured:

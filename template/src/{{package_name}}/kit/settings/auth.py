@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings
 from pydantic_settings import NoDecode
 
 # The ways of authenticating the kit has; each adds its module under kit/auth/.
-AuthMode = Literal["none", "oidc"]
+AuthMode = Literal["none", "oidc", "password"]
 # Signature algorithms a provider's tokens may use: asymmetric only, so that the keys the
 # service fetches can verify but never sign (an HMAC "signed with the public key" is
 # refused by name, RFC 8725 section 2.1), and never `none`.
@@ -48,7 +48,8 @@ class AuthSettings(BaseSettings):
     """The authentication part of `KitSettings`; the comment says when to change each."""
 
     # none: no authentication (every caller may do everything); oidc: bearer tokens
-    # (JWTs) from the OpenID provider OIDC_ISSUER names, checked against its keys.
+    # (JWTs) from the OpenID provider OIDC_ISSUER names, checked against its keys;
+    # password: the service's own users and tokens (kit/auth/password/, PASSWORD_*).
     auth: AuthMode = "none"
     # The provider's issuer URL, exactly as its tokens' `iss` and its discovery document
     # (`<issuer>/.well-known/openid-configuration`) spell it. Production needs https.

@@ -28,6 +28,7 @@ from .http import HttpSettings
 from .http import Origins
 from .http import Proxies
 from .jobs import JobsSettings
+from .password import PasswordSettings
 from .secrets import SecretFiles
 from .secrets import SecretSourceError
 from .urls import RedisURL
@@ -44,7 +45,7 @@ _NAME = r"^[A-Za-z0-9_.-]+$"
 ServiceName = Annotated[str, Field(min_length=1, max_length=63, pattern=_NAME)]
 
 
-class KitSettings(AuthSettings, JobsSettings, HttpSettings):
+class KitSettings(AuthSettings, PasswordSettings, JobsSettings, HttpSettings):
     """Every tunable of the kit; the comment says when to change it."""
 
     model_config = SettingsConfigDict(
