@@ -351,7 +351,12 @@ def test_secrets_are_files_from_one_secret(deployed: Rendered) -> None:
         cached = {"REDIS_URL"} if deployed.answers["cache"] and kind == "Deployment" else set()
         # The Job migrates as the owner; the API never holds the owner's credentials.
         owner = {"DATABASE_OWNER_URL"} if kind == "Job" else set()
-        expected = {"DATABASE_URL", "CURSOR_SECRET"} | cached | owner
+        # The API signs its users' access tokens (auth=password).
+        users = component == "api"
+        signing = (
+            {"PASSWORD_SIGNING_KEY"} if users and deployed.answers["auth"] == "password" else set()
+        )
+        expected = {"DATABASE_URL", "CURSOR_SECRET"} | cached | owner | signing
         assert {i["key"]: i["path"] for i in secret["items"]} == {n: n for n in expected}, kind
         secrets.add(secret["secretName"])
     (secret_name,) = secrets
@@ -361,6 +366,8 @@ def test_secrets_are_files_from_one_secret(deployed: Rendered) -> None:
     assert "--from-literal=DATABASE_OWNER_URL=" in readme
     assert ".kit.migrations.roles" in readme  # how both roles are made
     assert ("--from-literal=REDIS_URL=" in readme) == deployed.answers["cache"]
+    signs = "--from-literal=PASSWORD_SIGNING_KEY=" in readme
+    assert signs == (deployed.answers["auth"] == "password")
 
 
 def test_the_service_and_disruption_budget_select_api_pods_only(deployed: Rendered) -> None:
