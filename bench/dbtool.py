@@ -10,6 +10,7 @@ VACUUM, read versions) go through this small command instead of a client library
     python bench/dbtool.py cleanup --url postgresql://.../X --slug-prefix load-
     python bench/dbtool.py vacuum  --url ...
     python bench/dbtool.py versions --url ...
+    python bench/dbtool.py covers  --url ... --of postgresql://.../Y  (X has Y's schema)
 """
 
 import argparse
@@ -140,14 +141,79 @@ async def versions(url: str) -> dict[str, Any]:
     return {"versions": found, "postgres_settings": settings}
 
 
+_COLUMNS = """
+    SELECT table_name, column_name, data_type, character_maximum_length, is_nullable,
+           column_default IS NOT NULL AS has_default
+    FROM information_schema.columns
+    WHERE table_schema = 'public' AND table_name <> 'alembic_version'
+"""
+_INDEXES = """
+    SELECT tablename, indexname, indexdef FROM pg_indexes
+    WHERE schemaname = 'public' AND tablename <> 'alembic_version'
+"""
+
+
+async def _schema(url: str) -> tuple[dict[tuple[str, str], tuple[Any, ...]], set[str]]:
+    """Columns by (table, column) -> (type, length, nullable, has default), and index
+    definitions with their names left out (a renamed index is the same index)."""
+    conn = await asyncpg.connect(url)
+    try:
+        columns = {
+            (row["table_name"], row["column_name"]): tuple(row.values())[2:]
+            for row in await conn.fetch(_COLUMNS)
+        }
+        indexes = {
+            row["indexdef"].replace(f" {row['indexname']} ON ", " ON ", 1)
+            for row in await conn.fetch(_INDEXES)
+        }
+    finally:
+        await conn.close()
+    return columns, indexes
+
+
+async def covers(url: str, of: str) -> dict[str, Any]:
+    """Whether the database at `url` holds everything of the schema at `of`: every
+    column with its type and nullability, every index by its definition, and no column
+    `of` lacks that an insert leaving it out would fail on (NOT NULL with no default).
+    `of` is a scratch database another render's own migrations built: what that render
+    reads and writes is then in `url` as it expects, whatever names the two histories
+    gave their revisions or indexes. Server defaults that differ are listed, not failed:
+    a render whose inserts needed one fails the JSON check that runs every app's create
+    before anything is measured."""
+    theirs, their_indexes = await _schema(of)
+    ours, our_indexes = await _schema(url)
+    missing = [
+        f"{table}.{column} {spec[:3]}"
+        for (table, column), spec in sorted(theirs.items())
+        if (table, column) not in ours or ours[table, column][:3] != spec[:3]
+    ]
+    missing += sorted(f"index: {index}" for index in their_indexes - our_indexes)
+    defaults = sorted(
+        f"{table}.{column} ({'here' if ours[table, column][3] else 'there'} only)"
+        for (table, column), spec in theirs.items()
+        if (table, column) in ours and ours[table, column][3] != spec[3]
+    )
+    extra = sorted(ours.keys() - theirs.keys())
+    missing += [
+        f"{t}.{c} NOT NULL, no default" for t, c in extra if ours[t, c][2:] == ("NO", False)
+    ]
+    return {
+        "covers": not missing,
+        "missing": missing,
+        "extra": [f"{t}.{c}" for t, c in extra],
+        "defaults_differ": defaults,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "command", choices=["create", "role", "drop", "cleanup", "vacuum", "versions"]
+        "command", choices=["create", "role", "drop", "cleanup", "vacuum", "versions", "covers"]
     )
     parser.add_argument("--admin-url")
     parser.add_argument("--url")
     parser.add_argument("--name")
+    parser.add_argument("--of", help="covers: the URL of the schema to look for")
     parser.add_argument("--slug-prefix", default="load-")
     args = parser.parse_args()
     if args.command == "create":
@@ -160,6 +226,8 @@ def main() -> None:
         result = asyncio.run(cleanup(args.url, args.slug_prefix))
     elif args.command == "vacuum":
         result = asyncio.run(vacuum(args.url))
+    elif args.command == "covers":
+        result = asyncio.run(covers(args.url, args.of))
     else:
         result = asyncio.run(versions(args.url))
     print(json.dumps(result))

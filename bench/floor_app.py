@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-PROJECT = "id, name, slug, description, version, created_at, updated_at, deleted_at"
+PROJECT = "id, name, slug, description, owner, version, created_at, updated_at, deleted_at"
 TASK = (
     "id, project_id, title, status, priority, due_at, version, created_at, updated_at, deleted_at"
 )

@@ -778,8 +778,15 @@ def main() -> None:
     try:
         prepare.migrate(venv, service, urls.sqlalchemy())
         if previous is not None:
-            prepare.check_schema(venv, previous, urls.sqlalchemy())
-            say(f"the previous render maps the same schema ({previous.package}: alembic check)")
+            found = prepare.check_schema(
+                venv, previous, args.admin_url, f"{database}_previous", urls.sqlalchemy()
+            )
+            say(
+                f"the previous render finds its schema ({previous.package}: alembic check on "
+                f"its own migrations, every column and index of theirs here; beside them: "
+                f"{', '.join(found['extra']) or 'nothing'}; server defaults differ: "
+                f"{', '.join(found['defaults_differ']) or 'none'})"
+            )
         ids_file = work / "ids.txt"
         seeded = prepare.seed(
             python, service, urls.sqlalchemy(), args.projects, args.tasks_per_project, ids_file

@@ -17,6 +17,7 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = BENCH_DIR.parent
@@ -133,14 +134,45 @@ def migrate(venv: Path, service: Service, sqlalchemy_url: str) -> None:
     run([str(venv / "bin" / "alembic"), "upgrade", "head"], cwd=service.directory, env=env)
 
 
-def check_schema(venv: Path, service: Service, sqlalchemy_url: str) -> None:
-    """Fail unless `service`'s models match the database exactly (`alembic check`).
+def check_schema(
+    venv: Path, service: Service, admin_url: str, scratch: str, database_url: str
+) -> dict[str, object]:
+    """Fail unless the database at `database_url` holds the schema `service` expects.
 
-    The previous render reads and writes the database the current one migrated: this
-    proves that every table, column, index and constraint it maps is there as it expects.
-    """
-    env = {**os.environ, "DATABASE_URL": sqlalchemy_url}
-    run([str(venv / "bin" / "alembic"), "check"], cwd=service.directory, env=env)
+    The previous render reads and writes the database the current one migrated, but its
+    migrations are another history (it cannot name the current head, so `alembic check`
+    against that database fails before comparing anything). So its own migrations build
+    a scratch database `scratch`, `alembic check` proves its models match them, and
+    `dbtool covers` proves every column and index of that schema is in the measured
+    database as it is there (columns the current render added, and server defaults that
+    differ, are listed; an added column fails the check only if an insert that leaves it
+    out would fail)."""
+    python = venv / "bin" / "python"
+    dbtool(python, "create", "--admin-url", admin_url, "--name", scratch)
+    try:
+        scratch_url = _with_database(database_url, scratch)
+        env = {**os.environ, "DATABASE_URL": scratch_url}
+        alembic = str(venv / "bin" / "alembic")
+        run([alembic, "upgrade", "head"], cwd=service.directory, env=env)
+        run([alembic, "check"], cwd=service.directory, env=env)
+        found = dbtool(python, "covers", "--url", _plain(database_url), "--of", _plain(scratch_url))
+    finally:
+        dbtool(python, "drop", "--admin-url", admin_url, "--name", scratch)
+    if not found["covers"]:
+        raise SystemExit(f"{service.package} does not find its schema: {found['missing']}")
+    return found
+
+
+def _with_database(sqlalchemy_url: str, database: str) -> str:
+    """`sqlalchemy_url` naming another database (its query string kept)."""
+    parts = urlsplit(sqlalchemy_url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def _plain(sqlalchemy_url: str) -> str:
+    """A SQLAlchemy asyncpg URL as asyncpg itself takes it."""
+    parts = urlsplit(sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    return urlunsplit(parts._replace(query=parts.query.replace("ssl=disable", "sslmode=disable")))
 
 
 def seed(
