@@ -74,6 +74,7 @@ CAPABILITIES = (
     Capability("tracing", True, False),
     Capability("jobs", True, False, ("postgresql",)),
     Capability("auth", "oidc", "none"),
+    Capability("auth", "password", "none"),
 )
 # The questions that shape a service rather than add a capability to it.
 SHAPES = {
