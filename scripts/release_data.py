@@ -313,13 +313,29 @@ def settings_of(project: Path, database: str) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+def answers_needed(condition: str) -> str:
+    """A file name's condition as the answers it needs: `jobs and example_domain` is
+    "jobs=true and example_domain=true", `auth == "password"` is "auth=password"."""
+    needed = []
+    for part in condition.split(" and "):
+        compared = re.fullmatch(r"(\w+) == [\"'](\w+)[\"']", part.strip())
+        negated = re.fullmatch(r"not (\w+)", part.strip())
+        if compared:
+            needed.append(f"{compared[1]}={compared[2]}")
+        elif negated:
+            needed.append(f"{negated[1]}=false")
+        else:
+            needed.append(f"{part.strip()}=true")
+    return " and ".join(needed)
+
+
 def migrations_of(project: Path, template: Path) -> list[dict[str, str]]:
     """The migrations a render holds: file, revision, and the answer it needs."""
     needs: dict[str, str] = {}
     for path in (template / "template" / "migrations" / "versions").iterdir():
-        condition = re.match(r"\{% if (\w+) %\}(.+?)\{% endif %\}", path.name)
+        condition = re.match(r"\{% if (.+?) %\}(.+?)\{% endif %\}", path.name)
         if condition:
-            needs[condition[2]] = condition[1]
+            needs[condition[2].removesuffix(".jinja")] = answers_needed(condition[1])
     found = []
     for path in sorted((project / "migrations" / "versions").glob("*.py")):
         revision = re.search(
@@ -453,7 +469,7 @@ def report(old: dict[str, Any], new: dict[str, Any], steps: list[tuple[str, str]
         "Migrations the template added (run `alembic upgrade head` before the new code serves)",
         [
             f"- `{m['file']}` (revision `{m['revision']}`"
-            + (f"; services answering {m['needs']}=true)" if m["needs"] else ")")
+            + (f"; services answering {m['needs']})" if m["needs"] else ")")
             for m in migrations
         ],
     )

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.full
 VARIANTS = ["default", "mysql-int-hard-delete-cache", "sqlite-uuid-soft-delete-traces"]
 PAGES = TEMPLATE_ROOT / "docs" / "patterns"
 # The example domain's head, which the documented revisions follow.
-EXAMPLE_HEAD = "e2ca5c07207a"
+EXAMPLE_HEAD = "c945fb7d7904"
 REVISION_FILE = re.compile(r"^# (migrations/versions/\S+\.py)\n")
 
 

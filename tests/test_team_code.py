@@ -261,7 +261,8 @@ def test_a_team_adds_its_middleware_and_start_up_step_where_main_py_says(
     assert counts.passed == 1, suite.output[-3000:]
 
 
-# The example domain's constraints, those that declare a message, and every name.
+# The example domain's constraints (not the kit's users' tables of auth=password), those
+# that declare a message, and every name.
 MESSAGES = """\
 import json
 from sqlalchemy import CheckConstraint, ForeignKeyConstraint, UniqueConstraint
@@ -269,18 +270,17 @@ from {package} import models
 from {package}.kit.db.constraints import constraint_messages
 
 kinds = (UniqueConstraint, CheckConstraint, ForeignKeyConstraint)
+domain = [models.metadata.tables[name] for name in ("project", "task")]
 declared = sorted(
-    str(c.name)
-    for table in models.metadata.tables.values()
-    for c in table.constraints
-    if isinstance(c, kinds)
+    str(c.name) for table in domain for c in table.constraints if isinstance(c, kinds)
 )
 names = sorted(
     str(named.name)
     for table in models.metadata.tables.values()
     for named in [*table.constraints, *table.indexes]
 )
-with_message = sorted(constraint_messages())
+ours = {{str(c.name) for table in domain for c in table.constraints}}
+with_message = sorted(name for name in constraint_messages() if name in ours)
 print(json.dumps({{"declared": declared, "with_message": with_message, "names": names}}))
 """
 

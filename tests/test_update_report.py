@@ -293,11 +293,17 @@ def test_an_update_reports_what_really_changed(
     added = {p.name for p in (project / "migrations" / "versions").glob("*.py")} - before
     section = expected.split("### Migrations the template added", 1)[1].split("\n### ", 1)[0]
     rows = re.findall(
-        r"^- `(\S+)` \(revision `(\w+)`(?:; services answering (\w+)=true)?\)",
+        r"^- `(\S+)` \(revision `(\w+)`(?:; services answering (\w+=\w+(?: and \w+=\w+)*))?\)",
         section,
         re.MULTILINE,
     )
-    assert {name for name, _, needs in rows if not needs or new_answers[needs]} == added
+
+    def answered(needs: str) -> bool:
+        """Whether the service's answers meet "jobs=true and example_domain=true"."""
+        pairs = (pair.split("=") for pair in needs.split(" and ") if needs)
+        return all(str(new_answers[name]).lower() == value for name, value in pairs)
+
+    assert {name for name, _, needs in rows if answered(needs)} == added
     for name, revision, _ in rows:
         if name in added:
             text = (project / "migrations" / "versions" / name).read_text()
