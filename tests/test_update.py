@@ -36,10 +36,8 @@ tests, `test_models` and `test_migrations`.
 
 import ast
 import filecmp
-import json
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -919,23 +917,12 @@ def test_check_update_reports_the_new_release(
     tmp_path: Path,
 ) -> None:
     project = first_render(releases.RELEASES[0].tag, "postgresql", tmp_path / "svc")
-
-    def check() -> dict[str, object]:
-        out = subprocess.run(
-            [COPIER, "check-update", "--output-format", "json", str(project)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert out.returncode == 0, out.stderr
-        return dict(json.loads(out.stdout))
-
-    before = check()
+    before = releases.check_update(project)
     assert before["update_available"] is True
     assert str(before["latest_version"]).lstrip("v") == template_releases.new.lstrip("v")
     update(project, template_releases.new)
     commit_all(project, "update")
-    assert check()["update_available"] is False
+    assert releases.check_update(project)["update_available"] is False
 
 
 @pytest.mark.parametrize(("tag", "database"), CASES)

@@ -73,17 +73,6 @@ def test_the_release_data_is_what_the_generator_makes_now() -> None:
     assert generator.FILES.read_text() == generator.manifest()
 
 
-def check_update(project: Path) -> dict[str, object]:
-    out = subprocess.run(
-        [COPIER, "check-update", "--output-format", "json", str(project)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    return dict(json.loads(out.stdout))
-
-
 def test_changelog_records_and_copier_agree_on_the_releases(tmp_path: Path) -> None:
     changelog = (TEMPLATE_ROOT / "CHANGELOG.md").read_text()
     entries = release_data().changelog_entries(changelog)
@@ -127,7 +116,7 @@ def test_changelog_records_and_copier_agree_on_the_releases(tmp_path: Path) -> N
         releases.git(project, "init", "-q", "-b", "main")
         releases.git(project, "add", "-A")
         releases.git(project, "commit", "-q", "-m", "first render")
-        seen = check_update(project)
+        seen = releases.check_update(project)
         assert seen["update_available"] is True
         assert f"v{str(seen['latest_version']).lstrip('v')}" == expected
 

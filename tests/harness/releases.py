@@ -6,9 +6,11 @@ tagged in a temporary clone, and the working tree (uncommitted changes included)
 committed on top and tagged as the next release.
 """
 
+import json
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,3 +145,16 @@ def snapshot(repo: Path, tag: str = "v1.0.0") -> Path:
     git(repo, "init", "-q", "-b", "main")
     commit_working_tree(repo, tag)
     return repo
+
+
+def check_update(project: Path) -> dict[str, object]:
+    """What `copier check-update` says of `project` (its JSON answer)."""
+    copier = str(Path(sys.executable).parent / "copier")
+    out = subprocess.run(
+        [copier, "check-update", "--output-format", "json", str(project)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return dict(json.loads(out.stdout))

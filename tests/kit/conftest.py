@@ -34,7 +34,7 @@ from service.kit.http.dependencies import read_session, write_session
 from service.kit.migrations.startup import alembic_config, upgrade
 from service.main import create_app
 from service.settings import Settings
-from sqlalchemy import URL, event
+from sqlalchemy import URL, delete, event
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -291,3 +291,14 @@ async def roles(settings: Settings) -> AsyncIterator[Roles]:
     which an earlier release's single role (the owner here) had migrated: `gadget` exists."""
     async with database_with_roles(settings) as found:
         yield found
+
+
+@pytest.fixture
+async def clean_users(engine: AsyncEngine) -> AsyncIterator[None]:
+    """After the test, no row left in the users' tables of auth=password."""
+    from .password import TABLES  # the password extra's models: only its tests ask
+
+    yield
+    async with engine.begin() as conn:
+        for model in TABLES:
+            await conn.execute(delete(model))

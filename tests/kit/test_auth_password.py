@@ -14,7 +14,6 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,7 +37,7 @@ from service.kit.settings import (
     secret_values,
 )
 from service.settings import Settings
-from sqlalchemy import delete, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from .password import PASSWORD, TABLES, bearer, cheap, login, password_app, register
@@ -47,15 +46,7 @@ STRONG_KEY = "k" * 40
 
 
 @pytest.fixture
-async def clean(engine: AsyncEngine) -> AsyncIterator[None]:
-    yield
-    async with engine.begin() as conn:
-        for model in TABLES:
-            await conn.execute(delete(model))
-
-
-@pytest.fixture
-def fast(settings: Settings, clean: None) -> Settings:
+def fast(settings: Settings, clean_users: None) -> Settings:
     return cheap(settings)
 
 
@@ -181,7 +172,7 @@ async def test_an_unknown_email_costs_a_real_password_check(
 
 
 async def test_a_known_and_an_unknown_email_take_the_same_order_of_time(
-    settings: Settings, clean: None
+    settings: Settings, clean_users: None
 ) -> None:
     """Loose on purpose (medians, a factor of 3): a missing hash check would be a factor
     of a hundred at this cost."""

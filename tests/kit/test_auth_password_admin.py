@@ -5,24 +5,12 @@ permissions replaced, disabled and enabled, their logins revoked; bad input refu
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
 
-import pytest
 from service.kit.auth.password.tokens import DEVELOPMENT_KEY
 from service.settings import Settings
-from sqlalchemy import delete
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .conftest import SERVICE_ROOT
-from .password import CHEAP, PASSWORD, TABLES, bearer, cheap, login, password_app
-
-
-@pytest.fixture
-async def clean(engine: AsyncEngine) -> AsyncIterator[None]:
-    yield
-    async with engine.begin() as conn:
-        for model in TABLES:
-            await conn.execute(delete(model))
+from .password import CHEAP, PASSWORD, bearer, cheap, login, password_app
 
 
 async def admin(settings: Settings, *args: str, stdin: str = "") -> tuple[int, str, str]:
@@ -57,7 +45,7 @@ async def admin(settings: Settings, *args: str, stdin: str = "") -> tuple[int, s
 _TIMEOUTS = "behind PgBouncer "
 
 
-async def test_an_operator_makes_and_manages_a_user(settings: Settings, clean: None) -> None:
+async def test_an_operator_makes_and_manages_a_user(settings: Settings, clean_users: None) -> None:
     closed = cheap(settings, password_registration_open=False)
     status, out, err = await admin(
         settings,
@@ -87,7 +75,7 @@ async def test_an_operator_makes_and_manages_a_user(settings: Settings, clean: N
 
 
 async def test_the_users_command_refuses_bad_input_in_one_line(
-    settings: Settings, clean: None
+    settings: Settings, clean_users: None
 ) -> None:
     status, _, err = await admin(settings, "disable", "nobody@example.com")
     assert status == 1 and err.count("\n") == 1 and "no user" in err

@@ -4,27 +4,16 @@ pass its limit, and of two requests refreshing one token exactly one wins."""
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
 from httpx import AsyncClient
 from service.settings import Settings
-from sqlalchemy import delete
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .password import TABLES, cheap, login, password_app, register
+from .password import cheap, login, password_app, register
 
 
 @pytest.fixture
-async def clean(engine: AsyncEngine) -> AsyncIterator[None]:
-    yield
-    async with engine.begin() as conn:
-        for model in TABLES:
-            await conn.execute(delete(model))
-
-
-@pytest.fixture
-def limited(settings: Settings, clean: None) -> Settings:
+def limited(settings: Settings, clean_users: None) -> Settings:
     return cheap(settings, password_attempts_per_account=3, password_attempts_per_address=6)
 
 
@@ -75,7 +64,7 @@ async def test_the_address_throttle_counts_every_account_from_one_address(
 
 
 async def test_a_successful_login_clears_the_accounts_count(
-    settings: Settings, clean: None
+    settings: Settings, clean_users: None
 ) -> None:
     roomy = cheap(settings, password_attempts_per_account=3, password_attempts_per_address=100)
     async with password_app(roomy) as client:
@@ -87,7 +76,7 @@ async def test_a_successful_login_clears_the_accounts_count(
             assert (await login(client, "forgetful@example.com", "x" * 12)).status_code == 401
 
 
-async def test_racing_attempts_never_pass_the_limit(settings: Settings, clean: None) -> None:
+async def test_racing_attempts_never_pass_the_limit(settings: Settings, clean_users: None) -> None:
     """Twelve attempts at once, over two apps, on an account allowed three: three reach
     the password check, nine are refused before it."""
     racing = cheap(settings, password_attempts_per_account=3, password_attempts_per_address=100)
@@ -126,7 +115,9 @@ async def test_registrations_count_against_the_address(limited: Settings) -> Non
         throttled(await login(two, "new-0@example.com"))
 
 
-async def test_a_window_that_ended_starts_counting_again(settings: Settings, clean: None) -> None:
+async def test_a_window_that_ended_starts_counting_again(
+    settings: Settings, clean_users: None
+) -> None:
     """The count and its window start are set in one UPDATE (on MariaDB, whose later
     assignments read the earlier ones' new values, in the order that keeps it right)."""
     short = cheap(settings, password_attempts_per_account=2, password_throttle_seconds=1)
